@@ -1,0 +1,238 @@
+"""Who is calling: JWT verification against a JWKS (joserfc), and what a user may read.
+
+One path verifies every token, production or dev: `Verifier.verify` picks the
+key by `kid` from a `KeySource`, checks the signature with an allow-list of
+asymmetric algorithms (so `alg: none` and HS256-signed-with-the-public-key are
+refused by construction), then `iss`, `aud`, `exp`, `nbf` with 30 s leeway.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from joserfc import jwt
+from joserfc.errors import BadSignatureError, ClaimError, ExpiredTokenError, JoseError
+from joserfc.jwk import KeySet, RSAKey
+
+log = logging.getLogger(__name__)
+LEEWAY = 30
+
+
+class AuthError(Exception):
+    """Authentication failed; `reason` is logged and counted, never the token."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@lru_cache(maxsize=4096)
+def _pattern(glob: str) -> re.Pattern[str]:
+    return re.compile("^" + re.escape(glob).replace(r"\*", "[^:]*") + "$")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A verified caller: subject, readable channel patterns, permissions, token expiry."""
+
+    sub: str
+    patterns: tuple[str, ...] = ()
+    permissions: frozenset[str] = frozenset()
+    exp: float | None = None
+
+    def may_read(self, channel: str) -> bool:
+        if channel == "user:" + self.sub:
+            return True
+        return any(_pattern(p).match(channel) for p in self.patterns)
+
+    def forbidden(self, channels: Iterable[str]) -> list[str]:
+        return [c for c in channels if not self.may_read(c)]
+
+    @property
+    def can_publish(self) -> bool:
+        return "publish:events" in self.permissions
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin:sse" in self.permissions
+
+
+class KeySource:
+    """JWKS keys by `kid`: cached, refetched on an unknown kid at most once per `min_refresh` s.
+
+    A failed fetch keeps the keys we had, so an unreachable JWKS never breaks
+    tokens whose key we already know (contract, Identity).
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[], dict],
+        min_refresh: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetch = fetch
+        self._min_refresh = min_refresh
+        self._clock = clock
+        self._keys: dict[str, RSAKey] = {}
+        self._last_try = float("-inf")
+        self._lock = threading.Lock()
+
+    def get(self, kid: str) -> RSAKey | None:
+        key = self._keys.get(kid)
+        if key is None and self._clock() - self._last_try >= self._min_refresh:
+            with self._lock:
+                if kid not in self._keys and self._clock() - self._last_try >= self._min_refresh:
+                    self.refresh()
+            key = self._keys.get(kid)
+        return key
+
+    def refresh(self) -> None:
+        self._last_try = self._clock()
+        try:
+            document = self._fetch()
+            keys = {}
+            for item in document.get("keys", []):
+                if item.get("kty") == "RSA" and item.get("kid") and item.get("use", "sig") == "sig":
+                    keys[item["kid"]] = RSAKey.import_key(item)
+            self._keys = keys
+        except Exception as exc:  # network, JSON, key format: keep what we had
+            log.warning("jwks fetch failed, keeping %d cached keys: %s", len(self._keys), exc)
+
+
+def http_fetcher(url: str, timeout: float = 3.0) -> Callable[[], dict]:
+    def fetch() -> dict:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (URL from config)
+            return json.loads(resp.read(1 << 20))
+
+    return fetch
+
+
+def _claim_patterns(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, list):
+        return ()
+    return tuple(v for v in value if isinstance(v, str))
+
+
+def _permissions(claims: dict) -> frozenset[str]:
+    perms = {p for p in claims.get("permissions", []) if isinstance(p, str)} if isinstance(claims.get("permissions"), list) else set()
+    scope = claims.get("scope")
+    if isinstance(scope, str):
+        perms.update(scope.split())
+    return frozenset(perms)
+
+
+class Verifier:
+    """Verify a bearer token into an Identity, or raise AuthError with a reason."""
+
+    def __init__(self, keys: KeySource, issuer: str, audience: str, algorithms: Iterable[str], channels_claim: str) -> None:
+        self._keys = keys
+        self._algorithms = list(algorithms)
+        self._channels_claim = channels_claim
+        self._registry = jwt.JWTClaimsRegistry(
+            leeway=LEEWAY,
+            iss={"essential": True, "value": issuer},
+            aud={"essential": True, "value": audience},
+            sub={"essential": True},
+            exp={"essential": True},
+        )
+
+    def verify(self, token: str) -> Identity:
+        header = _header(token)
+        alg = header.get("alg")
+        if alg not in self._algorithms:
+            raise AuthError("bad_algorithm", f"algorithm {str(alg)[:20]!r} is not accepted")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise AuthError("no_kid", "token header has no kid")
+        key = self._keys.get(kid)
+        if key is None:
+            raise AuthError("unknown_kid", "token signed by a key not in the JWKS")
+        try:
+            decoded = jwt.decode(token, key, algorithms=self._algorithms)
+        except BadSignatureError:
+            raise AuthError("bad_signature", "token signature is invalid") from None
+        except JoseError as exc:
+            raise AuthError("malformed", f"token is malformed: {exc.error}") from None
+        except (ValueError, TypeError):
+            raise AuthError("malformed", "token is malformed") from None
+        claims = decoded.claims
+        try:
+            self._registry.validate(claims)
+        except ExpiredTokenError:
+            raise AuthError("expired", "token has expired") from None
+        except ClaimError as exc:
+            reason = {"iss": "bad_issuer", "aud": "bad_audience", "nbf": "not_yet_valid"}.get(exc.claim, "bad_claims")
+            raise AuthError(reason, f"token claim {exc.claim!r} is invalid") from None
+        sub = claims["sub"]
+        if not isinstance(sub, str) or not sub or len(sub) > 120:
+            raise AuthError("bad_claims", "token subject is invalid")
+        return Identity(
+            sub=sub,
+            patterns=_claim_patterns(claims.get(self._channels_claim)),
+            permissions=_permissions(claims),
+            exp=float(claims["exp"]),
+        )
+
+
+def _header(token: str) -> dict:
+    parts = token.split(".")
+    if len(parts) != 3 or len(token) > 16384:
+        raise AuthError("malformed", "token is not a compact JWS")
+    try:
+        raw = base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4))
+        header = json.loads(raw)
+    except (ValueError, TypeError):
+        raise AuthError("malformed", "token header is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise AuthError("malformed", "token header is not an object")
+    return header
+
+
+def bearer(header_value: str | None) -> str:
+    """The token from an `Authorization: Bearer` header, or AuthError('missing')."""
+    if not header_value:
+        raise AuthError("missing", "Authorization: Bearer <token> is required")
+    scheme, _, token = header_value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("malformed", "Authorization must be 'Bearer <token>'")
+    return token.strip()
+
+
+class DevIssuer:
+    """AUTH_MODE=dev: the app is its own issuer; keys shared through the bus so every worker agrees."""
+
+    ISSUER = "chatgenius-dev"
+    AUDIENCE = "chatgenius-dev"
+
+    def __init__(self, setnx: Callable[[str, str], str], channels_claim: str) -> None:
+        candidate = RSAKey.generate_key(2048, auto_kid=True)
+        stored = setnx("cg:dev:key", json.dumps(candidate.as_dict(private=True)))
+        self._key = RSAKey.import_key(json.loads(stored))
+        self._channels_claim = channels_claim
+
+    def jwks(self) -> dict:
+        return KeySet([self._key]).as_dict(private=False)
+
+    def mint(self, sub: str, channels: list[str], permissions: list[str], ttl: int) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self.ISSUER,
+            "aud": [self.AUDIENCE],
+            "sub": sub,
+            "iat": now,
+            "exp": now + ttl,
+            self._channels_claim: channels,
+            "permissions": permissions,
+        }
+        return jwt.encode({"alg": "RS256", "kid": self._key.kid}, claims, self._key, algorithms=["RS256"])

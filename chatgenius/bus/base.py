@@ -1,0 +1,91 @@
+"""The event bus: the one seam between the HTTP layer and its backends.
+
+Guarantees every backend gives (the shared contract suite in
+tests/bus/test_contract.py holds each one to them):
+
+- Ordering: every durable event gets a cursor from one sequence shared by all
+  channels; history and the live feed deliver in that order.
+- Atomicity: an event is in history if and only if it was (or will be) sent on
+  the live feed; a batch gets consecutive cursors or fails whole.
+- Race-free resume: `attach` returns only once the live feed covers the
+  channels, so history read *after* it plus live frames with a higher seq is
+  gap-free and duplicate-free (the stream drops live seq <= last replayed).
+- Honest gaps: `replay` names every channel whose history no longer reaches
+  back to the cursor (trimmed, expired, another epoch, or a seq the bus never
+  issued) instead of skipping silently; the caller sends `system.reset`.
+- Ephemeral events have no cursor, are never stored and never replayed.
+- Security: the bus never sees HTTP; callers authorize channels before
+  `attach`/`replay`. Frames are built only by chatgenius.sse from validated
+  drafts, so no publisher input can add a line or field to the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..cursor import Cursor
+from ..events import Draft
+from ..fanout import Hub, Subscriber
+from ..sse import durable_frame
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A stored event as read back from history."""
+
+    seq: int
+    cursor: str
+    type: str
+    envelope: str  # JSON text, one line
+
+    @property
+    def frame(self) -> bytes:
+        return durable_frame(self.cursor, self.type, self.envelope)
+
+
+@dataclass(slots=True)
+class Replay:
+    """What `replay` found: events after the cursor, in seq order, and channels that lost history."""
+
+    events: list[Record] = field(default_factory=list)
+    reset: list[str] = field(default_factory=list)
+    head: Cursor | None = None
+
+
+class BusUnavailable(RuntimeError):
+    """The backend cannot be reached now (503, and the client retries)."""
+
+
+class EventBus(Protocol):
+    """Publish, replay and live delivery of events, plus the little shared state the service needs."""
+
+    hub: Hub
+
+    def start(self) -> None:
+        """Start background work (the live-feed reader); idempotent."""
+
+    def close(self) -> None:
+        """Stop background work and release connections."""
+
+    def publish(self, drafts: Sequence[Draft]) -> list[str | None]:
+        """Store durable drafts and broadcast all of them atomically; cursors in input order (None: ephemeral)."""
+
+    def attach(self, sub: Subscriber, channels: Sequence[str]) -> None:
+        """Feed `sub` live events of `channels`; returns once the feed covers them (BusUnavailable otherwise)."""
+
+    def detach(self, sub: Subscriber, channels: Sequence[str] | None = None) -> None:
+        """Stop feeding `sub` (all channels by default); releases upstream subscriptions no one needs."""
+
+    def replay(self, channels: Sequence[str], after: Cursor | None, limit: int) -> Replay:
+        """Durable events after `after` on `channels` (at most `limit` per channel) and the head cursor."""
+
+    def head(self) -> Cursor:
+        """The newest cursor: where a client with no cursor starts."""
+
+    def health(self) -> str | None:
+        """None when ready to serve, else the reason (for /readyz)."""
+
+    def setnx(self, key: str, value: str) -> str:
+        """Store `value` under `key` unless one is there; return the stored one (dev keys, epochs)."""

@@ -1,0 +1,117 @@
+"""The in-process bus: the embedded default (`python app.py`), one process only.
+
+Same cursor semantics as the Redis bus (see EventBus): one global sequence,
+an epoch per process lifetime, bounded per-channel history with a trim
+watermark, so the contract suite runs unchanged against both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from ..cursor import Cursor, new_epoch
+from ..events import Draft, envelope_json
+from ..fanout import Hub, Subscriber
+from ..sse import durable_frame, ephemeral_frame
+from .base import Record, Replay
+
+
+class _History:
+    """One channel's retained events and the highest seq that fell out of them."""
+
+    __slots__ = ("items", "trimmed", "last")
+
+    def __init__(self, maxlen: int) -> None:
+        self.items: deque[tuple[float, Record]] = deque(maxlen=maxlen)
+        self.trimmed = 0
+        self.last = 0
+
+
+class MemoryBus:
+    """See EventBus; history lives in dicts of deques, the live feed is a direct call."""
+
+    def __init__(self, maxlen: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.hub = Hub()
+        self.epoch = new_epoch()
+        self._seq = 0
+        self._maxlen = maxlen
+        self._ttl = ttl
+        self._clock = clock
+        self._history: dict[str, _History] = {}
+        self._kv: dict[str, str] = {}
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.hub.end_all("shutdown", lambda sub: None)
+
+    def publish(self, drafts: Sequence[Draft]) -> list[str | None]:
+        """See EventBus.publish."""
+        out: list[str | None] = []
+        now = self._clock()
+        for d in drafts:
+            if not d.durable:
+                self.hub.dispatch(d.channel, 0, ephemeral_frame(d.type, envelope_json(None, d.body)))
+                out.append(None)
+                continue
+            self._seq += 1
+            cursor = f"{self.epoch}-{self._seq}"
+            record = Record(self._seq, cursor, d.type, envelope_json(cursor, d.body))
+            hist = self._history.get(d.channel)
+            if hist is None:
+                hist = self._history[d.channel] = _History(self._maxlen)
+            if len(hist.items) == self._maxlen:
+                hist.trimmed = hist.items[0][1].seq
+            hist.items.append((now, record))
+            hist.last = self._seq
+            self.hub.dispatch(d.channel, self._seq, durable_frame(cursor, d.type, record.envelope))
+            out.append(cursor)
+        return out
+
+    def attach(self, sub: Subscriber, channels: Sequence[str]) -> None:
+        """See EventBus.attach: the in-process feed is covering at once."""
+        self.hub.add(sub, channels)
+
+    def detach(self, sub: Subscriber, channels: Sequence[str] | None = None) -> None:
+        self.hub.remove(sub, channels)
+
+    def _expire(self, hist: _History) -> None:
+        cutoff = self._clock() - self._ttl
+        while hist.items and hist.items[0][0] < cutoff:
+            hist.trimmed = hist.items.popleft()[1].seq
+
+    def replay(self, channels: Sequence[str], after: Cursor | None, limit: int) -> Replay:
+        """See EventBus.replay."""
+        head = self.head()
+        if after is None:
+            return Replay(head=head)
+        if after.epoch != self.epoch or after.seq > self._seq:
+            return Replay(reset=list(channels), head=head)
+        result = Replay(head=head)
+        for name in channels:
+            hist = self._history.get(name)
+            if hist is None:
+                continue
+            self._expire(hist)
+            if hist.trimmed > after.seq:
+                result.reset.append(name)
+                continue
+            picked = [r for _, r in hist.items if r.seq > after.seq]
+            if len(picked) > limit:
+                result.reset.append(name)
+                continue
+            result.events.extend(picked)
+        result.events.sort(key=lambda r: r.seq)
+        return result
+
+    def head(self) -> Cursor:
+        return Cursor(self.epoch, self._seq)
+
+    def health(self) -> str | None:
+        return None
+
+    def setnx(self, key: str, value: str) -> str:
+        return self._kv.setdefault(key, value)

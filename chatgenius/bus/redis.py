@@ -1,0 +1,321 @@
+"""The Redis bus: history in streams, live feed over pub/sub, one reader per process.
+
+Publishing is one Lua script (lua/publish.lua): global INCR, XADD with the seq as
+the entry id, exact trim with a watermark, EXPIRE, PUBLISH — so history and
+broadcast never disagree. Each process holds O(1) Redis connections whatever
+its number of streams: one pub/sub connection, read by one greenlet, subscribed
+only to channels with local subscribers, plus a small bounded command pool.
+flask-sse's one-connection-per-client design is what this replaces.
+
+The reader never reconnects silently (redis-py retries are off for it): a lost
+feed means events may have been missed, so every local stream is ended with
+`system.reconnect` and clients resume from history (python-socketio #1581 is
+the deaf-listener failure this avoids). A PING every few seconds proves the
+connection is alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from importlib import resources
+
+import gevent
+import redis
+from gevent.event import Event
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..cursor import Cursor, new_epoch
+from ..events import Draft
+from ..fanout import Hub, Subscriber
+from .base import BusUnavailable, Record, Replay
+
+log = logging.getLogger(__name__)
+
+EPOCH_KEY = "cg:epoch"
+SEQ_KEY = "cg:seq"
+CONTROL = b"cg:ctl"
+_LIVE = "cg:l:"
+_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+def history_key(channel: str) -> str:
+    return "cg:h:{" + channel + "}"
+
+
+def meta_key(channel: str) -> str:
+    return "cg:m:{" + channel + "}"
+
+
+def live_channel(channel: str) -> str:
+    return _LIVE + channel
+
+
+def frame_from_live(payload: bytes) -> tuple[int, bytes]:
+    """Turn a live payload into (seq, SSE frame) without parsing the JSON."""
+    cursor, etype, envelope = payload.split(b"\n", 2)
+    if not cursor:
+        return 0, b"event: " + etype + b"\ndata: " + envelope + b"\n\n"
+    seq = int(cursor.rpartition(b"-")[2])
+    return seq, b"id: " + cursor + b"\nevent: " + etype + b"\ndata: " + envelope + b"\n\n"
+
+
+class RedisBus:
+    """See EventBus. `client` serves commands; `feed_client` (retries off) serves the reader."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        feed_client: redis.Redis,
+        maxlen: int,
+        ttl: int,
+        reconnect_frame: Callable[[Subscriber], bytes | None],
+        ping_interval: float = 5.0,
+        subscribe_timeout: float = 5.0,
+    ) -> None:
+        self.hub = Hub(on_first=self._subscribe, on_last=self._unsubscribe)
+        self.client = client
+        self._feed_client = feed_client
+        self._maxlen = maxlen
+        self._ttl = ttl
+        self._meta_ttl = max(ttl * 10, 7 * 86400)
+        self._reconnect_frame = reconnect_frame
+        self._ping_interval = ping_interval
+        self._subscribe_timeout = subscribe_timeout
+        self._script = client.register_script(resources.files(__package__).joinpath("lua/publish.lua").read_text())
+        self._pubsub: redis.client.PubSub | None = None
+        self._confirmed: dict[str, Event] = {}
+        self._reader: gevent.Greenlet | None = None
+        self._stopping = False
+        self._max_seen = 0
+        self.on_control: Callable[[bytes], None] | None = None
+        self.reader_reconnects = 0
+        self.last_rx = 0.0
+        self.lag = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        if self._reader is None:
+            self._reader = gevent.spawn(self._run)
+
+    def close(self) -> None:
+        self._stopping = True
+        if self._reader is not None:
+            self._reader.kill(block=True, timeout=2)
+        self._drop_feed()
+        self.client.close()
+
+    def health(self) -> str | None:
+        if self._pubsub is None:
+            return "bus reader not connected"
+        if time.monotonic() - self.last_rx > 3 * self._ping_interval + 1:
+            return "bus reader silent"
+        return None
+
+    # -- publishing and history ------------------------------------------------------------
+    def publish(self, drafts: Sequence[Draft]) -> list[str | None]:
+        """See EventBus.publish."""
+        keys: list[str] = [EPOCH_KEY, SEQ_KEY]
+        args: list[object] = [new_epoch(), self._maxlen, self._ttl, self._meta_ttl, len(drafts)]
+        for d in drafts:
+            keys += [history_key(d.channel), meta_key(d.channel)]
+            args += ["1" if d.durable else "0", live_channel(d.channel), d.type, d.body]
+        try:
+            result = self._script(keys=keys, args=args)
+        except _ERRORS as exc:
+            raise BusUnavailable(f"redis unavailable: {exc}") from exc
+        epoch = result[0].decode()
+        return [f"{epoch}-{seq}" if seq else None for seq in result[1:]]
+
+    def head(self) -> Cursor:
+        try:
+            epoch, seq = self.client.mget(EPOCH_KEY, SEQ_KEY)
+            if epoch is None:
+                epoch = self.setnx(EPOCH_KEY, new_epoch()).encode()
+        except _ERRORS as exc:
+            raise BusUnavailable(f"redis unavailable: {exc}") from exc
+        return Cursor(epoch.decode(), int(seq or 0))
+
+    def replay(self, channels: Sequence[str], after: Cursor | None, limit: int) -> Replay:
+        """See EventBus.replay: one MULTI round trip for every channel."""
+        if after is None:
+            return Replay(head=self.head())
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.mget(EPOCH_KEY, SEQ_KEY)
+            for name in channels:
+                pipe.xrange(history_key(name), min=str(after.seq + 1), max="+", count=limit + 1)
+                pipe.hmget(meta_key(name), "trimmed", "last")
+                pipe.exists(history_key(name))
+            results = pipe.execute()
+        except _ERRORS as exc:
+            raise BusUnavailable(f"redis unavailable: {exc}") from exc
+        epoch_b, seq_b = results[0]
+        if epoch_b is None:
+            return Replay(reset=list(channels), head=self.head())
+        epoch = epoch_b.decode()
+        head = Cursor(epoch, int(seq_b or 0))
+        if after.epoch != epoch or after.seq > head.seq:
+            return Replay(reset=list(channels), head=head)
+        out = Replay(head=head)
+        prefix = f'{{"id":"{epoch}-'
+        for i, name in enumerate(channels):
+            entries, (trimmed, last), exists = results[1 + 3 * i : 4 + 3 * i]
+            lost = int(trimmed or 0) > after.seq or (not exists and int(last or 0) > after.seq)
+            if lost or len(entries) > limit:
+                out.reset.append(name)
+                continue
+            for entry_id, fields in entries:
+                envelope = fields[b"e"].decode()
+                if not envelope.startswith(prefix):
+                    continue  # written under an epoch that was since retired
+                seq = int(entry_id.split(b"-", 1)[0])
+                out.events.append(Record(seq, f"{epoch}-{seq}", fields[b"t"].decode(), envelope))
+        out.events.sort(key=lambda r: r.seq)
+        return out
+
+    def setnx(self, key: str, value: str) -> str:
+        try:
+            self.client.set(key, value, nx=True)
+            stored = self.client.get(key)
+        except _ERRORS as exc:
+            raise BusUnavailable(f"redis unavailable: {exc}") from exc
+        return stored.decode() if stored is not None else value
+
+    # -- the live feed ---------------------------------------------------------------
+    def attach(self, sub: Subscriber, channels: Sequence[str]) -> None:
+        """See EventBus.attach: waits for Redis to confirm every channel's SUBSCRIBE."""
+        self.hub.add(sub, channels)
+        deadline = time.monotonic() + self._subscribe_timeout
+        for name in channels:
+            confirmed = self._confirmed.get(name)
+            if confirmed is None or not confirmed.wait(max(0.0, deadline - time.monotonic())):
+                self.hub.remove(sub, channels)
+                raise BusUnavailable("the live feed did not confirm the subscription")
+
+    def detach(self, sub: Subscriber, channels: Sequence[str] | None = None) -> None:
+        self.hub.remove(sub, channels)
+
+    def _subscribe(self, channels: list[str]) -> None:
+        for name in channels:
+            self._confirmed[name] = Event()
+        pubsub = self._pubsub
+        if pubsub is None:
+            return  # attach times out; the reader subscribes everything when it is back
+        try:
+            pubsub.subscribe(*[live_channel(c) for c in channels])
+        except _ERRORS:
+            log.warning("subscribe failed; the reader will reconnect")
+
+    def _unsubscribe(self, channels: list[str]) -> None:
+        for name in channels:
+            self._confirmed.pop(name, None)
+        pubsub = self._pubsub
+        if pubsub is not None:
+            try:
+                pubsub.unsubscribe(*[live_channel(c) for c in channels])
+            except _ERRORS:
+                log.warning("unsubscribe failed; the reader will reconnect")
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stopping:
+            try:
+                self._serve_feed()
+            except _ERRORS as exc:
+                log.warning("bus reader lost redis: %s", exc)
+            except gevent.GreenletExit:
+                return
+            except Exception:  # a bug must not leave the process deaf forever
+                log.exception("bus reader failed")
+            self._drop_feed()
+            if self._stopping:
+                return
+            self.reader_reconnects += 1
+            gevent.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+        return
+
+    def _serve_feed(self) -> None:
+        pubsub = self._feed_client.pubsub()
+        try:
+            self._check_sequence()
+            names = self.hub.channels()
+            for name in names:
+                self._confirmed.setdefault(name, Event())
+            pubsub.subscribe(CONTROL, *[live_channel(c) for c in names])
+            self._pubsub = pubsub
+            self.last_rx = time.monotonic()
+            pinged = False
+            while not self._stopping:
+                msg = pubsub.get_message(timeout=self._ping_interval)
+                now = time.monotonic()
+                if msg is None:
+                    if now - self.last_rx > 2 * self._ping_interval and pinged:
+                        raise redis.TimeoutError("no answer to PING on the live feed")
+                    pubsub.ping()
+                    pinged = True
+                    continue
+                self.last_rx = now
+                pinged = False
+                self._handle(msg)
+        finally:
+            pubsub.reset()
+
+    def _handle(self, msg: dict) -> None:
+        kind = msg["type"]
+        channel: bytes = msg["channel"] if isinstance(msg["channel"], bytes) else b""
+        if kind == "message":
+            if channel == CONTROL:
+                if self.on_control is not None:
+                    self.on_control(msg["data"])
+                return
+            name = channel[len(_LIVE):].decode()
+            seq, frame = frame_from_live(msg["data"])
+            if seq > self._max_seen:
+                self._max_seen = seq
+            self.hub.dispatch(name, seq, frame)
+        elif kind == "subscribe" and channel.startswith(_LIVE.encode()):
+            event = self._confirmed.get(channel[len(_LIVE):].decode())
+            if event is not None:
+                event.set()
+
+    def _check_sequence(self) -> None:
+        """A Redis whose sequence went backwards lost a tail: retire the epoch so old cursors reset."""
+        current = int(self.client.get(SEQ_KEY) or 0)
+        if current < self._max_seen:
+            log.warning("redis sequence went back from %d to %d: new epoch", self._max_seen, current)
+            self.client.set(EPOCH_KEY, new_epoch())
+        self._max_seen = current
+
+    def _drop_feed(self) -> None:
+        """Forget the feed and end every local stream: they may have missed events."""
+        had_feed = self._pubsub is not None
+        self._pubsub = None
+        for event in self._confirmed.values():
+            event.clear()
+        if had_feed:
+            self.hub.end_all("bus_lost", self._reconnect_frame)
+
+    def publish_control(self, payload: bytes) -> None:
+        try:
+            self.client.publish(CONTROL, payload)
+        except _ERRORS as exc:
+            raise BusUnavailable(f"redis unavailable: {exc}") from exc
+
+
+def make_clients(url: str | None, sentinels: Sequence[tuple[str, int]], master: str) -> tuple[redis.Redis, redis.Redis]:
+    """The command client (bounded pool, retries) and the feed client (no retries: see module doc)."""
+    common = dict(socket_connect_timeout=3, socket_keepalive=True, health_check_interval=0)
+    if sentinels:
+        sentinel = redis.Sentinel(list(sentinels), socket_timeout=3)
+        client = sentinel.master_for(master, socket_timeout=10, **common)
+        feed = sentinel.master_for(master, socket_timeout=None, retry=Retry(NoBackoff(), 0), **common)
+        return client, feed
+    assert url is not None
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=32, timeout=5, socket_timeout=10, **common)
+    client = redis.Redis(connection_pool=pool)
+    feed = redis.Redis.from_url(url, socket_timeout=None, retry=Retry(NoBackoff(), 0), **common)
+    return client, feed

@@ -1,0 +1,230 @@
+"""Settings: one typed, frozen object read once from the environment.
+
+Every variable of the contract's Operators section is parsed here and nowhere
+else; a bad value stops start-up with one line that names the variable
+(`ConfigError`), so a typo never turns into a silent default in production.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_LIMIT = re.compile(
+    r"^\s*\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day|month|year)s?\s*"
+    r"(([;,]|\s)\s*\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day|month|year)s?\s*)*$",
+    re.IGNORECASE,
+)
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message is the one line to print."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's configuration; see docs/CONFIG.md for every variable."""
+
+    redis_url: str | None = None
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = "mymaster"
+    cors_origins: tuple[str, ...] = ()
+    max_connections_per_user: int = 5
+    presence_grace: float = 10.0
+    channels_claim: str = "https://chatgenius.app/channels"
+    heartbeat_interval: float = 15.0
+    enable_sse: bool = True
+    enable_compression: bool = False
+    auth_mode: str = "auth0"
+    auth0_domain: str = ""
+    auth0_audience: str = ""
+    jwks_url: str = ""
+    jwt_issuer: str = ""
+    jwt_algorithms: tuple[str, ...] = ("RS256",)
+    rate_limit_connect: str = "30/minute"
+    rate_limit_publish: str = "600/minute"
+    rate_limit_poll: str = "120/minute"
+    history_maxlen: int = 1000
+    history_ttl: int = 86400
+    max_event_bytes: int = 65536
+    log_level: str = "INFO"
+    bind: str = "127.0.0.1:8000"
+    workers: int = 1
+    # Not in the contract's list; tuning knobs with safe defaults.
+    queue_max_bytes: int = 1 << 20
+    max_channels_per_stream: int = 64
+    reconnect_retry_ms: int = 2000
+    poll_max_timeout: float = 30.0
+    lease_ttl: float = 60.0
+    flag_refresh: float = 1.0
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def issuer(self) -> str:
+        if self.jwt_issuer:
+            return self.jwt_issuer
+        return f"https://{self.auth0_domain}/" if self.auth0_domain else ""
+
+    @property
+    def jwks_endpoint(self) -> str:
+        if self.jwks_url:
+            return self.jwks_url
+        return f"https://{self.auth0_domain}/.well-known/jwks.json" if self.auth0_domain else ""
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _bool(name: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+
+
+def _int(name: str, raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(name: str, raw: str, low: float, high: float) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: must be between {low} and {high}, got {value}")
+    return value
+
+
+def _limit(name: str, raw: str) -> str:
+    if not _LIMIT.match(raw):
+        raise ConfigError(f"{name}: expected a rate limit like '30/minute', got {raw!r}")
+    return raw.strip()
+
+
+def _redis_url(name: str, raw: str) -> str:
+    if not re.match(r"^(redis|rediss|unix)://", raw):
+        raise ConfigError(f"{name}: expected redis://, rediss:// or unix://, got {raw!r}")
+    return raw
+
+
+def _sentinels(name: str, raw: str) -> tuple[tuple[str, int], ...]:
+    out = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        host, _, port = part.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"{name}: expected host:port[,host:port], got {raw!r}")
+        out.append((host, int(port)))
+    return tuple(out)
+
+
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+            raise ConfigError(f"{name}: {origin!r} is not an origin like https://app.example.com")
+    return origins
+
+
+_PARSERS = {
+    "REDIS_URL": ("redis_url", _redis_url),
+    "REDIS_SENTINELS": ("redis_sentinels", _sentinels),
+    "REDIS_SENTINEL_MASTER": ("redis_sentinel_master", lambda n, r: r.strip()),
+    "CORS_ORIGIN": ("cors_origins", _origins),
+    "MAX_CONNECTIONS_PER_USER": ("max_connections_per_user", lambda n, r: _int(n, r, 1, 10_000)),
+    "PRESENCE_GRACE": ("presence_grace", lambda n, r: _float(n, r, 0, 3600)),
+    "CHANNELS_CLAIM": ("channels_claim", lambda n, r: r.strip()),
+    "HEARTBEAT_INTERVAL": ("heartbeat_interval", lambda n, r: _float(n, r, 0.05, 300)),
+    "ENABLE_SSE": ("enable_sse", _bool),
+    "ENABLE_COMPRESSION": ("enable_compression", _bool),
+    "AUTH0_DOMAIN": ("auth0_domain", lambda n, r: r.strip()),
+    "AUTH0_AUDIENCE": ("auth0_audience", lambda n, r: r.strip()),
+    "JWKS_URL": ("jwks_url", lambda n, r: r.strip()),
+    "JWT_ISSUER": ("jwt_issuer", lambda n, r: r.strip()),
+    "RATE_LIMIT_CONNECT": ("rate_limit_connect", _limit),
+    "RATE_LIMIT_PUBLISH": ("rate_limit_publish", _limit),
+    "RATE_LIMIT_POLL": ("rate_limit_poll", _limit),
+    "HISTORY_MAXLEN": ("history_maxlen", lambda n, r: _int(n, r, 1, 1_000_000)),
+    "HISTORY_TTL": ("history_ttl", lambda n, r: _int(n, r, 1, 365 * 86400)),
+    "MAX_EVENT_BYTES": ("max_event_bytes", lambda n, r: _int(n, r, 64, 16 << 20)),
+    "BIND": ("bind", lambda n, r: r.strip()),
+    "WEB_CONCURRENCY": ("workers", lambda n, r: _int(n, r, 1, 256)),
+    "SSE_QUEUE_MAX_BYTES": ("queue_max_bytes", lambda n, r: _int(n, r, 1024, 1 << 30)),
+    "RECONNECT_RETRY_MS": ("reconnect_retry_ms", lambda n, r: _int(n, r, 0, 600_000)),
+    "LEASE_TTL": ("lease_ttl", lambda n, r: _float(n, r, 1, 60)),
+}
+
+
+def _algorithms(name: str, raw: str) -> tuple[str, ...]:
+    algs = tuple(a.strip() for a in raw.split(",") if a.strip())
+    allowed = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+    bad = [a for a in algs if a not in allowed]
+    if not algs or bad:
+        raise ConfigError(f"{name}: only asymmetric algorithms are allowed ({', '.join(sorted(allowed))}), got {raw!r}")
+    return algs
+
+
+def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Read the settings from `env` (default: os.environ), then apply overrides."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    for var, (attr, parse) in _PARSERS.items():
+        raw = env.get(var)
+        if raw is not None and raw != "":
+            values[attr] = parse(var, raw)
+    if env.get("JWT_ALGORITHMS"):
+        values["jwt_algorithms"] = _algorithms("JWT_ALGORITHMS", env["JWT_ALGORITHMS"])
+    mode = (env.get("AUTH_MODE") or "auth0").strip().lower()
+    if mode not in ("auth0", "dev"):
+        raise ConfigError(f"AUTH_MODE: expected auth0 or dev, got {mode!r}")
+    values["auth_mode"] = mode
+    level = (env.get("LOG_LEVEL") or "INFO").strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
+    values["log_level"] = level
+    values.update(overrides)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    return validate(settings)
+
+
+def validate(s: Settings) -> Settings:
+    """Cross-field checks that no single variable can make on its own."""
+    if "*" in s.cors_origins and len(s.cors_origins) > 1:
+        raise ConfigError("CORS_ORIGIN: '*' cannot be combined with other origins")
+    if s.auth_mode == "auth0":
+        if not s.issuer:
+            raise ConfigError("AUTH0_DOMAIN: required when AUTH_MODE=auth0 (or set JWT_ISSUER and JWKS_URL)")
+        if not s.jwks_endpoint:
+            raise ConfigError("JWKS_URL: required when AUTH0_DOMAIN is not set")
+        if not s.auth0_audience:
+            raise ConfigError("AUTH0_AUDIENCE: required when AUTH_MODE=auth0")
+    if s.auth_mode == "dev" and not is_loopback_bind(s.bind):
+        raise ConfigError(f"AUTH_MODE: dev mode mints its own tokens and is refused unless BIND is loopback, got {s.bind!r}")
+    if s.workers > 1 and not (s.redis_url or s.redis_sentinels):
+        raise ConfigError("REDIS_URL: required with more than one worker (WEB_CONCURRENCY>1); the in-memory bus is one process only")
+    return s
+
+
+def is_loopback_bind(bind: str) -> bool:
+    """True when every address in a gunicorn-style bind list is loopback or a unix socket."""
+    for part in bind.split(","):
+        part = part.strip()
+        if part.startswith("unix:"):
+            continue
+        host = part.rsplit(":", 1)[0].strip("[]") if ":" in part else part
+        if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
+            return False
+    return True

@@ -1,0 +1,45 @@
+"""Zero-loss drain: when gunicorn stops a worker, its streams are told to come back elsewhere.
+
+gunicorn flips `worker.alive` on SIGTERM, HUP (reload) and max-requests; we
+notice within 0.2 s, refuse new streams, and end each open stream with
+`system.reconnect` at a jittered moment spread over `spread` seconds so the
+crowd does not reconnect in one instant (Nchan #505). Clients resume with their
+cursor, so nothing is lost and nothing repeats.
+"""
+
+from __future__ import annotations
+
+import random
+
+import gevent
+
+from . import log
+from .service import Realtime
+from .stream import control_frame, jittered
+
+
+def drain(rt: Realtime, spread: float) -> int:
+    """End every local stream over `spread` seconds; returns how many were told."""
+    rt.draining = True
+    subs = list(rt.bus.hub.subscribers.values())
+    for sub in subs:
+        frame = control_frame("system.reconnect", {"retry_ms": jittered(rt.settings.reconnect_retry_ms)})
+        gevent.spawn_later(random.uniform(0, spread), sub.end, "drain", frame)
+    log.event("worker.drain", streams=len(subs), spread=spread)
+    return len(subs)
+
+
+def watch(worker) -> None:
+    """Called from gunicorn's post_worker_init: wait for shutdown, then drain."""
+    rt: Realtime = worker.wsgi.extensions["chatgenius"]
+    rt.worker_id = worker.pid
+    spread = max(0.5, min(5.0, worker.cfg.graceful_timeout / 3))
+
+    def loop() -> None:
+        while worker.alive:
+            gevent.sleep(0.2)
+        drain(rt, spread)
+        gevent.sleep(spread + 0.5)
+        rt.bus.close()
+
+    gevent.spawn(loop)

@@ -1,0 +1,27 @@
+"""The one error type the HTTP layer turns into `{"error", "message"}` JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class ServiceError(Exception):
+    """A refusal with its HTTP status, stable code, message and extra headers/fields."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+    def body(self) -> dict[str, object]:
+        return {"error": self.code, "message": self.message, **self.extra}

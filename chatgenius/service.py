@@ -1,0 +1,183 @@
+"""The realtime service's use cases: identify, open a stream, poll, publish.
+
+Plain Python over the bus and the verifier; the Flask blueprints only turn
+requests into these calls and results into responses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+
+from . import log
+from .auth import AuthError, DevIssuer, Identity, Verifier, bearer
+from .bus.base import BusUnavailable, EventBus, Replay
+from .config import Settings
+from .cursor import Cursor, CursorError, parse
+from .errors import ServiceError
+from .events import EventError, drafts_from_request, parse_channels
+from .fanout import Subscriber
+from .stream import StreamSession, control_frame, jittered, open_session
+
+
+class Flags:
+    """Runtime feature flags: defaults from the settings, overridable at run time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.enable_sse = settings.enable_sse
+        self.enable_compression = settings.enable_compression
+
+    def as_dict(self) -> dict[str, bool]:
+        return {"ENABLE_SSE": self.enable_sse, "ENABLE_COMPRESSION": self.enable_compression}
+
+
+class Realtime:
+    """Everything a request needs, built once per process by the factory."""
+
+    def __init__(self, settings: Settings, bus: EventBus, verifier: Verifier, dev: DevIssuer | None) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.verifier = verifier
+        self.dev = dev
+        self.flags = Flags(settings)
+        self.worker_id = 0
+        self.draining = False
+        self.stream_closed: list[Callable[[StreamSession], None]] = []
+
+    # -- identity ---------------------------------------------------------------
+    def identify(self, authorization: str | None) -> Identity:
+        try:
+            identity = self.verifier.verify(bearer(authorization))
+        except AuthError as exc:
+            log.event("auth.fail", logging.WARNING, reason=exc.reason, error=str(exc))
+            raise ServiceError(
+                401, "unauthorized", str(exc),
+                headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc.reason}"'},
+                extra={"reason": exc.reason},
+            ) from None
+        log.event("auth.ok", logging.DEBUG, user_id=identity.sub)
+        return identity
+
+    def authorize(self, identity: Identity, raw_channels: str | None) -> list[str]:
+        try:
+            channels = parse_channels(raw_channels, self.settings.max_channels_per_stream)
+        except EventError as exc:
+            raise ServiceError(exc.status, exc.code, str(exc)) from None
+        denied = identity.forbidden(channels)
+        if denied:
+            raise ServiceError(403, "forbidden", f"not allowed to read {denied[0]!r}", extra={"channels": denied})
+        return channels
+
+    # -- streams ------------------------------------------------------------------
+    def sse_disabled(self) -> ServiceError:
+        return ServiceError(503, "sse_disabled", "streaming is switched off; use long-polling", extra={"poll_url": "/poll"})
+
+    def open_stream(self, identity: Identity, channels: list[str], last_event_id: str | None) -> tuple[StreamSession, dict]:
+        if not self.flags.enable_sse:
+            raise self.sse_disabled()
+        if self.draining:
+            raise ServiceError(503, "draining", "this worker is shutting down; retry", headers={"Retry-After": "1"})
+        after = _cursor(last_event_id)
+        sub = Subscriber(uuid.uuid4().hex, identity.sub, channels, self.settings.queue_max_bytes)
+        sub.resumed = after is not None
+        sub.worker = self.worker_id
+        deadline = None
+        if identity.exp is not None:
+            margin = min(random.uniform(2.0, 6.0), max(0.0, (identity.exp - time.time()) / 3))
+            deadline = identity.exp - margin
+        try:
+            session = open_session(
+                self.bus, sub, after, self.settings.history_maxlen,
+                self.settings.heartbeat_interval, self.settings.reconnect_retry_ms, deadline,
+            )
+        except BusUnavailable as exc:
+            raise ServiceError(503, "bus_unavailable", str(exc), headers={"Retry-After": "2"}) from None
+        session.on_close = self._closed
+        connected = {
+            "connection_id": sub.id,
+            "user_id": identity.sub,
+            "channels": sorted(sub.channels),
+            "heartbeat_interval": self.settings.heartbeat_interval,
+            "resumed": sub.resumed,
+        }
+        log.event(
+            "connection.open", connection_id=sub.id, user_id=identity.sub, channels=connected["channels"],
+            resumed=sub.resumed, replayed=len(session.replay.events), reset=session.replay.reset,
+        )
+        return session, connected
+
+    def _closed(self, session: StreamSession) -> None:
+        sub = session.sub
+        log.event(
+            "connection.close", connection_id=sub.id, user_id=sub.user_id, reason=session.stats.end_reason,
+            duration=round(time.time() - sub.opened, 3), events_sent=sub.sent,
+        )
+        for hook in self.stream_closed:
+            hook(session)
+
+    def reconnect_frame(self, sub: Subscriber) -> bytes:
+        return control_frame("system.reconnect", {"retry_ms": jittered(self.settings.reconnect_retry_ms)})
+
+    # -- long-poll ------------------------------------------------------------------
+    def poll(self, identity: Identity, channels: list[str], raw_cursor: str | None, timeout: float) -> dict:
+        after = _cursor(raw_cursor)
+        try:
+            if after is None:
+                return {"events": [], "cursor": str(self.bus.head()), "reset": False}
+            sub = Subscriber(uuid.uuid4().hex, identity.sub, channels, self.settings.queue_max_bytes)
+            self.bus.attach(sub, channels)
+            try:
+                found = self.bus.replay(channels, after, self.settings.history_maxlen)
+                live: list[str] = []
+                if not found.events and not found.reset:
+                    frames = sub.take(timeout)
+                    if any(seq for seq, _ in frames):
+                        found = self.bus.replay(channels, after, self.settings.history_maxlen)
+                    live = [_envelope(f) for seq, f in frames if not seq]
+            finally:
+                self.bus.detach(sub)
+        except BusUnavailable as exc:
+            raise ServiceError(503, "bus_unavailable", str(exc), headers={"Retry-After": "2"}) from None
+        return _poll_result(found, live)
+
+    # -- publishing -------------------------------------------------------------------
+    def publish(self, identity: Identity, payload: object) -> list[str | None]:
+        if not identity.can_publish:
+            raise ServiceError(403, "forbidden", "publishing needs the publish:events permission")
+        try:
+            drafts = drafts_from_request(payload, self.settings.max_event_bytes)
+        except EventError as exc:
+            raise ServiceError(exc.status, exc.code, str(exc)) from None
+        try:
+            ids = self.bus.publish(drafts)
+        except BusUnavailable as exc:
+            raise ServiceError(503, "bus_unavailable", str(exc), headers={"Retry-After": "2"}) from None
+        log.event("broadcast", logging.DEBUG, user_id=identity.sub, count=len(ids), event_type=drafts[0].type)
+        return ids
+
+
+def _cursor(raw: str | None) -> Cursor | None:
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return parse(raw.strip())
+    except CursorError as exc:
+        raise ServiceError(400, "bad_cursor", str(exc)) from None
+
+
+def _envelope(frame: bytes) -> str:
+    """The JSON of a live ephemeral frame (its `data:` line)."""
+    for line in frame.split(b"\n"):
+        if line.startswith(b"data: "):
+            return line[6:].decode()
+    return "{}"
+
+
+def _poll_result(found: Replay, live: list[str]) -> dict:
+    """Events and the next cursor: the head of the same snapshot, so nothing between is skipped."""
+    events = [json.loads(r.envelope) for r in found.events] + [json.loads(e) for e in live]
+    return {"events": events, "cursor": str(found.head), "reset": bool(found.reset), "reset_channels": found.reset}

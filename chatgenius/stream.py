@@ -1,0 +1,133 @@
+"""One SSE connection's loop: replay, then live, with heartbeat and deadline.
+
+Opening is split from serving so every refusal (bad cursor, bus down) happens
+before the 200 is sent and can still be a JSON error. The loop owns the
+connection (Mercure's shape): it waits on its subscriber's queue with the
+heartbeat as timeout, coalesces whatever queued into one write, and ends with a
+frame that tells the client what to do next. Plain values only: no Flask here.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from .bus.base import EventBus, Replay
+from .cursor import Cursor
+from .fanout import Subscriber
+from .sse import comment, encode, retry
+
+
+def control_frame(event: str, data: dict) -> bytes:
+    """A server-to-one-connection frame (system.*): no id, never stored."""
+    return encode(json.dumps(data, separators=(",", ":")), event)
+
+
+def jittered(ms: int, spread: float = 0.5) -> int:
+    """`ms` ± spread, so a crowd of clients does not come back in one instant."""
+    return max(0, int(ms * (1 - spread + 2 * spread * random.random())))
+
+
+@dataclass
+class StreamStats:
+    """What the loop did; read by the close hook for logs and metrics."""
+
+    replayed: int = 0
+    reset: list[str] = field(default_factory=list)
+    end_reason: str = "client_closed"
+
+
+@dataclass
+class StreamSession:
+    """An opened stream: attached to the bus and replayed, not yet sent."""
+
+    bus: EventBus
+    sub: Subscriber
+    replay: Replay
+    floor: int
+    heartbeat: float
+    retry_ms: int
+    deadline: float | None  # wall-clock time to send system.reauth
+    on_close: Callable[[StreamSession], None] | None = None
+    stats: StreamStats = field(default_factory=StreamStats)
+    on_heartbeat: Callable[[], None] | None = None
+
+
+def open_session(
+    bus: EventBus,
+    sub: Subscriber,
+    after: Cursor | None,
+    replay_limit: int,
+    heartbeat: float,
+    retry_ms: int,
+    deadline: float | None,
+) -> StreamSession:
+    """Attach first (live frames buffer in the queue), then read history: race-free resume."""
+    channels = sorted(sub.channels)
+    bus.attach(sub, channels)
+    try:
+        found = bus.replay(channels, after, replay_limit)
+    except BaseException:
+        bus.detach(sub)
+        raise
+    floor = 0
+    if after is not None and found.head is not None and after.epoch == found.head.epoch:
+        floor = after.seq
+    if found.events:
+        floor = max(floor, found.events[-1].seq)
+    return StreamSession(bus, sub, found, floor, heartbeat, retry_ms, deadline)
+
+
+def serve(session: StreamSession, connected: dict) -> Iterator[bytes]:
+    """The response body: first frames, replay, live frames, heartbeats, one closing frame."""
+    sub = session.sub
+    stats = session.stats
+    try:
+        head = [retry(jittered(session.retry_ms, 0.25)), control_frame("system.connected", connected)]
+        if session.replay.reset:
+            stats.reset = list(session.replay.reset)
+            head.append(control_frame("system.reset", {"channels": stats.reset}))
+        head.extend(r.frame for r in session.replay.events)
+        stats.replayed = len(session.replay.events)
+        sub.sent += stats.replayed
+        yield b"".join(head)
+        floor = session.floor
+        last_write = time.monotonic()
+        while True:
+            now = time.monotonic()
+            timeout = session.heartbeat - (now - last_write)
+            if session.deadline is not None:
+                timeout = min(timeout, session.deadline - time.time())
+            frames = sub.take(max(0.0, timeout))
+            if frames:
+                if floor:
+                    kept = [f for s, f in frames if not s or s > floor]
+                    if max(s for s, _ in frames) > floor:
+                        floor = 0  # past the replay overlap: no more checks needed
+                else:
+                    kept = [f for _, f in frames]
+                if kept:
+                    sub.sent += len(kept)
+                    yield b"".join(kept)
+                    last_write = time.monotonic()
+            if sub.end_reason is not None:
+                stats.end_reason = sub.end_reason
+                if sub.end_frame:
+                    yield sub.end_frame
+                return
+            if session.deadline is not None and time.time() >= session.deadline:
+                stats.end_reason = "token_expiring"
+                yield control_frame("system.reauth", {"reason": "token_expiring"})
+                return
+            if time.monotonic() - last_write >= session.heartbeat:
+                yield comment("hb")
+                last_write = time.monotonic()
+                if session.on_heartbeat is not None:
+                    session.on_heartbeat()
+    finally:
+        session.bus.detach(sub)
+        if session.on_close is not None:
+            session.on_close(session)
