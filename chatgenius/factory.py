@@ -12,7 +12,7 @@ from .bus.base import EventBus
 from .bus.memory import MemoryBus
 from .bus.redis import RedisBus, make_clients
 from .service import Realtime
-from .web import dev, errors, ops, poll, publish, stream
+from .web import dev, errors, ops, poll, publish, static, stream
 
 
 def build_bus(settings: config.Settings, realtime_frame) -> EventBus:
@@ -49,7 +49,7 @@ def create_app(settings: config.Settings | None = None, env: Mapping[str, str] |
     rt = holder["rt"] = Realtime(settings, bus, verifier, dev_issuer)
     app.extensions["chatgenius"] = rt
 
-    for module in (errors, ops, stream, poll, publish, dev):
+    for module in (errors, ops, stream, poll, publish, dev, static):
         app.register_blueprint(module.bp)
     bus.start()
     return app

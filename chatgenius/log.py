@@ -33,6 +33,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "event": getattr(record, "event", None) or "log",
             "logger": record.name,
+            "pid": record.process,
         }
         message = record.getMessage()
         if message:

@@ -1,0 +1,21 @@
+"""The demo page and the bundled JS client, served from static/ (nginx serves them in production)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, Response, send_from_directory
+
+STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
+
+bp = Blueprint("static_files", __name__)
+
+
+@bp.get("/")
+def index() -> Response:
+    return send_from_directory(STATIC_DIR, "index.html", max_age=0)
+
+
+@bp.get("/static/<path:name>")
+def asset(name: str) -> Response:
+    return send_from_directory(STATIC_DIR, name, max_age=0)

@@ -1,0 +1,240 @@
+"""The one contract suite every bus backend must pass (see EventBus in chatgenius/bus/base.py).
+
+Parametrized over memory and a real redis-server; a backend that cannot pass it
+is not a backend.
+"""
+
+from __future__ import annotations
+
+import time
+
+import gevent
+import pytest
+import redis
+
+from chatgenius.bus.base import BusUnavailable, EventBus
+from chatgenius.bus.memory import MemoryBus
+from chatgenius.bus.redis import RedisBus, make_clients
+from chatgenius.cursor import Cursor
+from chatgenius.events import draft
+from chatgenius.fanout import Subscriber
+
+RECONNECT = b"event: system.reconnect\ndata: {}\n\n"
+
+
+def make_bus(kind: str, redis_url: str | None, maxlen: int = 100, ttl: int = 3600) -> EventBus:
+    if kind == "memory":
+        return MemoryBus(maxlen, ttl)
+    client, feed = make_clients(redis_url, (), "")
+    bus = RedisBus(client, feed, maxlen, ttl, lambda sub: RECONNECT, ping_interval=0.5)
+    bus.start()
+    deadline = time.monotonic() + 5
+    while bus.health() is not None:
+        assert time.monotonic() < deadline, "redis bus reader did not connect"
+        gevent.sleep(0.02)
+    return bus
+
+
+@pytest.fixture(params=["memory", "redis"])
+def kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def bus(kind, request):
+    url = request.getfixturevalue("redis_url") if kind == "redis" else None
+    b = make_bus(kind, url)
+    yield b
+    b.close()
+
+
+def ev(channel: str, n: int, etype: str = "message.created"):
+    return draft({"channel": channel, "type": etype, "data": {"n": n}}, 65536)
+
+
+def sub(channels, max_bytes: int = 1 << 20, name: str = "s") -> Subscriber:
+    return Subscriber(f"{name}-{time.monotonic_ns()}", "u", channels, max_bytes)
+
+
+def drain(s: Subscriber, want: int, timeout: float = 5.0) -> list[tuple[int, bytes]]:
+    got: list[tuple[int, bytes]] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        got += s.take(0.05)
+    return got
+
+
+def seq_of(cursor: str) -> int:
+    return int(cursor.rsplit("-", 1)[1])
+
+
+def test_cursors_are_one_sequence_across_channels(bus):
+    ids = bus.publish([ev("channel:a", 1), ev("channel:b", 2)]) + bus.publish([ev("channel:a", 3)])
+    seqs = [seq_of(i) for i in ids]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3
+    assert {i.rsplit("-", 1)[0] for i in ids} == {bus.head().epoch}
+    assert str(bus.head()) == ids[-1]
+
+
+def test_live_delivery_in_order_with_encoded_frame(bus):
+    s = sub(["channel:a", "channel:b"])
+    bus.attach(s, ["channel:a", "channel:b"])
+    ids = [bus.publish([ev("channel:a" if n % 2 else "channel:b", n)])[0] for n in range(20)]
+    frames = drain(s, 20)
+    assert [seq for seq, _ in frames] == [seq_of(i) for i in ids]
+    first = frames[0][1].decode()
+    assert first.startswith(f"id: {ids[0]}\nevent: message.created\ndata: {{\"id\":\"{ids[0]}\"")
+    assert first.endswith("\n\n") and first.count("\n") == 4
+
+
+def test_replay_after_cursor_merges_channels_in_order(bus):
+    ids = [bus.publish([ev(f"channel:{'ab'[n % 2]}", n)])[0] for n in range(10)]
+    bus.publish([ev("channel:other", 99)])
+    after = Cursor(bus.head().epoch, seq_of(ids[3]))
+    found = bus.replay(["channel:a", "channel:b"], after, 100)
+    assert [r.cursor for r in found.events] == ids[4:]
+    assert found.reset == []
+    assert '"data":{"n":4}' in found.events[0].envelope
+
+
+def test_no_gap_no_duplicate_when_publishing_during_resume(bus):
+    before = [bus.publish([ev("channel:a", n)])[0] for n in range(30)]
+    cursor = Cursor(bus.head().epoch, seq_of(before[9]))
+    published: list[str] = []
+
+    def publisher() -> None:
+        for n in range(30, 130):
+            published.extend(i for i in bus.publish([ev("channel:a", n)]) if i)
+            if n % 5 == 0:
+                gevent.sleep(0)
+
+    s = sub(["channel:a"])
+    g = gevent.spawn(publisher)
+    gevent.sleep(0)
+    bus.attach(s, ["channel:a"])
+    found = bus.replay(["channel:a"], cursor, 1000)
+    g.join(timeout=10)
+    floor = found.events[-1].seq if found.events else cursor.seq
+    live = [seq for seq, _ in drain(s, 100, timeout=3)]
+    delivered = [r.seq for r in found.events] + [q for q in live if q > floor]
+    expected = [seq_of(i) for i in before[10:] + published]
+    assert delivered == expected
+
+
+def test_trimmed_history_is_a_reset_not_a_gap(kind, request):
+    url = request.getfixturevalue("redis_url") if kind == "redis" else None
+    b = make_bus(kind, url, maxlen=5)
+    try:
+        ids = [b.publish([ev("channel:a", n)])[0] for n in range(12)]
+        b.publish([ev("channel:b", 1)])
+        old = Cursor(b.head().epoch, seq_of(ids[2]))
+        found = b.replay(["channel:a", "channel:b"], old, 5)
+        assert found.reset == ["channel:a"]
+        assert [r.cursor for r in found.events if '"channel:b"' in r.envelope]
+        recent = Cursor(b.head().epoch, seq_of(ids[7]))
+        ok = b.replay(["channel:a"], recent, 5)
+        assert ok.reset == [] and [r.cursor for r in ok.events] == ids[8:]
+    finally:
+        b.close()
+
+
+def test_cursor_from_another_epoch_or_the_future_resets(bus):
+    bus.publish([ev("channel:a", 1)])
+    head = bus.head()
+    other = bus.replay(["channel:a"], Cursor("zzzzzz", head.seq), 100)
+    future = bus.replay(["channel:a"], Cursor(head.epoch, head.seq + 50), 100)
+    assert other.reset == ["channel:a"] and other.events == []
+    assert future.reset == ["channel:a"]
+
+
+def test_ephemeral_events_are_live_only(bus):
+    s = sub(["channel:a"])
+    bus.attach(s, ["channel:a"])
+    start = bus.head()
+    ids = bus.publish([ev("channel:a", 1, "user.typing"), ev("channel:a", 2)])
+    assert ids[0] is None and ids[1] is not None
+    frames = drain(s, 2)
+    assert frames[0][0] == 0 and not frames[0][1].startswith(b"id:")
+    assert b"event: user.typing\n" in frames[0][1]
+    found = bus.replay(["channel:a"], start, 100)
+    assert [r.type for r in found.events] == ["message.created"]
+
+
+def test_slow_subscriber_is_dropped_with_memory_bounded(bus):
+    slow = sub(["channel:a"], max_bytes=4096)
+    fast = sub(["channel:a"])
+    bus.attach(slow, ["channel:a"])
+    bus.attach(fast, ["channel:a"])
+    for n in range(60):
+        bus.publish([ev("channel:a", n)])
+    assert len(drain(fast, 60)) == 60
+    assert slow.end_reason == "slow_consumer"
+    assert slow.depth == 0 and slow._bytes <= 4096
+
+
+def test_detach_releases_the_channel(bus):
+    s = sub(["channel:a"])
+    bus.attach(s, ["channel:a"])
+    assert bus.hub.has("channel:a")
+    bus.detach(s)
+    assert not bus.hub.has("channel:a") and s.id not in bus.hub.subscribers
+    bus.publish([ev("channel:a", 1)])
+    assert s.take(0.1) == []
+
+
+def test_batch_gets_consecutive_cursors(bus):
+    ids = bus.publish([ev("channel:a", n) for n in range(5)])
+    seqs = [seq_of(i) for i in ids]
+    assert seqs == list(range(seqs[0], seqs[0] + 5))
+
+
+def test_setnx_keeps_the_first_value(bus):
+    assert bus.setnx("cg:test:k", "one") == "one"
+    assert bus.setnx("cg:test:k", "two") == "one"
+
+
+# -- Redis only: what a lost or wiped Redis does -------------------------------------------
+
+
+def test_redis_wiped_starts_a_new_epoch(redis_url):
+    b = make_bus("redis", redis_url)
+    try:
+        old = b.publish([ev("channel:a", 1)])[0]
+        redis.Redis.from_url(redis_url).flushall()
+        new = b.publish([ev("channel:a", 2)])[0]
+        assert old.rsplit("-", 1)[0] != new.rsplit("-", 1)[0]
+        from chatgenius.cursor import parse
+
+        found = b.replay(["channel:a"], parse(old), 100)
+        assert found.reset == ["channel:a"] and found.events == []
+    finally:
+        b.close()
+
+
+def test_redis_subscription_count_does_not_grow_with_subscribers(redis_url):
+    b = make_bus("redis", redis_url)
+    try:
+        r = redis.Redis.from_url(redis_url)
+        baseline = len(r.client_list())
+        subs = [sub(["channel:a", "channel:b"], name=str(i)) for i in range(200)]
+        for s in subs:
+            b.attach(s, ["channel:a", "channel:b"])
+        b.publish([ev("channel:a", 1)])
+        assert len(r.client_list()) <= baseline + 1
+        assert r.pubsub_numsub("cg:l:channel:a")[0][1] == 1
+        for s in subs:
+            b.detach(s)
+        deadline = time.monotonic() + 3
+        while r.pubsub_numsub("cg:l:channel:a")[0][1] != 0:
+            assert time.monotonic() < deadline, "upstream subscription was not released"
+            gevent.sleep(0.02)
+    finally:
+        b.close()
+
+
+def test_redis_unreachable_publish_is_bus_unavailable():
+    client, feed = make_clients("redis://127.0.0.1:1/0", (), "")
+    b = RedisBus(client, feed, 10, 10, lambda sub: RECONNECT)
+    with pytest.raises(BusUnavailable):
+        b.publish([ev("channel:a", 1)])
+    assert b.health() is not None
