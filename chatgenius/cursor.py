@@ -32,7 +32,7 @@ class Cursor(NamedTuple):
 
 
 def parse(raw: str) -> Cursor:
-    match = _CURSOR.match(raw)
+    match = _CURSOR.fullmatch(raw)
     if match is None:
         raise CursorError("cursor is malformed; pass back an id the server gave you")
     return Cursor(match.group(1), int(match.group(2)))

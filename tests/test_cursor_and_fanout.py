@@ -1,0 +1,52 @@
+"""Cursors parse strictly; the hub hands one frame to every local subscriber and bounds each queue."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatgenius.cursor import Cursor, CursorError, new_epoch, parse
+from chatgenius.fanout import Hub, Subscriber
+
+
+def test_cursor_round_trip_and_strictness():
+    epoch = new_epoch()
+    assert parse(f"{epoch}-42") == Cursor(epoch, 42)
+    assert str(Cursor(epoch, 42)) == f"{epoch}-42"
+    for bad in ["", "42", "abc", "ABCD-1", "abcd--1", "abcd-1x", "abcd-1\n", "a-1", "abcd-" + "9" * 19]:
+        with pytest.raises(CursorError):
+            parse(bad)
+
+
+def test_hub_shares_one_frame_object_with_every_subscriber():
+    hub = Hub()
+    subs = [Subscriber(str(i), "u", [], 1 << 20) for i in range(3)]
+    for s in subs:
+        hub.add(s, ["channel:a"])
+    frame = b"id: e-1\nevent: message.created\ndata: {}\n\n"
+    assert hub.dispatch("channel:a", 1, frame) == 3
+    assert hub.dispatch("channel:b", 2, frame) == 0
+    taken = [s.take(0) for s in subs]
+    assert all(t == [(1, frame)] and t[0][1] is frame for t in taken)
+
+
+def test_full_queue_ends_the_subscriber_and_frees_the_frames():
+    hub = Hub()
+    s = Subscriber("s", "u", [], 100)
+    hub.add(s, ["channel:a"])
+    for i in range(5):
+        hub.dispatch("channel:a", i + 1, b"x" * 30)
+    assert s.end_reason == "slow_consumer" and s.depth == 0
+    hub.dispatch("channel:a", 9, b"x")
+    assert s.depth == 0
+
+
+def test_first_and_last_subscriber_drive_upstream_subscriptions():
+    calls: list[tuple[str, list[str]]] = []
+    hub = Hub(on_first=lambda ch: calls.append(("sub", ch)), on_last=lambda ch: calls.append(("unsub", ch)))
+    a, b = Subscriber("a", "u", [], 1000), Subscriber("b", "u", [], 1000)
+    hub.add(a, ["channel:x", "channel:y"])
+    hub.add(b, ["channel:x"])
+    hub.remove(a)
+    hub.remove(b)
+    assert calls == [("sub", ["channel:x", "channel:y"]), ("unsub", ["channel:y"]), ("unsub", ["channel:x"])]
+    assert hub.subscribers == {}
