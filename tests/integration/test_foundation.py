@@ -200,7 +200,7 @@ def test_sse_disabled_answers_503_with_poll_url(redis_url):
     [
         (f"/stream?channels={CHAN}&last_event_id=garbage", 400, "bad_cursor"),
         ("/stream?channels=channel:secret", 403, "forbidden"),
-        ("/stream?channels=Not A Channel", 400, "bad_channels"),
+        ("/stream?channels=Not%20A%20Channel", 400, "bad_channels"),
         ("/stream", 400, "bad_channels"),
         (f"/poll?channels={CHAN}&cursor=x-y-z", 400, "bad_cursor"),
         (f"/poll?channels={CHAN}&timeout=31", 400, "bad_timeout"),
