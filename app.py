@@ -23,7 +23,8 @@ def main() -> None:
     settings = config.load(env)
     host, _, port = settings.bind.rpartition(":")
     app = create_app(settings)
-    print(f"ChatGenius realtime: http://{host}:{port}/ (bus: {'redis' if settings.redis_url else 'memory'}, auth: {settings.auth_mode})", flush=True)
+    bus = "redis" if settings.redis_url else "memory"
+    print(f"ChatGenius realtime: http://{host}:{port}/ (bus: {bus}, auth: {settings.auth_mode})", flush=True)
     WSGIServer((host.strip("[]"), int(port)), app, log=None).serve_forever()
 
 

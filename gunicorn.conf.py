@@ -1,10 +1,18 @@
 """gunicorn settings for the realtime service (gevent workers, thousands of streams each)."""
 
 import os
+import shutil
+import tempfile
 
 # Set in the environment so every worker's config.load() sees the same values.
-bind = os.environ.setdefault("BIND", "0.0.0.0:8000")
+bind = [b.strip() for b in os.environ.setdefault("BIND", "0.0.0.0:8000").split(",") if b.strip()]
 workers = int(os.environ.setdefault("WEB_CONCURRENCY", "2"))
+# Every worker writes its metrics here and /metrics sums them (prometheus_client multiprocess
+# mode); it must be in the environment before a worker imports prometheus_client. Unset: a
+# private directory per master, removed at exit, so two instances on one host never mix.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="chatgenius-metrics-")
+    os.environ["CHATGENIUS_METRICS_DIR_OWNED"] = "1"
 worker_class = "gevent"
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "20000"))
 backlog = 4096
@@ -39,6 +47,27 @@ def on_starting(server):
         config.load()
     except config.ConfigError as exc:
         raise SystemExit(f"config error: {exc}") from None
+    _reset_metrics_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def _reset_metrics_dir(path):
+    """Start with no metric files: a previous run's (dead pids) would be summed into ours forever."""
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):
+        if name.endswith(".db"):
+            os.remove(os.path.join(path, name))
+
+
+def child_exit(server, worker):
+    """A dead worker's live gauges (connections, users, memory) leave /metrics now; its counters stay."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if os.environ.get("CHATGENIUS_METRICS_DIR_OWNED") == "1":
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def post_worker_init(worker):
@@ -46,3 +75,4 @@ def post_worker_init(worker):
     from chatgenius.drain import watch
 
     watch(worker)
+    worker.wsgi.extensions["chatgenius.telemetry"].set_capacity(worker.cfg.worker_connections)

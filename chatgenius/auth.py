@@ -37,7 +37,7 @@ class AuthError(Exception):
 
 @lru_cache(maxsize=4096)
 def _pattern(glob: str) -> re.Pattern[str]:
-    return re.compile("^" + re.escape(glob).replace(r"\*", "[^:]*") + "$")
+    return re.compile("^" + re.escape(glob).replace(r"\*", "[^:]*") + r"\Z")  # \Z: `$` would allow a trailing newline
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Identity:
     def may_read(self, channel: str) -> bool:
         if channel == "user:" + self.sub:
             return True
-        return any(_pattern(p).match(channel) for p in self.patterns)
+        return any(_pattern(p).fullmatch(channel) for p in self.patterns)
 
     def forbidden(self, channels: Iterable[str]) -> list[str]:
         return [c for c in channels if not self.may_read(c)]
@@ -88,9 +88,11 @@ class KeySource:
 
     def get(self, kid: str) -> RSAKey | None:
         key = self._keys.get(kid)
-        if key is None and self._clock() - self._last_try >= self._min_refresh:
+        # With no key at all (the JWKS was down at start) every token fails: retry within a second, not 30.
+        interval = self._min_refresh if self._keys else min(self._min_refresh, 1.0)
+        if key is None and self._clock() - self._last_try >= interval:
             with self._lock:
-                if kid not in self._keys and self._clock() - self._last_try >= self._min_refresh:
+                if kid not in self._keys and self._clock() - self._last_try >= interval:
                     self.refresh()
             key = self._keys.get(kid)
         return key
@@ -105,7 +107,7 @@ class KeySource:
                     keys[item["kid"]] = RSAKey.import_key(item)
             self._keys = keys
         except Exception as exc:  # network, JSON, key format: keep what we had
-            log.warning("jwks fetch failed, keeping %d cached keys: %s", len(self._keys), exc)
+            log.warning("jwks fetch failed, keeping %d cached keys: %s", len(self._keys), exc, extra={"event": "jwks.fail"})
 
 
 def http_fetcher(url: str, timeout: float = 3.0) -> Callable[[], dict]:

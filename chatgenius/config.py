@@ -61,7 +61,10 @@ class Settings:
     reconnect_retry_ms: int = 2000
     poll_max_timeout: float = 30.0
     lease_ttl: float = 60.0
+    jwks_min_refresh: float = 30.0
+    ticket_ttl: float = 30.0
     flag_refresh: float = 1.0
+    broadcast_log_interval: float = 10.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -134,7 +137,7 @@ def _sentinels(name: str, raw: str) -> tuple[tuple[str, int], ...]:
 def _origins(name: str, raw: str) -> tuple[str, ...]:
     origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
     for origin in origins:
-        if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
             raise ConfigError(f"{name}: {origin!r} is not an origin like https://app.example.com")
     return origins
 
@@ -165,6 +168,9 @@ _PARSERS = {
     "SSE_QUEUE_MAX_BYTES": ("queue_max_bytes", lambda n, r: _int(n, r, 1024, 1 << 30)),
     "RECONNECT_RETRY_MS": ("reconnect_retry_ms", lambda n, r: _int(n, r, 0, 600_000)),
     "LEASE_TTL": ("lease_ttl", lambda n, r: _float(n, r, 1, 60)),
+    "BROADCAST_LOG_INTERVAL": ("broadcast_log_interval", lambda n, r: _float(n, r, 0.1, 3600)),
+    "JWKS_MIN_REFRESH": ("jwks_min_refresh", lambda n, r: _float(n, r, 0, 3600)),
+    "TICKET_TTL": ("ticket_ttl", lambda n, r: _float(n, r, 1, 30)),
 }
 
 

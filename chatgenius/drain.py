@@ -29,11 +29,17 @@ def drain(rt: Realtime, spread: float) -> int:
     return len(subs)
 
 
+def spread_for(graceful_timeout: float) -> float:
+    """Seconds to spread the reconnects over: a third of gunicorn's graceful_timeout, 0.5 to 5 s,
+    so every stream is told (and the bus closed, 0.5 s later) well before the master's SIGKILL."""
+    return max(0.5, min(5.0, graceful_timeout / 3))
+
+
 def watch(worker) -> None:
     """Called from gunicorn's post_worker_init: wait for shutdown, then drain."""
     rt: Realtime = worker.wsgi.extensions["chatgenius"]
     rt.worker_id = worker.pid
-    spread = max(0.5, min(5.0, worker.cfg.graceful_timeout / 3))
+    spread = spread_for(worker.cfg.graceful_timeout)
 
     def loop() -> None:
         while worker.alive:

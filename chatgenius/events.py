@@ -60,7 +60,8 @@ class Draft:
 
 
 def valid_channel(name: object) -> bool:
-    return isinstance(name, str) and CHANNEL_RE.match(name) is not None
+    # fullmatch: `$` alone also matches before a trailing newline ("channel:a\n").
+    return isinstance(name, str) and CHANNEL_RE.fullmatch(name) is not None
 
 
 def parse_channels(raw: str | None, limit: int) -> list[str]:

@@ -6,13 +6,28 @@ from collections.abc import Mapping
 
 from flask import Flask
 
-from . import config, log
+from . import config, log, metrics
+from .admin import Admin
 from .auth import DevIssuer, KeySource, Verifier, http_fetcher
 from .bus.base import EventBus
+from .bus.control_memory import MemoryControl
+from .bus.control_redis import RedisControl
 from .bus.memory import MemoryBus
+from .bus.presence_memory import MemoryPresence
+from .bus.presence_redis import RedisPresence
 from .bus.redis import RedisBus, make_clients
+from .chat import Chat
+from .control import ControlPlane
+from .flags import RuntimeFlags
+from .presence import Presence
 from .service import Realtime
-from .web import dev, errors, ops, poll, publish, static, stream
+from .state.base import SharedState
+from .state.memory import MemoryState
+from .state.redis import RedisState
+from .telemetry import Telemetry
+from .web import admin as admin_web
+from .web import admin_stats, compression, dev, errors, observe, ops, poll, publish, ratelimit, security, static, stream, tickets
+from .web import chat as chat_web
 
 
 def build_bus(settings: config.Settings, realtime_frame) -> EventBus:
@@ -32,9 +47,30 @@ def build_verifier(settings: config.Settings, bus: EventBus) -> tuple[Verifier, 
         dev = DevIssuer(bus.setnx, settings.channels_claim)
         keys = KeySource(dev.jwks, min_refresh=0.0)
         return Verifier(keys, DevIssuer.ISSUER, DevIssuer.AUDIENCE, ["RS256"], settings.channels_claim), dev
-    keys = KeySource(http_fetcher(settings.jwks_endpoint))
-    keys.refresh()
+    keys = KeySource(http_fetcher(settings.jwks_endpoint), min_refresh=settings.jwks_min_refresh)
+    keys.refresh()  # never fatal: an unreachable JWKS is retried on the first token (auth.KeySource)
     return Verifier(keys, settings.issuer, settings.auth0_audience, settings.jwt_algorithms, settings.channels_claim), None
+
+
+def build_state(bus: EventBus) -> SharedState:
+    """Tickets and connection leases live beside the bus: on its Redis (same connections), or in memory."""
+    return RedisState(bus.client) if isinstance(bus, RedisBus) else MemoryState()
+
+
+def build_chat(settings: config.Settings, rt: Realtime) -> tuple[Chat, Admin]:
+    """Presence, the control plane and runtime flags: on the bus' Redis, or in process (issue 4)."""
+    bus = rt.bus
+    if isinstance(bus, RedisBus):
+        store, control_store = RedisPresence(bus), RedisControl(bus.client)
+    else:
+        assert isinstance(bus, MemoryBus)
+        store, control_store = MemoryPresence(bus), MemoryControl()
+    control = ControlPlane(bus, control_store)
+    rt.stream_opened.append(control.opened)
+    rt.stream_closed.append(control.closed)
+    presence = Presence(store, settings.lease_ttl, settings.presence_grace)
+    flags = RuntimeFlags(rt.flags, settings, control_store, lambda: control.sessions.values())
+    return Chat(rt, presence, control), Admin(rt, control, flags)
 
 
 def create_app(settings: config.Settings | None = None, env: Mapping[str, str] | None = None) -> Flask:
@@ -46,10 +82,21 @@ def create_app(settings: config.Settings | None = None, env: Mapping[str, str] |
     holder: dict[str, Realtime] = {}
     bus = build_bus(settings, lambda sub: holder["rt"].reconnect_frame(sub))
     verifier, dev_issuer = build_verifier(settings, bus)
-    rt = holder["rt"] = Realtime(settings, bus, verifier, dev_issuer)
+    rt = holder["rt"] = Realtime(settings, bus, verifier, dev_issuer, build_state(bus))
     app.extensions["chatgenius"] = rt
+    telemetry = app.extensions["chatgenius.telemetry"] = Telemetry(rt, metrics.Metrics(), settings.broadcast_log_interval)
+    chat_api, admin_api = app.extensions["chatgenius.chat"], app.extensions["chatgenius.admin"] = build_chat(settings, rt)
 
-    for module in (errors, ops, stream, poll, publish, dev, static):
+    # After-request hooks run in reverse order of registration: compression's runs last, on the final body.
+    app.register_blueprint(compression.bp)
+    app.register_blueprint(observe.bp)  # first, so the request id is bound before any other hook logs
+    metrics.export(app, telemetry.metrics, guard=admin_stats.admin_only)  # contract: every endpoint but health needs a user
+    security.install(app, settings)
+    ratelimit.install(app, settings, bus.client.connection_pool if isinstance(bus, RedisBus) else None)
+    for module in (errors, ops, stream, poll, publish, tickets, dev, static, admin_stats, chat_web, admin_web):
         app.register_blueprint(module.bp)
     bus.start()
+    telemetry.start()
+    chat_api.presence.start()
+    admin_api.flags.start()
     return app

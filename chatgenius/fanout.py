@@ -85,6 +85,8 @@ class Hub:
         self.subscribers: dict[str, Subscriber] = {}
         self._on_first = on_first
         self._on_last = on_last
+        # Called once per dispatched event with its frame and local subscriber count (telemetry).
+        self.on_dispatch: Callable[[bytes, int], None] | None = None
 
     def add(self, sub: Subscriber, channels: Iterable[str]) -> None:
         """Register `sub` on `channels`; blocks while the upstream feed confirms new ones."""
@@ -129,6 +131,8 @@ class Hub:
             return 0
         for sub in subs:
             sub.offer(seq, frame)
+        if self.on_dispatch is not None:
+            self.on_dispatch(frame, len(subs))
         return len(subs)
 
     def end_all(self, reason: str, frame: Callable[[Subscriber], bytes | None]) -> int:

@@ -13,15 +13,38 @@ import logging
 import re
 import sys
 import time
+from contextvars import ContextVar
 from typing import Any
 
-_SECRET = re.compile(r"(eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*|((?:ticket|token|access_token)=)[^&\s\"']+)")
+_SECRET = re.compile(
+    r"(?P<jwt>eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)"
+    r"|(?P<key>\b(?:ticket|token|access_token|id_token|refresh_token)=)[^&\s\"']+"
+    r"|(?P<scheme>\b[Bb]earer\s+)[^\s\"',;]+"
+)
+# Fields whose value is a credential whatever it looks like (a ticket is an opaque string).
+_SECRET_KEYS = frozenset({"token", "ticket", "authorization", "access_token", "id_token", "refresh_token", "password", "secret", "cookie"})
 _STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 logger = logging.getLogger("chatgenius")
+# The id of the request being served (web/observe.py binds it); greenlet-local, since each
+# greenlet runs in its own contextvars context.
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 def redact(text: str) -> str:
-    return _SECRET.sub(lambda m: (m.group(2) or "") + "[redacted]", text)
+    return _SECRET.sub(lambda m: (m.group("key") or m.group("scheme") or "") + "[redacted]", text)
+
+
+def scrub(key: str, value: Any) -> Any:
+    """`value` safe to log under `key`: credentials by name or by shape redacted, nested values too."""
+    if key.lower() in _SECRET_KEYS and value:
+        return "[redacted]"
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: scrub(str(k), v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [scrub("", v) for v in value]
+    return value
 
 
 class JsonFormatter(logging.Formatter):
@@ -35,12 +58,15 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "pid": record.process,
         }
+        rid = request_id.get()
+        if rid is not None:
+            out["request_id"] = rid
         message = record.getMessage()
         if message:
             out["message"] = redact(message)
         for key, value in vars(record).items():
             if key not in _STD and key != "event":
-                out[key] = redact(value) if isinstance(value, str) else value
+                out[key] = scrub(key, value)
         if record.exc_info:
             out["error"] = redact(self.formatException(record.exc_info))
         return json.dumps(out, default=str, separators=(",", ":"))
@@ -59,10 +85,13 @@ def setup(level: str = "INFO") -> None:
         lg.propagate = True
 
 
-def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
-    """Log one structured event (contract: Operators, Logs)."""
+def event(name: str, level: int = logging.INFO, /, exc_info: BaseException | None = None, **fields: Any) -> None:
+    """Log one structured event (contract: Operators, Logs); `exc_info` adds the traceback as `error`."""
     if logger.isEnabledFor(level):
-        logger.log(level, "", extra={"event": name, **fields})
+        # A field named like a LogRecord attribute would make logging raise: keep it, renamed.
+        extra = {(k + "_" if k in _STD else k): v for k, v in fields.items()}
+        extra["event"] = name
+        logger.log(level, "", exc_info=exc_info, extra=extra)
 
 
 def now() -> float:

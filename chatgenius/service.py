@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from . import log
 from .auth import AuthError, DevIssuer, Identity, Verifier, bearer
@@ -19,9 +20,22 @@ from .bus.base import BusUnavailable, EventBus, Replay
 from .config import Settings
 from .cursor import Cursor, CursorError, parse
 from .errors import ServiceError
-from .events import EventError, drafts_from_request, parse_channels
+from .events import Draft, EventError, drafts_from_request, parse_channels
 from .fanout import Subscriber
+from .leases import ConnectionLeases
+from .state.base import SharedState
+from .state.memory import MemoryState
 from .stream import StreamSession, control_frame, jittered, open_session
+from .tickets import Tickets
+
+
+def unauthorized(reason: str, message: str) -> ServiceError:
+    """A 401 with the RFC 6750 challenge, logged as `auth.fail` with its reason (never the credential)."""
+    log.event("auth.fail", logging.WARNING, reason=reason, error=message)
+    challenge = 'Bearer realm="chatgenius"'
+    if reason != "missing":  # RFC 6750, 3.1: no error code when no credential was sent at all
+        challenge += f', error="invalid_token", error_description="{reason}"'
+    return ServiceError(401, "unauthorized", message, headers={"WWW-Authenticate": challenge}, extra={"reason": reason})
 
 
 class Flags:
@@ -38,7 +52,9 @@ class Flags:
 class Realtime:
     """Everything a request needs, built once per process by the factory."""
 
-    def __init__(self, settings: Settings, bus: EventBus, verifier: Verifier, dev: DevIssuer | None) -> None:
+    def __init__(
+        self, settings: Settings, bus: EventBus, verifier: Verifier, dev: DevIssuer | None, state: SharedState | None = None,
+    ) -> None:
         self.settings = settings
         self.bus = bus
         self.verifier = verifier
@@ -46,20 +62,44 @@ class Realtime:
         self.flags = Flags(settings)
         self.worker_id = 0
         self.draining = False
+        # Observers (telemetry.py): called after the fact, never able to refuse.
+        self.stream_opened: list[Callable[[StreamSession], None]] = []
         self.stream_closed: list[Callable[[StreamSession], None]] = []
+        self.events_published: list[Callable[[Sequence[Draft]], None]] = []
+        state = state if state is not None else MemoryState()
+        self.tickets = Tickets(state, settings.ticket_ttl)
+        self.leases = ConnectionLeases(state, settings.max_connections_per_user, settings.lease_ttl)
 
     # -- identity ---------------------------------------------------------------
     def identify(self, authorization: str | None) -> Identity:
         try:
             identity = self.verifier.verify(bearer(authorization))
         except AuthError as exc:
-            log.event("auth.fail", logging.WARNING, reason=exc.reason, error=str(exc))
-            raise ServiceError(
-                401, "unauthorized", str(exc),
-                headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc.reason}"'},
-                extra={"reason": exc.reason},
-            ) from None
+            raise unauthorized(exc.reason, str(exc)) from None
         log.event("auth.ok", logging.DEBUG, user_id=identity.sub)
+        return identity
+
+    def issue_ticket(self, identity: Identity) -> dict:
+        """A single-use ticket for `GET /stream?ticket=` (browsers' EventSource cannot send headers)."""
+        try:
+            issued = self.tickets.issue(identity)
+        except BusUnavailable as exc:
+            raise ServiceError(503, "bus_unavailable", str(exc), headers={"Retry-After": "2"}) from None
+        if issued is None:
+            raise unauthorized("expired", "token expires too soon to issue a ticket; refresh it first")
+        ticket, expires_in = issued
+        log.event("ticket.issue", user_id=identity.sub, expires_in=expires_in)
+        return {"ticket": ticket, "expires_in": expires_in}
+
+    def redeem_ticket(self, ticket: str) -> Identity:
+        """The user a ticket was issued to, once; 401 for an unknown, used or expired ticket."""
+        try:
+            identity = self.tickets.redeem(ticket)
+        except BusUnavailable as exc:
+            raise ServiceError(503, "bus_unavailable", str(exc), headers={"Retry-After": "2"}) from None
+        if identity is None:
+            raise unauthorized("bad_ticket", "ticket is unknown, used or expired; get a new one from POST /tickets")
+        log.event("auth.ok", logging.DEBUG, user_id=identity.sub, via="ticket")
         return identity
 
     def authorize(self, identity: Identity, raw_channels: str | None) -> list[str]:
@@ -89,13 +129,18 @@ class Realtime:
         if identity.exp is not None:
             margin = min(random.uniform(2.0, 6.0), max(0.0, (identity.exp - time.time()) / 3))
             deadline = identity.exp - margin
+        self._lease(identity.sub, sub.id)
         try:
             session = open_session(
                 self.bus, sub, after, self.settings.history_maxlen,
                 self.settings.heartbeat_interval, self.settings.reconnect_retry_ms, deadline,
             )
         except BusUnavailable as exc:
+            self.leases.release(identity.sub, sub.id)
             raise ServiceError(503, "bus_unavailable", str(exc), headers={"Retry-After": "2"}) from None
+        except BaseException:
+            self.leases.release(identity.sub, sub.id)
+            raise
         session.on_close = self._closed
         connected = {
             "connection_id": sub.id,
@@ -108,10 +153,27 @@ class Realtime:
             "connection.open", connection_id=sub.id, user_id=identity.sub, channels=connected["channels"],
             resumed=sub.resumed, replayed=len(session.replay.events), reset=session.replay.reset,
         )
+        for hook in self.stream_opened:
+            hook(session)
         return session, connected
+
+    def _lease(self, user: str, connection_id: str) -> None:
+        """Take one of the user's MAX_CONNECTIONS_PER_USER slots (all workers and hosts), or 429."""
+        try:
+            lease = self.leases.acquire(user, connection_id)
+        except BusUnavailable as exc:
+            raise ServiceError(503, "bus_unavailable", str(exc), headers={"Retry-After": "2"}) from None
+        if not lease.granted:
+            log.event("connection.reject", logging.INFO, user_id=user, reason="connection_limit", held=lease.held)
+            retry_after = max(1, min(int(self.leases.ttl), math.ceil(lease.retry_after)))
+            raise ServiceError(
+                429, "connection_limit", f"at most {self.leases.limit} concurrent streams per user; close one first",
+                headers={"Retry-After": str(retry_after)}, extra={"limit": self.leases.limit},
+            )
 
     def _closed(self, session: StreamSession) -> None:
         sub = session.sub
+        self.leases.release(sub.user_id, sub.id)
         log.event(
             "connection.close", connection_id=sub.id, user_id=sub.user_id, reason=session.stats.end_reason,
             duration=round(time.time() - sub.opened, 3), events_sent=sub.sent,
@@ -156,7 +218,10 @@ class Realtime:
             ids = self.bus.publish(drafts)
         except BusUnavailable as exc:
             raise ServiceError(503, "bus_unavailable", str(exc), headers={"Retry-After": "2"}) from None
-        log.event("broadcast", logging.DEBUG, user_id=identity.sub, count=len(ids), event_type=drafts[0].type)
+        # One line per request at debug only; the `broadcast` summary (telemetry.py) is the info-level view.
+        log.event("publish", logging.DEBUG, user_id=identity.sub, count=len(ids), event_type=drafts[0].type)
+        for hook in self.events_published:
+            hook(drafts)
         return ids
 
 

@@ -38,6 +38,8 @@ class StreamStats:
     replayed: int = 0
     reset: list[str] = field(default_factory=list)
     end_reason: str = "client_closed"
+    # True while a heartbeat is being written: a stream that ends then was found dead by it.
+    heartbeat_pending: bool = False
 
 
 @dataclass
@@ -54,6 +56,7 @@ class StreamSession:
     on_close: Callable[[StreamSession], None] | None = None
     stats: StreamStats = field(default_factory=StreamStats)
     on_heartbeat: Callable[[], None] | None = None
+    on_write: Callable[[list[bytes]], None] | None = None  # after each write of live frames (metrics)
 
 
 def open_session(
@@ -73,11 +76,9 @@ def open_session(
     except BaseException:
         bus.detach(sub)
         raise
-    floor = 0
-    if after is not None and found.head is not None and after.epoch == found.head.epoch:
-        floor = after.seq
-    if found.events:
-        floor = max(floor, found.events[-1].seq)
+    # History was read up to the head of one consistent snapshot: any live frame at or
+    # below it was either replayed or is older than the cursor. Drop those, keep the rest.
+    floor = found.head.seq if after is not None and found.head is not None else 0
     return StreamSession(bus, sub, found, floor, heartbeat, retry_ms, deadline)
 
 
@@ -113,6 +114,8 @@ def serve(session: StreamSession, connected: dict) -> Iterator[bytes]:
                     sub.sent += len(kept)
                     yield b"".join(kept)
                     last_write = time.monotonic()
+                    if session.on_write is not None:
+                        session.on_write(kept)
             if sub.end_reason is not None:
                 stats.end_reason = sub.end_reason
                 if sub.end_frame:
@@ -123,11 +126,15 @@ def serve(session: StreamSession, connected: dict) -> Iterator[bytes]:
                 yield control_frame("system.reauth", {"reason": "token_expiring"})
                 return
             if time.monotonic() - last_write >= session.heartbeat:
+                stats.heartbeat_pending = True
                 yield comment("hb")
+                stats.heartbeat_pending = False
                 last_write = time.monotonic()
                 if session.on_heartbeat is not None:
                     session.on_heartbeat()
     finally:
+        if sub.end_reason is not None and stats.end_reason == "client_closed":
+            stats.end_reason = sub.end_reason  # ended while blocked in a write (slow consumer)
         session.bus.detach(sub)
         if session.on_close is not None:
             session.on_close(session)

@@ -21,7 +21,7 @@ tests/bus/test_contract.py holds each one to them):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -89,3 +89,10 @@ class EventBus(Protocol):
 
     def setnx(self, key: str, value: str) -> str:
         """Store `value` under `key` unless one is there; return the stored one (dev keys, epochs)."""
+
+    # The control channel (chatgenius/control.py owns `on_control`): one message to every process
+    # of the deployment, this one included, e.g. "change stream X's channels", "flags changed".
+    on_control: Callable[[bytes], None] | None
+
+    def publish_control(self, payload: bytes) -> int:
+        """Hand `payload` to `on_control` in every process; returns how many processes it reached."""

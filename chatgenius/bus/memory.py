@@ -41,9 +41,17 @@ class MemoryBus:
         self._clock = clock
         self._history: dict[str, _History] = {}
         self._kv: dict[str, str] = {}
+        self.on_control: Callable[[bytes], None] | None = None
 
     def start(self) -> None:
         pass
+
+    def publish_control(self, payload: bytes) -> int:
+        """See EventBus.publish_control: one process, so a direct call."""
+        if self.on_control is None:
+            return 0
+        self.on_control(payload)
+        return 1
 
     def close(self) -> None:
         self.hub.end_all("shutdown", lambda sub: None)
@@ -88,8 +96,9 @@ class MemoryBus:
         head = self.head()
         if after is None:
             return Replay(head=head)
-        if after.epoch != self.epoch or after.seq > self._seq:
-            return Replay(reset=list(channels), head=head)
+        stale = after.epoch != self.epoch or after.seq > self._seq
+        if stale:  # predates everything stored: reset all, replay the whole epoch (see RedisBus.replay)
+            after = Cursor(self.epoch, 0)
         result = Replay(head=head)
         for name in channels:
             hist = self._history.get(name)
@@ -105,6 +114,8 @@ class MemoryBus:
                 continue
             result.events.extend(picked)
         result.events.sort(key=lambda r: r.seq)
+        if stale:
+            result.reset = list(channels)
         return result
 
     def head(self) -> Cursor:

@@ -53,13 +53,13 @@ def live_channel(channel: str) -> str:
     return _LIVE + channel
 
 
-def frame_from_live(payload: bytes) -> tuple[int, bytes]:
-    """Turn a live payload into (seq, SSE frame) without parsing the JSON."""
+def frame_from_live(payload: bytes) -> tuple[bytes, int, bytes]:
+    """Turn a live payload into (epoch, seq, SSE frame) without parsing the JSON."""
     cursor, etype, envelope = payload.split(b"\n", 2)
     if not cursor:
-        return 0, b"event: " + etype + b"\ndata: " + envelope + b"\n\n"
-    seq = int(cursor.rpartition(b"-")[2])
-    return seq, b"id: " + cursor + b"\nevent: " + etype + b"\ndata: " + envelope + b"\n\n"
+        return b"", 0, b"event: " + etype + b"\ndata: " + envelope + b"\n\n"
+    epoch, _, seq = cursor.rpartition(b"-")
+    return epoch, int(seq), b"id: " + cursor + b"\nevent: " + etype + b"\ndata: " + envelope + b"\n\n"
 
 
 class RedisBus:
@@ -84,12 +84,15 @@ class RedisBus:
         self._reconnect_frame = reconnect_frame
         self._ping_interval = ping_interval
         self._subscribe_timeout = subscribe_timeout
-        self._script = client.register_script(resources.files(__package__).joinpath("lua/publish.lua").read_text())
+        lua = resources.files(__package__).joinpath("lua")
+        self._script = client.register_script(lua.joinpath("publish.lua").read_text())
+        self._retire = client.register_script(lua.joinpath("retire_epoch.lua").read_text())
         self._pubsub: redis.client.PubSub | None = None
         self._confirmed: dict[str, Event] = {}
         self._reader: gevent.Greenlet | None = None
         self._stopping = False
         self._max_seen = 0
+        self._seen_epoch = b""
         self.on_control: Callable[[bytes], None] | None = None
         self.reader_reconnects = 0
         self.last_rx = 0.0
@@ -129,6 +132,16 @@ class RedisBus:
         epoch = result[0].decode()
         return [f"{epoch}-{seq}" if seq else None for seq in result[1:]]
 
+    def publish_call(self, drafts: Sequence[Draft]) -> tuple[list[str], list[object]]:
+        """KEYS and ARGV of lua/publish.lua for `drafts`, for scripts that publish atomically with a
+        state change of their own (bus/presence_redis.py embeds publish.lua as a function)."""
+        keys: list[str] = [EPOCH_KEY, SEQ_KEY]
+        args: list[object] = [new_epoch(), self._maxlen, self._ttl, self._meta_ttl, len(drafts)]
+        for d in drafts:
+            keys += [history_key(d.channel), meta_key(d.channel)]
+            args += ["1" if d.durable else "0", live_channel(d.channel), d.type, d.body]
+        return keys, args
+
     def head(self) -> Cursor:
         try:
             epoch, seq = self.client.mget(EPOCH_KEY, SEQ_KEY)
@@ -139,14 +152,25 @@ class RedisBus:
         return Cursor(epoch.decode(), int(seq or 0))
 
     def replay(self, channels: Sequence[str], after: Cursor | None, limit: int) -> Replay:
-        """See EventBus.replay: one MULTI round trip for every channel."""
+        """See EventBus.replay: one MULTI round trip for every channel.
+
+        A cursor from another epoch (or past the head) predates everything now
+        stored: every channel is reset, and the current epoch is replayed whole.
+        """
         if after is None:
             return Replay(head=self.head())
+        found = self._read_history(channels, after.seq, limit)
+        if found.head is not None and (after.epoch != found.head.epoch or after.seq > found.head.seq):
+            found = self._read_history(channels, 0, limit)
+            found.reset = list(channels)
+        return found
+
+    def _read_history(self, channels: Sequence[str], after_seq: int, limit: int) -> Replay:
         try:
             pipe = self.client.pipeline(transaction=True)
             pipe.mget(EPOCH_KEY, SEQ_KEY)
             for name in channels:
-                pipe.xrange(history_key(name), min=str(after.seq + 1), max="+", count=limit + 1)
+                pipe.xrange(history_key(name), min=str(after_seq + 1), max="+", count=limit + 1)
                 pipe.hmget(meta_key(name), "trimmed", "last")
                 pipe.exists(history_key(name))
             results = pipe.execute()
@@ -156,14 +180,11 @@ class RedisBus:
         if epoch_b is None:
             return Replay(reset=list(channels), head=self.head())
         epoch = epoch_b.decode()
-        head = Cursor(epoch, int(seq_b or 0))
-        if after.epoch != epoch or after.seq > head.seq:
-            return Replay(reset=list(channels), head=head)
-        out = Replay(head=head)
+        out = Replay(head=Cursor(epoch, int(seq_b or 0)))
         prefix = f'{{"id":"{epoch}-'
         for i, name in enumerate(channels):
             entries, (trimmed, last), exists = results[1 + 3 * i : 4 + 3 * i]
-            lost = int(trimmed or 0) > after.seq or (not exists and int(last or 0) > after.seq)
+            lost = int(trimmed or 0) > after_seq or (not exists and int(last or 0) > after_seq)
             if lost or len(entries) > limit:
                 out.reset.append(name)
                 continue
@@ -242,11 +263,15 @@ class RedisBus:
         pubsub = self._feed_client.pubsub()
         try:
             self._check_sequence()
+            pubsub.subscribe(CONTROL)  # connects (and yields); channels come after, see below
+            # No yield between publishing the feed and reading the hub: a channel attached
+            # before this point is in `names`, one attached after sends its own SUBSCRIBE.
+            self._pubsub = pubsub
             names = self.hub.channels()
             for name in names:
                 self._confirmed.setdefault(name, Event())
-            pubsub.subscribe(CONTROL, *[live_channel(c) for c in names])
-            self._pubsub = pubsub
+            if names:
+                pubsub.subscribe(*[live_channel(c) for c in names])
             self.last_rx = time.monotonic()
             pinged = False
             while not self._stopping:
@@ -273,9 +298,9 @@ class RedisBus:
                     self.on_control(msg["data"])
                 return
             name = channel[len(_LIVE):].decode()
-            seq, frame = frame_from_live(msg["data"])
-            if seq > self._max_seen:
-                self._max_seen = seq
+            epoch, seq, frame = frame_from_live(msg["data"])
+            if seq > self._max_seen or epoch != self._seen_epoch:
+                self._max_seen, self._seen_epoch = seq, epoch
             self.hub.dispatch(name, seq, frame)
         elif kind == "subscribe" and channel.startswith(_LIVE.encode()):
             event = self._confirmed.get(channel[len(_LIVE):].decode())
@@ -283,12 +308,14 @@ class RedisBus:
                 event.set()
 
     def _check_sequence(self) -> None:
-        """A Redis whose sequence went backwards lost a tail: retire the epoch so old cursors reset."""
-        current = int(self.client.get(SEQ_KEY) or 0)
-        if current < self._max_seen:
-            log.warning("redis sequence went back from %d to %d: new epoch", self._max_seen, current)
-            self.client.set(EPOCH_KEY, new_epoch())
-        self._max_seen = current
+        """A Redis whose sequence went backwards within one epoch lost a tail (a failover to a
+        lagging replica, an AOF without fsync): retire that epoch so old cursors reset instead
+        of silently skipping the seqs that will be issued again."""
+        epoch, current = self.client.mget(EPOCH_KEY, SEQ_KEY)
+        if epoch is not None and epoch == self._seen_epoch and int(current or 0) < self._max_seen:
+            log.warning("redis sequence went back from %d to %s: retiring epoch", self._max_seen, current)
+            self._retire(keys=[EPOCH_KEY], args=[epoch, new_epoch()])
+        self._max_seen, self._seen_epoch = int(current or 0), epoch or b""
 
     def _drop_feed(self) -> None:
         """Forget the feed and end every local stream: they may have missed events."""
@@ -299,9 +326,10 @@ class RedisBus:
         if had_feed:
             self.hub.end_all("bus_lost", self._reconnect_frame)
 
-    def publish_control(self, payload: bytes) -> None:
+    def publish_control(self, payload: bytes) -> int:
+        """See EventBus.publish_control: PUBLISH counts the readers (one per process) it reached."""
         try:
-            self.client.publish(CONTROL, payload)
+            return int(self.client.publish(CONTROL, payload))
         except _ERRORS as exc:
             raise BusUnavailable(f"redis unavailable: {exc}") from exc
 
@@ -315,6 +343,8 @@ def make_clients(url: str | None, sentinels: Sequence[tuple[str, int]], master: 
         feed = sentinel.master_for(master, socket_timeout=None, retry=Retry(NoBackoff(), 0), **common)
         return client, feed
     assert url is not None
+    if url.startswith("unix://"):
+        del common["socket_keepalive"]  # a TCP option: redis-py's unix connection refuses the argument
     pool = redis.BlockingConnectionPool.from_url(url, max_connections=32, timeout=5, socket_timeout=10, **common)
     client = redis.Redis(connection_pool=pool)
     feed = redis.Redis.from_url(url, socket_timeout=None, retry=Retry(NoBackoff(), 0), **common)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+
 from flask import Blueprint, Response, request
 
 from ..stream import serve
@@ -28,7 +31,12 @@ def stream() -> Response:
     session, connected = rt.open_stream(who, channels, last_id)
     sock = request.environ.get("gunicorn.socket")
     if sock is not None:
-        # A client that stops reading must not pin this greenlet in sendall forever.
-        sock.settimeout(max(10.0, 2 * rt.settings.heartbeat_interval))
+        # A client that stops reading must not pin this greenlet in sendall forever, and a
+        # peer that vanished without FIN (unacked heartbeats) must fail within a few beats,
+        # not after the kernel's ~15 minutes of retransmissions.
+        beat = rt.settings.heartbeat_interval
+        sock.settimeout(max(10.0, 2 * beat))
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int((2 * beat + 5) * 1000))
     resp = Response(serve(session, connected), content_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS)
     return resp

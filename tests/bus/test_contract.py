@@ -18,6 +18,9 @@ from chatgenius.bus.redis import RedisBus, make_clients
 from chatgenius.cursor import Cursor
 from chatgenius.events import draft
 from chatgenius.fanout import Subscriber
+from chatgenius.state.base import SharedState
+from chatgenius.state.memory import MemoryState
+from chatgenius.state.redis import RedisState
 
 RECONNECT = b"event: system.reconnect\ndata: {}\n\n"
 
@@ -138,13 +141,14 @@ def test_trimmed_history_is_a_reset_not_a_gap(kind, request):
         b.close()
 
 
-def test_cursor_from_another_epoch_or_the_future_resets(bus):
-    bus.publish([ev("channel:a", 1)])
+def test_cursor_from_another_epoch_or_the_future_resets_and_replays_the_epoch(bus):
+    ids = bus.publish([ev("channel:a", 1), ev("channel:b", 2), ev("channel:a", 3)])
     head = bus.head()
     other = bus.replay(["channel:a"], Cursor("zzzzzz", head.seq), 100)
     future = bus.replay(["channel:a"], Cursor(head.epoch, head.seq + 50), 100)
-    assert other.reset == ["channel:a"] and other.events == []
-    assert future.reset == ["channel:a"]
+    # Everything in the current epoch comes after a cursor that predates it: reset, then all of it.
+    assert other.reset == ["channel:a"] and [r.cursor for r in other.events] == [ids[0], ids[2]]
+    assert future.reset == ["channel:a"] and [r.cursor for r in future.events] == [ids[0], ids[2]]
 
 
 def test_ephemeral_events_are_live_only(bus):
@@ -206,7 +210,7 @@ def test_redis_wiped_starts_a_new_epoch(redis_url):
         from chatgenius.cursor import parse
 
         found = b.replay(["channel:a"], parse(old), 100)
-        assert found.reset == ["channel:a"] and found.events == []
+        assert found.reset == ["channel:a"] and [r.cursor for r in found.events] == [new]
     finally:
         b.close()
 
@@ -238,3 +242,88 @@ def test_redis_unreachable_publish_is_bus_unavailable():
     with pytest.raises(BusUnavailable):
         b.publish([ev("channel:a", 1)])
     assert b.health() is not None
+
+
+# -- Shared state beside the bus (chatgenius/state): tickets and connection leases, both backends ------
+
+
+@pytest.fixture
+def state(kind, request):
+    if kind == "memory":
+        yield MemoryState()
+        return
+    client, _ = make_clients(request.getfixturevalue("redis_url"), (), "")
+    yield RedisState(client)
+    client.close()
+
+
+def test_ticket_is_taken_exactly_once(state: SharedState):
+    assert state.put_ticket("t1", "alice", 30) is True
+    assert state.put_ticket("t1", "mallory", 30) is False  # never overwritten
+    assert state.take_ticket("t1") == "alice"
+    assert state.take_ticket("t1") is None
+    assert state.take_ticket("never-issued") is None
+
+
+def test_ticket_taken_by_racing_workers_is_taken_once(state: SharedState):
+    state.put_ticket("race", "alice", 30)
+    takers = [gevent.spawn(state.take_ticket, "race") for _ in range(20)]
+    gevent.joinall(takers, timeout=5)
+    values = [g.value for g in takers]
+    assert values.count("alice") == 1 and values.count(None) == 19
+
+
+def test_ticket_expires_after_its_ttl(state: SharedState):
+    state.put_ticket("short", "alice", 0.3)
+    state.put_ticket("probe", "x", 0.3)
+    # put_ticket succeeds again only once the probe (stored just after "short") has expired: no blind sleep.
+    deadline = time.monotonic() + 5
+    while not state.put_ticket("probe", "x", 30):
+        assert time.monotonic() < deadline, "ticket never expired"
+        gevent.sleep(0.05)
+    assert state.take_ticket("short") is None
+
+
+def test_leases_are_capped_per_owner_and_freed_on_release(state: SharedState):
+    assert state.acquire_lease("alice", "c1", 2, 30).granted
+    assert state.acquire_lease("alice", "c2", 2, 30).held == 2
+    full = state.acquire_lease("alice", "c3", 2, 30)
+    assert not full.granted and full.held == 2 and 0 < full.retry_after <= 30
+    assert state.acquire_lease("alice", "c1", 2, 30).granted  # re-acquiring a held lease is not a new slot
+    assert state.acquire_lease("bob", "c9", 2, 30).granted  # per owner
+    state.release_lease("alice", "c1")
+    state.release_lease("alice", "c1")  # twice is harmless
+    assert state.acquire_lease("alice", "c3", 2, 30).granted
+
+
+def test_unrefreshed_leases_expire_and_refreshed_ones_do_not(state: SharedState):
+    assert state.acquire_lease("alice", "kept", 2, 0.5).granted
+    assert state.acquire_lease("alice", "dead", 2, 0.5).granted
+    started = time.monotonic()
+    while not state.acquire_lease("alice", "new", 2, 0.5).granted:  # "dead" is never refreshed
+        assert time.monotonic() - started < 5, "lease never expired"
+        state.refresh_leases([("alice", "kept")], 0.5)
+        gevent.sleep(0.05)
+    assert time.monotonic() - started >= 0.3
+    state.refresh_leases([("alice", "kept"), ("alice", "new")], 30)
+    assert not state.acquire_lease("alice", "late", 2, 30).granted  # "kept" survived by refreshing
+
+
+def test_concurrent_acquires_never_exceed_the_limit(state: SharedState):
+    tries = [gevent.spawn(state.acquire_lease, "alice", f"c{i}", 3, 30) for i in range(30)]
+    gevent.joinall(tries, timeout=5)
+    assert sum(g.value.granted for g in tries) == 3
+
+
+def test_redis_leases_use_one_clock_and_expire_with_their_key(redis_url):
+    client, _ = make_clients(redis_url, (), "")
+    try:
+        state = RedisState(client)
+        state.acquire_lease("auth0|x", "c1", 5, 2)
+        ttl_ms = client.pttl("cg:c:{auth0|x}")
+        assert 0 < ttl_ms <= 2000  # the set itself goes away with its last lease: nothing leaks
+        expiry = client.zscore("cg:c:{auth0|x}", "c1")
+        server_ms = client.time()[0] * 1000
+        assert abs(expiry - (server_ms + 2000)) < 1500  # scored on Redis' clock, not this host's
+    finally:
+        client.close()

@@ -1,0 +1,171 @@
+"""Soak: hours of chat traffic in minutes of code — churn, publishing, resumes — and flat resources.
+
+Starts a private redis-server and gunicorn (2 gevent workers), then for `--minutes`:
+- a publisher at `--rate` events/s on a few channels;
+- `--clients` resilient clients (tests/support/actors.py) that reconnect with their cursor;
+- churn: every second a few random clients disconnect and reconnect (resume with Last-Event-ID).
+Every `--sample` seconds it records RSS per worker, open file descriptors, Redis memory,
+the service's own greenlet count (/admin/stats) and open streams. At the end it checks:
+- nothing lost, nothing duplicated: every client holds every acknowledged event once;
+- flat resources: the least-squares slope of each series over the second half of the run stays
+  under its bound (RSS < 2 MiB/10 min per worker, fds < 5/10 min, Redis < 2 MiB/10 min,
+  greenlets < 20/10 min).
+Writes a Markdown table and a PNG plot (matplotlib) to --out.
+
+    .venv/bin/python bench/soak.py --minutes 30 --out docs/soak      # the documented run
+    .venv/bin/python bench/soak.py --minutes 1 --sample 5             # the short form (tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
+
+from gevent import monkey  # noqa: E402
+
+monkey.patch_all()
+
+import gevent  # noqa: E402
+import psutil  # noqa: E402
+from support.actors import Publisher, ResilientClient  # noqa: E402
+from support.gunicorn import Gunicorn  # noqa: E402
+from support.http_json import get_json  # noqa: E402
+from support.redis_server import RedisServer  # noqa: E402
+from support.service import bearer, dev_token, service_env  # noqa: E402
+
+BOUNDS_PER_10MIN = {"rss_mib": 2.0, "fds": 5.0, "redis_mib": 2.0, "greenlets": 20.0}
+
+
+def slope_per_10min(times: list[float], values: list[float]) -> float:
+    """Least-squares slope, scaled to a change per 10 minutes."""
+    n = len(times)
+    if n < 2:
+        return 0.0
+    mt, mv = sum(times) / n, sum(values) / n
+    den = sum((t - mt) ** 2 for t in times) or 1.0
+    return sum((t - mt) * (v - mv) for t, v in zip(times, values, strict=True)) / den * 600
+
+
+def sample(g: Gunicorn, redis: RedisServer, admin: str, t0: float) -> dict:
+    workers = [psutil.Process(p) for p in g.worker_pids()]
+    stats = get_json(f"{g.base_url}/admin/stats", bearer(admin))[2] or {}
+    info = redis.client().info("memory")
+    return {
+        "t": round(time.monotonic() - t0, 1),
+        "rss_mib": round(sum(w.memory_info().rss for w in workers) / len(workers) / 2**20, 2),
+        "fds": sum(w.num_fds() for w in workers) / len(workers),
+        "redis_mib": round(info["used_memory"] / 2**20, 3),
+        "greenlets": stats.get("greenlets", 0),
+        "streams": stats.get("connections", stats.get("active_connections", 0)),
+    }
+
+
+def run(minutes: float, rate: float, clients: int, every: float, out: Path | None) -> bool:
+    with RedisServer() as redis, Gunicorn(workers=2, env=service_env(
+        redis.url, HEARTBEAT_INTERVAL="5", LOG_LEVEL="WARNING", MAX_CONNECTIONS_PER_USER="50",
+        RATE_LIMIT_CONNECT="100000/minute", RATE_LIMIT_PUBLISH="100000/minute",
+    )) as g:
+        base = g.base_url
+        admin = dev_token(base, "ops", ["channel:*"], ["admin:sse"], ttl=86400)
+        channels = [f"channel:soak{i}" for i in range(4)]
+        pubs = [Publisher(base, dev_token(base, "svc", ["channel:*"], ["publish:events"], ttl=86400), ch,
+                          rate=rate / len(channels)).start() for ch in channels]
+        readers = [ResilientClient(base, dev_token(base, f"u{i}", ["channel:*"], ttl=86400),
+                                   channels[i % len(channels)], backoff=0.05).start() for i in range(clients)]
+        t0 = time.monotonic()
+        samples = [sample(g, redis, admin, t0)]
+        next_sample = every
+        while time.monotonic() - t0 < minutes * 60:
+            for r in random.sample(readers, max(1, clients // 50)):
+                if r._client is not None:
+                    r._client.abort()  # churn: the reader resumes with its cursor
+            gevent.sleep(1.0)
+            if time.monotonic() - t0 >= next_sample:
+                samples.append(sample(g, redis, admin, t0))
+                next_sample += every
+                print(json.dumps(samples[-1]), flush=True)
+        for p in pubs:
+            p.stop()
+        ok = True
+        deadline = time.monotonic() + 30
+        for r, ch in zip(readers, [channels[i % len(channels)] for i in range(clients)], strict=True):
+            want = set(pubs[channels.index(ch)].acked)
+            while not want <= set(r.received) and time.monotonic() < deadline:
+                gevent.sleep(0.2)
+        lost = dupes = 0
+        for i, r in enumerate(readers):
+            want = set(pubs[i % len(channels)].acked)
+            lost += len(want - set(r.received))
+            dupes += sum(c - 1 for c in Counter(r.received).values() if c > 1)
+            r.stop()
+        published = sum(len(p.acked) for p in pubs)
+        connects = sum(r.connects for r in readers)
+        half = [s for s in samples if s["t"] >= samples[-1]["t"] / 2]
+        slopes = {k: slope_per_10min([s["t"] for s in half], [s[k] for s in half]) for k in BOUNDS_PER_10MIN}
+        ok = lost == 0 and dupes == 0 and all(abs(slopes[k]) <= BOUNDS_PER_10MIN[k] for k in slopes)
+        report = render(minutes, rate, clients, samples, slopes, published, connects, lost, dupes, ok)
+        print(report)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.with_suffix(".md").write_text(report)
+            out.with_suffix(".json").write_text(json.dumps(samples))
+            plot(samples, out.with_suffix(".png"))
+        return ok
+
+
+def render(minutes, rate, clients, samples, slopes, published, connects, lost, dupes, ok) -> str:
+    lines = [
+        f"Soak: {minutes:g} min, {rate:g} events/s over 4 channels, {clients} clients with churn; "
+        f"{published} events published, {connects} connects (resumes included), lost {lost}, duplicated {dupes}.",
+        "",
+        "| t (s) | RSS/worker (MiB) | fds/worker | Redis (MiB) | greenlets | streams |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in samples:
+        lines.append(f"| {s['t']:.0f} | {s['rss_mib']:.1f} | {s['fds']:.0f} | {s['redis_mib']:.2f} | {s['greenlets']} | {s['streams']} |")
+    lines += ["", "Slope over the second half (per 10 min) against its bound:", ""]
+    lines += [f"- {k}: {slopes[k]:+.3f} (bound ±{BOUNDS_PER_10MIN[k]})" for k in BOUNDS_PER_10MIN]
+    lines += ["", f"Result: {'PASS' if ok else 'FAIL'}", ""]
+    return "\n".join(lines)
+
+
+def plot(samples: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["rss_mib", "fds", "redis_mib", "greenlets"]
+    fig, axes = plt.subplots(len(keys), 1, figsize=(8, 8), sharex=True)
+    t = [s["t"] / 60 for s in samples]
+    for ax, key in zip(axes, keys, strict=True):
+        ax.plot(t, [s[key] for s in samples], marker=".")
+        ax.set_ylabel(key)
+        ax.grid(True, alpha=0.3)
+    axes[-1].set_xlabel("minutes")
+    fig.suptitle("ChatGenius realtime soak: resources per worker over time")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--minutes", type=float, default=30)
+    ap.add_argument("--rate", type=float, default=40)
+    ap.add_argument("--clients", type=int, default=200)
+    ap.add_argument("--sample", type=float, default=60)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    sys.exit(0 if run(args.minutes, args.rate, args.clients, args.sample, args.out) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The control plane: ask every process of the deployment something, over the bus control channel.
+
+A stream lives in one worker of one host, but a request about it (change its
+channels, end it, list it) may land anywhere. The asker publishes one message
+on the control channel; the bus counts the processes it reached (Redis PUBLISH
+returns the number of subscribed readers, one per process); each of them answers
+into a reply mailbox (a Redis list with a short TTL), and the asker waits for
+all answers, or for the first one that says "found", at most `timeout` s. A
+process that owns nothing answers "not found" at once, so a missing stream is a
+quick 404 rather than a timeout. Handlers run in their own greenlet: they may
+block (attaching channels waits for the bus reader, which delivered the message).
+
+This module also keeps the registry of this process' open streams, the one
+thing every control operation looks up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import gevent
+
+from . import log
+from .bus.base import BusUnavailable, EventBus
+from .stream import StreamSession
+
+Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+
+class ControlStore(Protocol):
+    """The small shared state of the control plane (bus/control_memory.py, bus/control_redis.py)."""
+
+    def reply(self, mailbox: str, answer: str, ttl: float) -> None:
+        """Append `answer` to `mailbox`; the mailbox vanishes `ttl` s after the last answer."""
+
+    def receive(self, mailbox: str, timeout: float) -> str | None:
+        """The oldest answer in `mailbox`, waiting up to `timeout` s; None if none came."""
+
+    def discard(self, mailbox: str) -> None:
+        """The asker is done with `mailbox`; late answers may be dropped."""
+
+    def first_within(self, key: str, seconds: float) -> bool:
+        """True for the first call with `key` in any `seconds`-long window, across processes (throttles)."""
+
+    def flags(self) -> dict[str, bool]:
+        """The runtime flag overrides stored by PUT /admin/flags."""
+
+    def set_flags(self, changes: Mapping[str, bool | None]) -> None:
+        """Store overrides; None removes one (back to the environment's default)."""
+
+
+class ControlPlane:
+    """Route operations to the process that owns a stream; gather answers from all of them."""
+
+    def __init__(self, bus: EventBus, store: ControlStore, timeout: float = 2.0) -> None:
+        self.bus = bus
+        self.store = store
+        self.timeout = timeout
+        self.sessions: dict[str, StreamSession] = {}  # this process' open streams
+        self._handlers: dict[str, Handler] = {}
+        bus.on_control = self._received
+
+    # -- this process' streams --------------------------------------------------------------
+    def opened(self, session: StreamSession) -> None:
+        self.sessions[session.sub.id] = session
+
+    def closed(self, session: StreamSession) -> None:
+        self.sessions.pop(session.sub.id, None)
+
+    @staticmethod
+    def whoami() -> dict[str, Any]:
+        """How an answer names its process (pids are only unique per host)."""
+        return {"worker": os.getpid(), "host": socket.gethostname()}
+
+    # -- asking ---------------------------------------------------------------------------
+    def handle(self, op: str, handler: Handler) -> None:
+        """Answer `op` with `handler(message)`: a dict, or None for "not mine"."""
+        self._handlers[op] = handler
+
+    def broadcast(self, op: str, **fields: Any) -> int:
+        """Tell every process (no answers); returns how many it reached."""
+        return self.bus.publish_control(_encode({"op": op, **fields}))
+
+    def ask(self, op: str, fields: Mapping[str, Any], first_found: bool = False, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Every process' answer to `op` (only those that came in time); with `first_found`, stop at
+        the first answer whose `found` is true. BusUnavailable if the control channel is down."""
+        mailbox = "cg:r:" + uuid.uuid4().hex
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        answers: list[dict[str, Any]] = []
+        try:
+            reached = self.bus.publish_control(_encode({"op": op, "reply": mailbox, **fields}))
+            while len(answers) < reached:
+                left = deadline - time.monotonic()
+                raw = self.store.receive(mailbox, left) if left > 0 else None
+                if raw is None:
+                    break
+                answer = json.loads(raw)
+                answers.append(answer)
+                if first_found and answer.get("found"):
+                    break
+        finally:
+            self.store.discard(mailbox)
+        return answers
+
+    # -- answering ------------------------------------------------------------------------
+    def _received(self, payload: bytes) -> None:
+        """Called by the bus reader: never block it (handlers may need it), so answer in a greenlet."""
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            log.event("control.bad_message", logging.WARNING, error="not JSON")
+            return
+        if isinstance(message, dict) and isinstance(message.get("op"), str):
+            gevent.spawn(self._answer, message)
+
+    def _answer(self, message: dict[str, Any]) -> None:
+        handler = self._handlers.get(message["op"])
+        result: dict[str, Any] | None = None
+        if handler is not None:
+            try:
+                result = handler(message)
+            except Exception as exc:
+                log.event("control.error", logging.ERROR, op=message["op"], error=repr(exc), exc_info=exc)
+                result = {"found": False, "error": "internal"}
+        mailbox = message.get("reply")
+        if isinstance(mailbox, str) and mailbox.startswith("cg:r:"):
+            answer = {"found": False, **(result or {}), **self.whoami()}
+            try:
+                self.store.reply(mailbox, json.dumps(answer, separators=(",", ":")), 5 * self.timeout)
+            except BusUnavailable as exc:
+                log.event("control.reply_failed", logging.WARNING, op=message["op"], error=str(exc))
+
+
+def _encode(message: Mapping[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode()

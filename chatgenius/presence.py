@@ -1,0 +1,168 @@
+"""Presence per channel: who has a stream open on it, announced as durable `user.presence` events.
+
+Contract (The stream, Presence): a user's first stream on a channel sends
+`{"user_id", "status": "online"}` there; when their last one closes, `"offline"`
+follows after PRESENCE_GRACE seconds unless they reconnect meanwhile (a page
+reload or a drained worker announces nothing). Every stream holds one lease per
+channel in the shared store; leases are refreshed by one greenlet per process
+(a busy stream sends no heartbeats, so refreshing on heartbeats would not do),
+so the users of a SIGKILLed worker go offline after LEASE_TTL + grace. Each
+process also runs a sweeper; the store makes every announcement happen exactly
+once however many sweepers race (centrifuge's presence.go is the interface
+shape; its presence has no grace, which is what makes clients flap).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple, Protocol
+
+import gevent
+
+from . import log
+from .events import Draft, draft
+
+ONLINE = "online"
+OFFLINE = "offline"
+
+
+class Lease(NamedTuple):
+    """One stream's presence on one channel."""
+
+    channel: str
+    user: str
+    connection: str
+
+
+DraftFor = Callable[[str, str, str], Draft]  # (channel, user, status) -> the user.presence draft
+
+
+class PresenceStore(Protocol):
+    """Shared presence state (bus/presence_memory.py, bus/presence_redis.py).
+
+    Guarantees (tests/chat/test_presence_store.py holds both backends to them):
+    - A state change and the event announcing it are one atomic step, so the
+      order of presence events in history is the order of the changes.
+    - A user is announced online once per channel until announced offline;
+      an offline is announced once, `grace` s after their last lease went
+      (left, or lapsed unrefreshed), and never if a lease came back before.
+    - Leases expire by one clock (Redis' TIME on Redis), never each host's.
+    - BusUnavailable when the store cannot be reached.
+    """
+
+    def join(self, leases: Sequence[Lease], ttl: float, draft_for: DraftFor) -> list[bool]:
+        """Take `leases` for `ttl` s; announce online where the user was not; True per lease that announced."""
+
+    def leave(self, leases: Sequence[Lease], grace: float) -> None:
+        """Drop `leases`; a user left with none on a channel is due offline in `grace` s."""
+
+    def refresh(self, leases: Sequence[Lease], ttl: float) -> list[Lease]:
+        """Extend `leases` to `ttl` s from now; return those that lapsed meanwhile (to be joined again)."""
+
+    def sweep(self, grace: float, draft_for: DraftFor, limit: int = 200) -> list[tuple[str, str]]:
+        """Expire lapsed leases, announce every due offline once; returns the (channel, user) announced here."""
+
+    def online(self, channel: str) -> list[str]:
+        """Users announced online on `channel` (sorted), as the events on the channel say."""
+
+
+def presence_draft(channel: str, user: str, status: str) -> Draft:
+    """The `user.presence` event, validated like any publisher's."""
+    return draft({"channel": channel, "type": "user.presence", "data": {"user_id": user, "status": status}}, 1 << 16)
+
+
+class Presence:
+    """This process' side: its streams' leases, the refresher and the sweeper."""
+
+    def __init__(
+        self,
+        store: PresenceStore,
+        ttl: float,
+        grace: float,
+        sweep_interval: float | None = None,
+        draft_for: DraftFor = presence_draft,
+    ) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.grace = grace
+        self.sweep_interval = sweep_interval or min(1.0, max(0.2, min(grace, ttl) / 4))
+        self._draft_for = draft_for
+        self._local: dict[str, tuple[str, set[str]]] = {}  # connection -> (user, channels)
+        self._greenlets: list[gevent.Greenlet] = []
+
+    # -- streams ---------------------------------------------------------------------
+    def joined(self, connection: str, user: str, channels: Iterable[str]) -> None:
+        """A stream opened on (or was subscribed to) `channels`; never raises: the refresher heals."""
+        entry = self._local.setdefault(connection, (user, set()))
+        fresh = [c for c in channels if c not in entry[1]]
+        entry[1].update(fresh)
+        if fresh:
+            self._join([Lease(c, user, connection) for c in fresh])
+
+    def left(self, connection: str, channels: Iterable[str] | None = None) -> None:
+        """A stream closed (all channels) or was unsubscribed from `channels`."""
+        entry = self._local.get(connection)
+        if entry is None:
+            return
+        user, held = entry
+        gone = list(held) if channels is None else [c for c in channels if c in held]
+        held.difference_update(gone)
+        if not held:
+            del self._local[connection]
+        if not gone:
+            return
+        try:
+            self.store.leave([Lease(c, user, connection) for c in gone], self.grace)
+        except Exception as exc:  # the leases lapse by themselves within the TTL
+            log.event("presence.error", logging.WARNING, user_id=user, connection_id=connection, error=repr(exc))
+
+    def online(self, channel: str) -> list[str]:
+        return self.store.online(channel)
+
+    def leases(self) -> list[Lease]:
+        return [Lease(c, user, conn) for conn, (user, chans) in self._local.items() for c in chans]
+
+    def _join(self, leases: list[Lease]) -> None:
+        # Called from the stream-open hook: a failure here must not fail (and so leak) the stream.
+        # The lease is in `_local`, so the refresher finds it missing and joins it again.
+        try:
+            self.store.join(leases, self.ttl, self._draft_for)
+        except Exception as exc:
+            log.event("presence.error", logging.WARNING, user_id=leases[0].user, error=repr(exc))
+
+    # -- background work -----------------------------------------------------------------
+    def refresh(self) -> int:
+        """Extend every local lease; re-join the ones that lapsed (a Redis blip longer than the TTL)."""
+        held = self.leases()
+        if held:
+            lapsed = self.store.refresh(held, self.ttl)
+            current = [lease for lease in lapsed if lease.channel in self._local.get(lease.connection, ("", set()))[1]]
+            if current:
+                self.store.join(current, self.ttl, self._draft_for)
+        return len(held)
+
+    def sweep(self) -> list[tuple[str, str]]:
+        return self.store.sweep(self.grace, self._draft_for)
+
+    def start(self) -> None:
+        if not self._greenlets:
+            self._greenlets = [
+                gevent.spawn(_every, self.ttl / 3, self.refresh, "presence.refresh_failed"),
+                gevent.spawn(_every, self.sweep_interval, self.sweep, "presence.sweep_failed"),
+            ]
+
+    def close(self) -> None:
+        for greenlet in self._greenlets:
+            greenlet.kill(block=False)
+        self._greenlets = []
+
+
+def _every(interval: float, work: Callable[[], object], failure: str) -> None:
+    """Run `work` every `interval` s; a failure is logged and the next round retries."""
+    while True:
+        gevent.sleep(interval)
+        try:
+            work()
+        except Exception as exc:
+            log.event(failure, logging.WARNING, error=repr(exc))

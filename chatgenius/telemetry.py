@@ -1,0 +1,250 @@
+"""Telemetry: the service's hooks feed the metrics and the aggregated logs.
+
+Nothing here is called from the code it observes by name: `Telemetry` hangs
+itself on Realtime's hook lists (stream opened/closed, events published), on
+each StreamSession (`on_write`) and on the bus's Hub (`on_dispatch`); every
+refused request reaches `refused` from web/observe.py with the code and reason
+of its JSON error, which is how auth failures are counted wherever they arise
+(bearer, ticket). Per event per worker it parses the envelope's `ts` once (reader
+lag); per stream write it observes one latency (the oldest event of the write)
+and adds to one pre-bound counter. One greenlet per worker samples what has no
+event of its own (memory, the bus reader's state) every second and writes one
+`broadcast` summary log line per interval instead of one line per event.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import time
+import weakref
+from collections.abc import Callable, Sequence
+
+import gevent
+
+from . import log
+from .events import Draft
+from .metrics import Metrics, collect, snapshot
+from .service import Realtime
+from .stream import StreamSession
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def frame_ts(frame: bytes) -> float | None:
+    """The publish time of an event frame: the envelope's last field is `"ts":<seconds>}`."""
+    at = frame.rfind(b'"ts":')
+    if at < 0:
+        return None
+    end = frame.find(b"}", at)
+    try:
+        return float(frame[at + 5 : end])
+    except ValueError:
+        return None
+
+
+def rss_bytes() -> float:
+    """Resident memory now (Linux /proc), else the peak the kernel reports."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return float(int(f.read().split()[1]) * _PAGE)
+    except (OSError, IndexError, ValueError):
+        return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+def refusal(status: int, code: str) -> tuple[str, str] | None:
+    """("rejection" | "error", reason) for an HTTP error answer; None for what is neither."""
+    if status == 401:
+        return "rejection", "unauthorized"
+    if status == 403:
+        return "rejection", "forbidden"
+    if status == 429:
+        return "rejection", "connection_limit" if "connection" in code else "rate_limit"
+    if 400 <= status < 500:
+        return "rejection", "bad_input"
+    if status == 503 and code != "bus_unavailable":
+        return "rejection", "unavailable"  # SSE switched off, worker draining
+    if status == 503:
+        return "error", "bus_unavailable"
+    if status >= 500:
+        return "error", "internal"
+    return None
+
+
+class Telemetry:
+    """One per app: metrics plus the interval counters of the `broadcast` log line."""
+
+    def __init__(
+        self,
+        rt: Realtime,
+        metrics: Metrics,
+        summary_interval: float = 10.0,
+        sample_interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.rt = rt
+        self.metrics = metrics
+        self.summary_interval = summary_interval
+        self.sample_interval = sample_interval
+        self._clock = clock
+        self._users: dict[str, int] = {}
+        self._streams = 0
+        self._lag = 0.0  # worst reader lag since the last sample
+        self._reconnects_seen = 0
+        self._greenlet: gevent.Greenlet | None = None
+        # The `broadcast` summary's counters, reset at each line.
+        self._by_type: dict[str, int] = {}
+        self._dispatched = 0
+        self._delivered = 0
+        self._max_lag = 0.0
+        self._since = time.monotonic()
+        rt.stream_opened.append(self.stream_opened)
+        rt.stream_closed.append(self.stream_closed)
+        rt.events_published.append(self.events_published)
+        rt.bus.hub.on_dispatch = self.dispatched
+
+    # -- hooks -----------------------------------------------------------------------
+    def stream_opened(self, session: StreamSession) -> None:
+        m = self.metrics
+        sub = session.sub
+        m.connections.inc()
+        m.opened.inc()
+        self._streams += 1
+        held = self._users.get(sub.user_id, 0)
+        self._users[sub.user_id] = held + 1
+        if not held:
+            m.users.set(len(self._users))
+        if sub.resumed:
+            replayed = len(session.replay.events)
+            m.reconnections.inc()
+            m.replay_size.observe(replayed)
+            if replayed:
+                m.delivered_replay.inc(replayed)
+        if session.replay.reset:
+            m.resets.inc()
+        session.on_write = self.stream_wrote
+
+    def stream_wrote(self, frames: list[bytes]) -> None:
+        """After a write of live frames to one stream: count them, time the oldest."""
+        self.metrics.delivered_live.inc(len(frames))
+        self._delivered += len(frames)
+        ts = frame_ts(frames[0])
+        if ts is not None:
+            self.metrics.latency.observe(max(0.0, self._clock() - ts))
+
+    def stream_closed(self, session: StreamSession) -> None:
+        m = self.metrics
+        sub = session.sub
+        reason = session.stats.end_reason
+        m.connections.dec()
+        m.closed[reason].inc()
+        m.duration.observe(max(0.0, self._clock() - sub.opened))
+        if reason == "slow_consumer":
+            m.slow_consumers.inc()
+        if session.stats.heartbeat_pending:
+            m.heartbeat_failures.inc()
+        self._streams -= 1
+        held = self._users.get(sub.user_id, 0) - 1
+        if held > 0:
+            self._users[sub.user_id] = held
+        else:
+            self._users.pop(sub.user_id, None)
+            m.users.set(len(self._users))
+
+    def events_published(self, drafts: Sequence[Draft]) -> None:
+        counts: dict[str, int] = {}
+        for d in drafts:
+            counts[d.type] = counts.get(d.type, 0) + 1
+        for etype, n in counts.items():
+            self.metrics.published[etype].inc(n)
+            self._by_type[etype] = self._by_type.get(etype, 0) + n
+
+    def dispatched(self, frame: bytes, subscribers: int) -> None:
+        """Once per event per worker, as the bus hands it to local streams: how far behind the reader is."""
+        self._dispatched += 1
+        ts = frame_ts(frame)
+        if ts is not None:
+            lag = self._clock() - ts
+            if lag > self._lag:
+                self._lag = lag
+
+    def refused(self, status: int, code: str, auth_reason: str = "") -> str | None:
+        """Count an HTTP error answer as a rejection or an error (and a 401 as an auth failure); returns its reason."""
+        if status == 401 or code == "token_in_query":
+            self.metrics.auth_failures[auth_reason or code or "unknown"].inc()
+        kind = refusal(status, code)
+        if kind is None:
+            return None
+        (self.metrics.rejections if kind[0] == "rejection" else self.metrics.errors)[kind[1]].inc()
+        return kind[1]
+
+    def error(self, kind: str) -> None:
+        self.metrics.errors[kind].inc()
+
+    def set_capacity(self, worker_connections: int) -> None:
+        self.metrics.capacity.set(worker_connections)
+
+    # -- reading -------------------------------------------------------------------------
+    def stats(self) -> dict:
+        """Every worker's numbers summed, as /metrics has them (GET /admin/stats)."""
+        out = snapshot(collect(self.metrics))
+        out["ts"] = round(self._clock(), 3)
+        return out
+
+    # -- the sampler ---------------------------------------------------------------------
+    def start(self) -> None:
+        self.sample()
+        if self._greenlet is None:
+            self._greenlet = gevent.spawn(_sampler, weakref.ref(self), self.sample_interval)
+
+    def stop(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill(block=False)
+            self._greenlet = None
+
+    def sample(self) -> None:
+        m = self.metrics
+        m.memory.set(rss_bytes())
+        m.reader_up.set(1 if self.rt.bus.health() is None else 0)
+        m.reader_lag.set(max(0.0, self._lag))
+        self._max_lag = max(self._max_lag, self._lag)
+        self._lag = 0.0
+        reconnects = int(getattr(self.rt.bus, "reader_reconnects", 0))
+        if reconnects > self._reconnects_seen:
+            m.reader_reconnects.inc(reconnects - self._reconnects_seen)
+            m.errors["bus_reader"].inc(reconnects - self._reconnects_seen)
+        self._reconnects_seen = reconnects
+        if time.monotonic() - self._since >= self.summary_interval:
+            self.summarize()
+
+    def summarize(self) -> None:
+        """One `broadcast` line for the interval, none when nothing moved (issue 6: no line per event)."""
+        now = time.monotonic()
+        if self._by_type or self._dispatched or self._delivered:
+            log.event(
+                "broadcast",
+                published=sum(self._by_type.values()),
+                by_type=dict(self._by_type),
+                dispatched=self._dispatched,
+                delivered=self._delivered,
+                max_lag=round(self._max_lag, 4),
+                streams=self._streams,
+                interval=round(now - self._since, 3),
+            )
+        self._by_type, self._dispatched, self._delivered, self._max_lag = {}, 0, 0, 0.0
+        self._since = now
+
+
+def _sampler(ref: weakref.ref[Telemetry], interval: float) -> None:
+    """Sample until the app (and with it its Telemetry) is gone."""
+    while True:
+        gevent.sleep(interval)
+        telemetry = ref()
+        if telemetry is None:
+            return
+        try:
+            telemetry.sample()
+        except Exception:  # a sampling bug must not end sampling
+            logging.getLogger(__name__).exception("telemetry sample failed")
+        del telemetry

@@ -1,0 +1,93 @@
+"""Per-request observability: a request id on the response and the request's log lines; refusals counted.
+
+`X-Request-ID` from the client (or nginx) is honoured when it is a sane token,
+else one is made; it is echoed in the response and bound to every log line of
+the request, including the lines a stream writes after its view returned (the
+stream body is wrapped so the id follows it to `connection.close`). Every error
+answer is counted as a rejection (by reason) or an error (by kind), and a
+refused `/stream` is logged as `connection.reject`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+
+from flask import Blueprint, Response, current_app, g, request
+
+from .. import log
+from ..telemetry import Telemetry
+
+bp = Blueprint("observe", __name__)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@+=/-]{1,128}$")
+
+
+def telemetry() -> Telemetry:
+    return current_app.extensions["chatgenius.telemetry"]
+
+
+def _request_id() -> str:
+    rid = g.get("request_id")
+    if rid is None:
+        raw = request.headers.get("X-Request-ID", "")
+        rid = g.request_id = raw if _REQUEST_ID.match(raw) else uuid.uuid4().hex
+    return rid
+
+
+@bp.before_app_request
+def bind_request_id() -> None:
+    log.request_id.set(_request_id())
+
+
+@bp.after_app_request
+def account(response: Response) -> Response:
+    rid = _request_id()
+    response.headers["X-Request-ID"] = rid
+    if response.status_code >= 400:
+        body = response.get_json(silent=True) if response.is_json else None
+        body = body if isinstance(body, dict) else {}
+        code = str(body.get("error", ""))
+        reason = telemetry().refused(response.status_code, code, str(body.get("reason", "")))
+        # The connection limit is logged by the service itself, with the user's count.
+        if request.path == "/stream" and code != "connection_limit":
+            who = g.get("identity")
+            log.event(
+                "connection.reject", status=response.status_code, reason=reason, error=code,
+                user_id=who.sub if who is not None else None,
+            )
+    if response.mimetype == "text/event-stream" and response.is_streamed:
+        response.response = _follow(rid, response.response, telemetry())
+    return response
+
+
+@bp.teardown_app_request
+def unbind_request_id(exc: BaseException | None) -> None:
+    log.request_id.set(None)
+
+
+def _follow(rid: str, body: Iterable[bytes], tel: Telemetry) -> Iterator[bytes]:
+    """The stream body with the request id bound whenever it runs (close included), its failures counted."""
+    frames = iter(body)
+    try:
+        while True:
+            log.request_id.set(rid)
+            try:
+                frame = next(frames)
+            except StopIteration:
+                return
+            yield frame
+    except GeneratorExit:
+        raise
+    except Exception as exc:
+        tel.error("stream")
+        log.event("error", logging.ERROR, where="stream", error=repr(exc), exc_info=exc)
+        raise
+    finally:
+        log.request_id.set(rid)
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+        log.request_id.set(None)

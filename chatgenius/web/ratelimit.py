@@ -1,0 +1,119 @@
+"""Per-user request rate limits (flask-limiter), counted across every worker and host.
+
+Which limit applies is decided by the route (`RULES`): RATE_LIMIT_CONNECT for
+opening streams and getting tickets, RATE_LIMIT_PUBLISH for /events and
+/typing, RATE_LIMIT_POLL for /poll; each endpoint counts on its own. The key
+is the verified JWT `sub` (the identity is verified once per request and
+cached, so the view reuses it); a request whose credential fails is counted
+by client address instead, so a flood of bad tokens is cut off without
+touching real users. Preflights (OPTIONS) are never counted.
+
+Storage is the deployment's Redis, through the bus' own connection pool (no
+extra connections), or memory:// for the in-process default. When Redis is
+unreachable the limiter fails open, logging `ratelimit.unavailable` at most
+every 10 s: the bus is down too, so /stream, /poll and /events answer 503
+anyway, and refusing with 429 would only send clients into a retry storm.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from flask import Flask, Response, request
+from flask_limiter import Limit, Limiter, RateLimitExceeded
+
+from .. import log
+from ..config import Settings
+from ..errors import ServiceError
+from .common import identity
+from .errors import error_response
+
+# URL rule -> Settings attribute holding its limit.
+RULES = {
+    "/stream": "rate_limit_connect",
+    "/tickets": "rate_limit_connect",
+    "/events": "rate_limit_publish",
+    "/typing": "rate_limit_publish",
+    "/poll": "rate_limit_poll",
+}
+KEY_PREFIX = "cg:rl"
+
+
+def caller_key() -> str:
+    """The verified user, or the client address when no valid credential came with the request."""
+    try:
+        return "user:" + identity().sub
+    except ServiceError:
+        return "ip:" + (request.remote_addr or "unknown")
+
+
+def install(app: Flask, settings: Settings, redis_pool: object | None) -> Limiter:
+    """Build the limiter over Redis (`redis_pool`: the bus' connection pool) or memory, and register it."""
+    limits = {rule: getattr(settings, attr) for rule, attr in RULES.items()}
+
+    def route_limit() -> str:
+        rule = request.url_rule
+        return limits.get(rule.rule, "") if rule is not None else ""
+
+    if redis_pool is not None:
+        storage_uri, options = "redis://", {"connection_pool": redis_pool, "key_prefix": KEY_PREFIX}
+    else:
+        storage_uri, options = "memory://", {}
+    limiter = Limiter(
+        caller_key,
+        default_limits=[Limit(route_limit, error_message="too many requests; slow down")],
+        storage_uri=storage_uri,
+        storage_options=options,
+        strategy="fixed-window",
+        headers_enabled=False,
+        swallow_errors=True,
+    )
+    limiter.request_filter(lambda: request.method == "OPTIONS")
+    limiter.init_app(app)
+    _quiet_storage_errors()
+
+    def rate_limited(exc: RateLimitExceeded) -> Response:
+        retry_after = 1
+        current = limiter.current_limit
+        if current is not None:
+            try:
+                reset = current.window[0]  # when the window resets (reset_at adds a second)
+                retry_after = max(1, min(current.limit.get_expiry(), math.ceil(reset - time.time())))
+            except Exception:  # the storage went away between the hit and this read
+                retry_after = 1
+        log.event("request.reject", logging.INFO, reason="rate_limited", path=request.path, limit=str(exc.limit.limit))
+        body = {"error": "rate_limited", "message": f"rate limit exceeded: {exc.limit.limit}", "retry_after": retry_after}
+        return error_response(429, body, {"Retry-After": str(retry_after)})
+
+    app.register_error_handler(RateLimitExceeded, rate_limited)
+    return limiter
+
+
+class _FailOpenLog(logging.Filter):
+    """Turn flask-limiter's per-request storage tracebacks into one `ratelimit.unavailable` line per 10 s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = float("-inf")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info is None:
+            return True
+        now = time.monotonic()
+        if now - self._last < 10:
+            return False
+        self._last = now
+        exc = record.exc_info[1]
+        record.exc_info = None
+        record.msg, record.args = "rate-limit storage unreachable: failing open", ()
+        record.event = "ratelimit.unavailable"
+        record.error = repr(exc)
+        return True
+
+
+def _quiet_storage_errors() -> None:
+    logger = logging.getLogger("flask-limiter")
+    if not any(isinstance(f, _FailOpenLog) for f in logger.filters):
+        logger.addFilter(_FailOpenLog())

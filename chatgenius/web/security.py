@@ -1,0 +1,68 @@
+"""HTTP hardening every response gets: CORS from CORS_ORIGIN, security headers, a body size cap.
+
+- CORS (flask-cors): only the configured origins, each matched exactly (never
+  as a regex or prefix); never credentials, since identity travels in the
+  Authorization header or a ticket, not cookies, so `*` is safe to serve as
+  `*`. Preflights are answered by Flask's automatic OPTIONS, which runs no
+  view: they need no token and the rate limiter skips them (ratelimit.py).
+- `X-Content-Type-Options: nosniff` and `Referrer-Policy: no-referrer` (a
+  stream URL may hold a ticket) on every response; `Cache-Control: no-store`
+  on JSON, so no proxy or browser cache keeps an authenticated answer.
+- The request body is capped at what the largest valid batch can be, so a
+  huge body is a 413 before anything parses it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask, Response
+from flask_cors import CORS
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from ..config import Settings
+from ..events import MAX_BATCH
+from .errors import error_response
+
+ALLOW_HEADERS = ["Authorization", "Content-Type", "Last-Event-ID"]
+EXPOSE_HEADERS = ["Retry-After", "WWW-Authenticate"]
+METHODS = ["GET", "POST", "PUT", "DELETE", "OPTIONS"]
+
+
+def max_body_bytes(settings: Settings) -> int:
+    """A full batch of maximal events plus room for the envelope fields and JSON escaping."""
+    return MAX_BATCH * (settings.max_event_bytes + 1024) + 65536
+
+
+def install(app: Flask, settings: Settings) -> None:
+    """Register CORS, the header hook and the body cap on `app`."""
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes(settings)
+    if settings.cors_origins:
+        wildcard = settings.cors_origins == ("*",)
+        origins = "*" if wildcard else [re.compile(re.escape(o) + r"\Z", re.IGNORECASE) for o in settings.cors_origins]
+        CORS(
+            app,
+            origins=origins,
+            send_wildcard=wildcard,
+            supports_credentials=False,
+            allow_headers=ALLOW_HEADERS,
+            expose_headers=EXPOSE_HEADERS,
+            methods=METHODS,
+            max_age=600,
+            always_send=False,  # no Origin header, no CORS headers (and no list of our origins)
+            vary_header=True,
+        )
+    app.after_request(security_headers)
+    app.register_error_handler(RequestEntityTooLarge, too_large)
+
+
+def security_headers(resp: Response) -> Response:
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers.setdefault("Referrer-Policy", "no-referrer")
+    if resp.mimetype == "application/json" and "Cache-Control" not in resp.headers:
+        resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def too_large(exc: RequestEntityTooLarge) -> Response:
+    return error_response(413, {"error": "too_large", "message": "the request body is larger than any valid request"})

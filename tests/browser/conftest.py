@@ -1,0 +1,107 @@
+"""Fixtures of the browser suite: one headless Chromium per session, a fresh deployment per test.
+
+Playwright and gevent: tests/conftest.py monkey-patches the process before
+anything else, and Playwright's *sync* API is used here anyway, in the test's
+own thread. That composes because Playwright runs its asyncio loop inside a
+greenlet of its own and switches into it for every call; in the patched
+process asyncio's selector is gevent's (`selectors.DefaultSelector` is
+`gevent.selectors.GeventSelector`), so when the loop waits it yields to
+gevent's hub, which switches back to Playwright's greenlet once the driver's
+pipe is readable, and the threads asyncio uses for the driver subprocess are
+green too. Between calls the loop does not run, as with the sync API anywhere.
+Checked: the whole suite, waits of tens of seconds included, runs this way.
+Should a future Playwright or gevent break it, the fallback is the async API
+in a subprocess the test drives; do not drop the monkey patching, the support
+code (Redis clients, SSEClient) relies on it.
+
+Chromium is Debian's (/usr/bin/chromium, installed by .ci/run); no browser is
+ever downloaded. Without it the suite skips locally and fails under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright
+from support.procs import require_binary
+
+from .chat import Deployment
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    report = yield
+    setattr(item, f"report_{report.when}", report)  # fixtures print server logs when the test failed
+    return report
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    report = getattr(request.node, "report_call", None)
+    return report is None or report.failed
+
+
+# Assertions poll; on a loaded CI box 5 s (Playwright's default) is too tight for a reconnect.
+expect.set_options(timeout=10_000)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    path = "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else shutil.which("chromium")
+    return require_binary("chromium", path)
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: str) -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def new_context(browser: Browser) -> Iterator[Callable[[], BrowserContext]]:
+    """Browser contexts (one per simulated browser: own storage, locks, BroadcastChannel), closed after the test."""
+    with ExitStack() as stack:
+
+        def make() -> BrowserContext:
+            context = browser.new_context(viewport={"width": 1100, "height": 640})
+            context.set_default_timeout(15_000)
+            stack.callback(context.close)
+            return context
+
+        yield make
+
+
+@pytest.fixture
+def deploy(redis_url: str, request: pytest.FixtureRequest) -> Iterator[Callable[..., Deployment]]:
+    """Start deployments on the session Redis (emptied per test); every process is stopped, pass or fail."""
+    made: list[Deployment] = []
+
+    def make(**env: str) -> Deployment:
+        deployment = Deployment(redis_url, **env)
+        made.append(deployment)
+        return deployment.start()
+
+    try:
+        yield make
+    finally:
+        for deployment in made:
+            if _failed(request):
+                print(deployment.log_tail())
+            deployment.close()

@@ -1,0 +1,119 @@
+"""Runtime flags end to end: the rollback (SSE off -> long-poll, nothing lost) and the way back."""
+
+from __future__ import annotations
+
+import time
+
+import gevent
+import redis
+from support.http_json import get_json, request
+from support.procs import wait_until
+from support.service import bearer, publish
+
+from .helpers import ADMIN, PUBLISHER, Publisher, head, history_after, host, open_stream, put_flags, streams_on_every_worker, token
+
+CHAN = "channel:flags"
+
+
+def transports(*servers, rounds: int = 6) -> set[str]:
+    """What /client-config says, asked often enough to reach every worker."""
+    seen = set()
+    for server in servers:
+        for _ in range(rounds):
+            status, _, body = get_json(f"{server.base_url}/client-config")
+            assert status == 200
+            seen.add(body["transport"])
+    return seen
+
+
+def poll_until(base: str, tok: str, cursor: str, last_id: str, timeout: float = 15) -> list[str]:
+    """Long-poll from `cursor` until `last_id` has come; the ids in order."""
+    ids: list[str] = []
+    deadline = time.monotonic() + timeout
+    while last_id not in ids:
+        assert time.monotonic() < deadline, f"poll did not reach {last_id}"
+        status, _, body = get_json(f"{base}/poll?channels={CHAN}&cursor={cursor}&timeout=1", bearer(tok))
+        assert status == 200 and body["reset"] is False, body
+        ids += [e["id"] for e in body["events"]]
+        cursor = body["cursor"]
+    return ids
+
+
+def test_sse_off_falls_back_to_polling_without_loss_and_on_brings_streams_back(make_redis):
+    server = make_redis()
+    a, b = host(server.url), host(server.url)
+    with a, b:
+        admin = token(a.base_url, "fl-root", permissions=ADMIN)
+        pub = token(a.base_url, "fl-pub", permissions=PUBLISHER)
+        alice = token(a.base_url, "fl-alice")
+        start = head(a.base_url, alice, CHAN)
+        streams = streams_on_every_worker(a, alice, CHAN) + streams_on_every_worker(b, alice, CHAN)
+        publisher = Publisher(lambda: a.base_url, pub, CHAN).start()
+        try:
+            wait_until(lambda: len(publisher.ids) >= 10, 5)
+            received: dict[str, list[str]] = {s.id: [] for s in streams}
+            fallback_at: dict[str, float] = {}
+
+            def read(stream) -> None:
+                while (frame := stream.client.next(5)) is not None:
+                    if frame.event == "system.fallback":
+                        fallback_at[stream.id] = time.monotonic()
+                        assert frame.json() == {"poll_url": "/poll"} and frame.id is None
+                        assert stream.client.wait_closed(5)
+                        return
+                    if frame.id is not None and frame.event == "message.created":
+                        received[stream.id].append(frame.id)
+
+            readers = [gevent.spawn(read, s) for s in streams]
+            flipped = time.monotonic()
+            assert put_flags(b.base_url, admin, {"ENABLE_SSE": False}) == {"ENABLE_SSE": False, "ENABLE_COMPRESSION": False}
+            gevent.joinall(readers, timeout=10, raise_error=True)
+            assert set(fallback_at) == {s.id for s in streams}, "every open stream gets system.fallback"
+            assert max(fallback_at.values()) - flipped < 2.0
+
+            assert transports(a, b) == {"poll"}
+            status, _, body = get_json(f"{b.base_url}/stream?channels={CHAN}", bearer(alice))
+            assert status == 503 and body["error"] == "sse_disabled" and body["poll_url"] == "/poll"
+
+            # Each client long-polls on from its last stream cursor: the stream plus the polls hold everything.
+            gevent.sleep(0.5)
+            last = publisher.stop()[-1]
+            truth = history_after(a.base_url, alice, CHAN, start)
+            assert truth[-1] == last
+            for stream in streams:
+                seen = received[stream.id]
+                assert seen, "events flowed on the stream before the flip"
+                polled = poll_until(a.base_url if len(seen) % 2 else b.base_url, alice, seen[-1], last)
+                assert seen + polled == truth[truth.index(seen[0]):]
+
+            # Back on: the default (true) again, streams open and flow.
+            assert put_flags(a.base_url, admin, {"ENABLE_SSE": None})["ENABLE_SSE"] is True
+            assert transports(a, b) == {"sse"}
+            again = open_stream(b.base_url, alice, CHAN)
+            try:
+                ident = publish(a.base_url, pub, CHAN, {"n": "back"})
+                assert again.next_of("message.created").id == ident
+            finally:
+                again.close()
+        finally:
+            publisher.stop()
+            for stream in streams:
+                stream.close()
+
+        # The 1 s refresh is the safety net for a missed control message: a change written
+        # straight into Redis (no message at all) still reaches every worker within 2 s.
+        r = redis.Redis.from_url(server.url)
+        r.hset("cg:flags", "ENABLE_SSE", "0")
+        changed = time.monotonic()
+        wait_until(lambda: transports(a, b) == {"poll"}, 2.5, 0.1, "every worker sees the override")
+        assert time.monotonic() - changed < 2.5
+        r.hdel("cg:flags", "ENABLE_SSE")
+        wait_until(lambda: transports(a, b) == {"sse"}, 2.5, 0.1, "every worker sees the override removed")
+
+
+def test_flags_validation(hosts):
+    a, _ = hosts
+    admin = token(a.base_url, "fl-root", permissions=ADMIN)
+    for body in (b"{}", b'{"ENABLE_SSE": "no"}', b'{"ENABLE_WEBSOCKETS": true}', b"[true]"):
+        resp = request("PUT", f"{a.base_url}/admin/flags", body, {**bearer(admin), "Content-Type": "application/json"})
+        assert resp.status == 400 and resp.json()["error"] == "bad_flags", body
