@@ -18,10 +18,11 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, ClaimError, ExpiredTokenError, JoseError
-from joserfc.jwk import KeySet, RSAKey
+from joserfc.jwk import JWKRegistry, KeySet, RSAKey
 
 log = logging.getLogger(__name__)
 LEEWAY = 30
@@ -82,11 +83,11 @@ class KeySource:
         self._fetch = fetch
         self._min_refresh = min_refresh
         self._clock = clock
-        self._keys: dict[str, RSAKey] = {}
+        self._keys: dict[str, Any] = {}
         self._last_try = float("-inf")
         self._lock = threading.Lock()
 
-    def get(self, kid: str) -> RSAKey | None:
+    def get(self, kid: str) -> Any | None:
         key = self._keys.get(kid)
         # With no key at all (the JWKS was down at start) every token fails: retry within a second, not 30.
         interval = self._min_refresh if self._keys else min(self._min_refresh, 1.0)
@@ -103,8 +104,9 @@ class KeySource:
             document = self._fetch()
             keys = {}
             for item in document.get("keys", []):
-                if item.get("kty") == "RSA" and item.get("kid") and item.get("use", "sig") == "sig":
-                    keys[item["kid"]] = RSAKey.import_key(item)
+                # Public asymmetric keys only: an "oct" (shared secret) key is never imported.
+                if item.get("kty") in ("RSA", "EC", "OKP") and item.get("kid") and item.get("use", "sig") == "sig":
+                    keys[item["kid"]] = JWKRegistry.import_key(item)
             self._keys = keys
         except Exception as exc:  # network, JSON, key format: keep what we had
             log.warning("jwks fetch failed, keeping %d cached keys: %s", len(self._keys), exc, extra={"event": "jwks.fail"})

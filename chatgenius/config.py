@@ -64,6 +64,7 @@ class Settings:
     jwks_min_refresh: float = 30.0
     ticket_ttl: float = 30.0
     flag_refresh: float = 1.0
+    trusted_proxies: int = 0
     broadcast_log_interval: float = 10.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -168,6 +169,7 @@ _PARSERS = {
     "SSE_QUEUE_MAX_BYTES": ("queue_max_bytes", lambda n, r: _int(n, r, 1024, 1 << 30)),
     "RECONNECT_RETRY_MS": ("reconnect_retry_ms", lambda n, r: _int(n, r, 0, 600_000)),
     "LEASE_TTL": ("lease_ttl", lambda n, r: _float(n, r, 1, 60)),
+    "TRUSTED_PROXIES": ("trusted_proxies", lambda n, r: _int(n, r, 0, 5)),
     "BROADCAST_LOG_INTERVAL": ("broadcast_log_interval", lambda n, r: _float(n, r, 0.1, 3600)),
     "JWKS_MIN_REFRESH": ("jwks_min_refresh", lambda n, r: _float(n, r, 0, 3600)),
     "TICKET_TTL": ("ticket_ttl", lambda n, r: _float(n, r, 1, 30)),

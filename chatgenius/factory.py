@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config, log, metrics
 from .admin import Admin
@@ -77,6 +78,9 @@ def create_app(settings: config.Settings | None = None, env: Mapping[str, str] |
     settings = settings or config.load(env)
     log.setup(settings.log_level)
     app = Flask(__name__, static_folder=None)
+    if settings.trusted_proxies:
+        # Behind nginx: the client address comes from X-Forwarded-For, trusting that many hops only.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     holder: dict[str, Realtime] = {}

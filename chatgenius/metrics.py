@@ -39,7 +39,7 @@ AUTH_REASONS = (
 )
 REJECT_REASONS = ("unauthorized", "forbidden", "bad_input", "rate_limit", "connection_limit", "unavailable")
 ERROR_KINDS = ("internal", "stream", "bus_unavailable", "bus_reader")
-CLOSE_REASONS = ("client_closed", "token_expiring", "slow_consumer", "drain", "bus_lost", "shutdown")
+CLOSE_REASONS = ("client_closed", "token_expiring", "slow_consumer", "drain", "bus_lost", "shutdown", "admin_kick", "sse_disabled")
 
 
 def multiprocess_dir() -> str | None:

@@ -11,12 +11,15 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import os  # noqa: E402
+import shutil  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from contextlib import ExitStack  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
+from playwright.sync_api import Browser, sync_playwright  # noqa: E402
 from support.procs import REPO_ROOT, find_redis_server, free_port, require_binary  # noqa: E402
 from support.redis_server import RedisServer  # noqa: E402
 
@@ -65,3 +68,36 @@ def make_redis(redis_binary: str, tmp_path: Path) -> Iterator[Callable[..., Redi
             return server.start()
 
         yield make
+
+
+# -- Chromium: one headless browser per session, shared by every suite that drives one ----------
+# (Playwright's sync API keeps one event loop per process: a second sync_playwright() in the same
+# session fails with "using Playwright Sync API inside the asyncio loop"; see tests/browser/conftest.py
+# for why the sync API and gevent's monkey patching compose.)
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium; skips locally, fails under CI=true, when it is missing."""
+    path = "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else shutil.which("chromium")
+    return require_binary("chromium", path)
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: str) -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -71,6 +71,8 @@ type config struct {
 	channels    int
 	n           int
 	subHeaders  strList
+	hdrRotate   string
+	rotHeaders  []string
 	connConc    int
 	connTimeout time.Duration
 	ready       string
@@ -118,6 +120,7 @@ func parseFlags(mode string, args []string) *config {
 	fs.IntVar(&c.channels, "channels", 1, "number of distinct channels; subscriber i listens on channel i mod channels")
 	fs.IntVar(&c.n, "n", 100, "number of concurrent SSE subscribers")
 	fs.Var(&c.subHeaders, "H", "extra subscriber request header 'Name: value' (repeatable)")
+	fs.StringVar(&c.hdrRotate, "H-rotate", "", "file of 'Name: value' lines: subscriber i also sends line i mod count (e.g. several users' tokens)")
 	fs.IntVar(&c.connConc, "conn-conc", 100, "max connection attempts in flight")
 	fs.DurationVar(&c.connTimeout, "connect-timeout", 90*time.Second, "time allowed to connect (and prime) all subscribers")
 	fs.StringVar(&c.ready, "ready", "prime", "when a subscriber counts as connected: prime (received a seq-0 priming event), headers (got 200 + headers), sent (TCP up, request written)")
@@ -160,6 +163,18 @@ func parseFlags(mode string, args []string) *config {
 	}
 	if c.chansPerSub < 1 {
 		c.chansPerSub = 1
+	}
+	if c.hdrRotate != "" {
+		b, err := os.ReadFile(c.hdrRotate)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "-H-rotate:", err)
+			os.Exit(2)
+		}
+		for _, ln := range strings.Split(string(b), "\n") {
+			if ln = strings.TrimSpace(ln); ln != "" {
+				c.rotHeaders = append(c.rotHeaders, ln)
+			}
+		}
 	}
 	if c.chansPerSub > c.channels {
 		c.chansPerSub = c.channels
@@ -551,6 +566,10 @@ func (r *runner) subscribe(c *subConn, sem chan struct{}) {
 	fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nUser-Agent: ssebench\r\n", u.RequestURI(), u.Host)
 	for _, h := range r.cfg.subHeaders {
 		req.WriteString(h)
+		req.WriteString("\r\n")
+	}
+	if n := len(r.cfg.rotHeaders); n > 0 {
+		req.WriteString(r.cfg.rotHeaders[c.idx%n])
 		req.WriteString("\r\n")
 	}
 	if c.resume != "" {

@@ -38,7 +38,9 @@ EPOCH_KEY = "cg:epoch"
 SEQ_KEY = "cg:seq"
 CONTROL = b"cg:ctl"
 _LIVE = "cg:l:"
-_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+# ReadOnlyError: a demoted master during failover; NOREPLICAS (min-replicas-to-write) comes
+# as a plain ResponseError subclass-less reply, see _is_unavailable.
+_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError, OSError)
 
 
 def history_key(channel: str) -> str:
@@ -120,17 +122,21 @@ class RedisBus:
     # -- publishing and history ------------------------------------------------------------
     def publish(self, drafts: Sequence[Draft]) -> list[str | None]:
         """See EventBus.publish."""
-        keys: list[str] = [EPOCH_KEY, SEQ_KEY]
-        args: list[object] = [new_epoch(), self._maxlen, self._ttl, self._meta_ttl, len(drafts)]
-        for d in drafts:
-            keys += [history_key(d.channel), meta_key(d.channel)]
-            args += ["1" if d.durable else "0", live_channel(d.channel), d.type, d.body]
+        keys, args = self.publish_call(drafts)
         try:
             result = self._script(keys=keys, args=args)
         except _ERRORS as exc:
             raise BusUnavailable(f"redis unavailable: {exc}") from exc
-        epoch = result[0].decode()
-        return [f"{epoch}-{seq}" if seq else None for seq in result[1:]]
+        except redis.ResponseError as exc:
+            if str(exc).startswith(("NOREPLICAS", "MASTERDOWN", "LOADING", "BUSY")):
+                raise BusUnavailable(f"redis cannot take writes now: {exc}") from exc
+            raise
+        epoch = result[0]
+        top = max(result[1:], default=0)
+        if epoch == self._seen_epoch and top > self._max_seen:
+            self._max_seen = top  # a seq we handed out counts as seen (see _check_sequence)
+        epoch_s = epoch.decode()
+        return [f"{epoch_s}-{seq}" if seq else None for seq in result[1:]]
 
     def publish_call(self, drafts: Sequence[Draft]) -> tuple[list[str], list[object]]:
         """KEYS and ARGV of lua/publish.lua for `drafts`, for scripts that publish atomically with a
@@ -313,7 +319,7 @@ class RedisBus:
         of silently skipping the seqs that will be issued again."""
         epoch, current = self.client.mget(EPOCH_KEY, SEQ_KEY)
         if epoch is not None and epoch == self._seen_epoch and int(current or 0) < self._max_seen:
-            log.warning("redis sequence went back from %d to %s: retiring epoch", self._max_seen, current)
+            log.warning("redis sequence went back from %d to %d: retiring epoch", self._max_seen, int(current or 0))
             self._retire(keys=[EPOCH_KEY], args=[epoch, new_epoch()])
         self._max_seen, self._seen_epoch = int(current or 0), epoch or b""
 

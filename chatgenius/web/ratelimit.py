@@ -1,8 +1,9 @@
 """Per-user request rate limits (flask-limiter), counted across every worker and host.
 
 Which limit applies is decided by the route (`RULES`): RATE_LIMIT_CONNECT for
-opening streams and getting tickets, RATE_LIMIT_PUBLISH for /events and
-/typing, RATE_LIMIT_POLL for /poll; each endpoint counts on its own. The key
+opening streams and getting tickets, RATE_LIMIT_PUBLISH for /events, /typing
+and /subscriptions, RATE_LIMIT_POLL for /poll and /presence/<channel>; each
+endpoint counts on its own. The key
 is the verified JWT `sub` (the identity is verified once per request and
 cached, so the view reuses it); a request whose credential fails is counted
 by client address instead, so a flood of bad tokens is cut off without
@@ -36,7 +37,10 @@ RULES = {
     "/tickets": "rate_limit_connect",
     "/events": "rate_limit_publish",
     "/typing": "rate_limit_publish",
+    # Each change is a message to every worker of every host: bounded per user like a publish.
+    "/subscriptions": "rate_limit_publish",
     "/poll": "rate_limit_poll",
+    "/presence/<channel>": "rate_limit_poll",
 }
 KEY_PREFIX = "cg:rl"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Iterator
 
 from flask import Blueprint, Response, request
 
@@ -38,5 +39,21 @@ def stream() -> Response:
         sock.settimeout(max(10.0, 2 * beat))
         with contextlib.suppress(OSError, AttributeError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int((2 * beat + 5) * 1000))
-    resp = Response(serve(session, connected), content_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS)
+    started = False
+
+    def body() -> Iterator[bytes]:
+        nonlocal started
+        started = True
+        yield from serve(session, connected)
+
+    def never_served() -> None:
+        # A body that was never iterated (HEAD, or an error between here and the server)
+        # never reaches serve()'s cleanup: without this its subscriber and lease would leak.
+        if not started:
+            session.bus.detach(session.sub)
+            if session.on_close is not None:
+                session.on_close(session)
+
+    resp = Response(body(), content_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS)
+    resp.call_on_close(never_served)
     return resp

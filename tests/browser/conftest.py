@@ -20,26 +20,13 @@ ever downloaded. Without it the suite skips locally and fails under CI=true.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright
-from support.procs import require_binary
+from playwright.sync_api import Browser, BrowserContext, expect
 
 from .chat import Deployment
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -56,22 +43,6 @@ def _failed(request: pytest.FixtureRequest) -> bool:
 
 # Assertions poll; on a loaded CI box 5 s (Playwright's default) is too tight for a reconnect.
 expect.set_options(timeout=10_000)
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    path = "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else shutil.which("chromium")
-    return require_binary("chromium", path)
-
-
-@pytest.fixture(scope="session")
-def browser(chromium: str) -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

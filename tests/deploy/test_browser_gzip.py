@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 
 import pytest
-from support.procs import require_binary
 from support.service import publish
 
 from .conftest import Deployment
@@ -24,27 +21,22 @@ LISTEN = """async ([token, channel]) => {
 }"""
 
 
-def test_chromium_decodes_the_gzip_stream_event_by_event(deployment: Deployment):
-    from playwright.sync_api import sync_playwright
-
-    path = "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else shutil.which("chromium")
-    chromium = require_binary("chromium", path)
+def test_chromium_decodes_the_gzip_stream_event_by_event(deployment: Deployment, browser):
     token = deployment.token("chromium-gzip")
     chan = "channel:browsergzip"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page()
-            page.goto(f"{deployment.base}/healthz")
-            with page.expect_response(lambda r: "/stream?" in r.url) as stream:
-                page.evaluate(LISTEN, [token, chan])
-            assert stream.value.status == 200
-            assert stream.value.headers["content-encoding"] == "gzip"  # Chromium asked (Accept-Encoding) and got it
-            for n in range(3):
-                started = time.monotonic()
-                publish(deployment.base, token, chan, {"n": n})
-                page.wait_for_function(f"window.received.length === {n + 1}", timeout=1000)
-                assert time.monotonic() - started < 1.0
-            assert page.evaluate("window.received") == [0, 1, 2]
-        finally:
-            browser.close()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{deployment.base}/healthz")
+        with page.expect_response(lambda r: "/stream?" in r.url) as stream:
+            page.evaluate(LISTEN, [token, chan])
+        assert stream.value.status == 200
+        assert stream.value.headers["content-encoding"] == "gzip"  # Chromium asked (Accept-Encoding) and got it
+        for n in range(3):
+            started = time.monotonic()
+            publish(deployment.base, token, chan, {"n": n})
+            page.wait_for_function(f"window.received.length === {n + 1}", timeout=1000)
+            assert time.monotonic() - started < 1.0
+        assert page.evaluate("window.received") == [0, 1, 2]
+    finally:
+        context.close()

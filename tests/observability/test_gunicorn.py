@@ -99,7 +99,9 @@ def token(server: Gunicorn, minted: list[str]) -> Callable[..., str]:
 
 @pytest.fixture(scope="module")
 def watch(server: Gunicorn, token) -> Watch:
-    return Watch(server.base_url, token("prometheus", ["admin:sse"], channels=[]))
+    watch = Watch(server.base_url, token("prometheus", ["admin:sse"], channels=[]))
+    watch.settle("chatgenius_connections_capacity", 2 * 20000)  # both workers past post_worker_init: accepting
+    return watch
 
 
 class Stream:
@@ -127,7 +129,7 @@ def spread_streams(g: Gunicorn, users: list[tuple[str, str]], at_least: int = 4)
         while (len({s.pid for s in streams}) < 2 or len(streams) < at_least) and len(streams) < 60:
             user, tok = next(cycle)
             streams.append(Stream(g, tok, user))
-        assert {s.pid for s in streams} == set(g.worker_pids()), "streams should be spread over both workers"
+        assert {s.pid for s in streams} == set(g.worker_pids()), f"streams should be spread over both workers: {[s.pid for s in streams]}"
     except BaseException:
         for s in streams:
             s.client.close()
@@ -348,6 +350,7 @@ def test_a_killed_worker_leaves_no_live_gauges_behind(redis_server_module: Redis
     with Gunicorn(workers=2, env=service_env(redis_server_module.url, **ENV), workdir=tmp_path / "g") as g:
         base = g.base_url
         watch = Watch(base, dev_token(base, "prometheus", [], ["admin:sse"]))
+        watch.settle("chatgenius_connections_capacity", 2 * 20000)  # both workers accepting
         alice = dev_token(base, "alice", ["channel:*"], ["publish:events"])
         bob = dev_token(base, "bob", ["channel:*"])
         before = watch()
@@ -374,7 +377,7 @@ def test_a_killed_worker_leaves_no_live_gauges_behind(redis_server_module: Redis
             now = watch()
             assert now("chatgenius_events_published_total") == published  # counters keep the dead worker's counts
             assert now("chatgenius_events_delivered_total", source="live") == delivered
-            assert now("chatgenius_connections_capacity") == 2 * 20000
+            watch.settle("chatgenius_connections_capacity", 2 * 20000)  # the replacement's, set after its app loaded
         finally:
             for s in streams:
                 s.client.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 
+from support.http_json import request
 from support.procs import wait_until
 from support.sse_client import SSEClient
 
@@ -42,14 +43,19 @@ def test_third_stream_is_refused_on_any_worker_and_a_close_frees_a_slot(deployme
     token = deployment.token(user)
     with ExitStack() as stack:
         held = [stack.enter_context(open_stream(deployment, token)) for _ in range(2)]
+        opened = time.monotonic()
         holders = {pid_of(deployment, c) for c in held}
         refusers: set[int] = set()
-        for _ in range(100):  # new connections until both workers have taken part (gevent accepts greedily)
+        # New connections until both workers have taken part (gevent accepts greedily) and the
+        # leases have outlived their TTL twice over: the refresher keeps open streams counted.
+        for _ in range(200):
             assert try_open(deployment, token) is None
             refusers = {r["pid"] for r in deployment.logs("connection.reject") if r.get("user_id") == user}
-            if len(holders | refusers) == 2:
+            if len(holders | refusers) == 2 and time.monotonic() - opened > 2 * LEASE_TTL:
                 break
+            time.sleep(0.05)
         assert len(holders | refusers) == 2, "the cap was not exercised across both workers"
+        assert time.monotonic() - opened > 2 * LEASE_TTL
         assert all(r.get("reason") == "connection_limit" for r in deployment.logs("connection.reject") if r.get("user_id") == user)
 
         held[0].close()
@@ -74,3 +80,15 @@ def test_sigkill_of_a_worker_frees_its_slots_within_the_lease_ttl(deployment: De
         elapsed = time.monotonic() - killed
         assert elapsed <= LEASE_TTL + 1.5, elapsed
     wait_until(lambda: len(deployment.server.worker_pids()) == 2, 15, message="gunicorn replaced the killed worker")
+
+
+def test_a_stream_never_served_gives_its_slot_back(deployment: Deployment, user: str):
+    # HEAD runs the view but sends no body: the stream must not keep its lease (or its subscriber).
+    token = deployment.token(user)
+    for _ in range(3):
+        resp = request("HEAD", deployment.base + "/stream?channels=channel:general", None, {"Authorization": f"Bearer {token}"})
+        assert resp.status == 200 and resp.body == b""
+    wait_until(lambda: sum(r.get("user_id") == user for r in deployment.logs("connection.close")) == 3, 5, message="closed")
+    with ExitStack() as stack:
+        for _ in range(2):
+            stack.enter_context(open_stream(deployment, token))

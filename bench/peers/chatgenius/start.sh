@@ -29,7 +29,14 @@ REDIS_URL="redis://127.0.0.1:$RPORT/0" AUTH_MODE=dev BIND="127.0.0.1:$CG_PORT" \
   >>"$D/gunicorn.log" 2>&1 < /dev/null &
 wait_port "$CG_PORT" 30 || { tail -20 "$D/gunicorn.log" >&2; exit 1; }
 for _ in $(seq 50); do [[ -s $D/gunicorn.pid ]] && break; sleep 0.1; done
-curl -sf -XPOST "http://127.0.0.1:$CG_PORT/dev/token" -H 'content-type: application/json' \
-  -d '{"sub":"bench","channels":["bench:*"],"permissions":["publish:events"],"ttl":86400}' \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' > "$D/token"
+mint() { # mint SUB -> a dev token for SUB (reads and publishes bench:*)
+  curl -sf -XPOST "http://127.0.0.1:$CG_PORT/dev/token" -H 'content-type: application/json' \
+    -d '{"sub":"'"$1"'","channels":["bench:*"],"permissions":["publish:events"],"ttl":86400}' \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
+}
+mint bench > "$D/token"
+# Streams are spread over 8 users (ssebench -H-rotate): the per-user connection limit
+# (at most 10000) stays on, and 20k streams stay possible.
+: > "$D/sub-headers"
+for u in 0 1 2 3 4 5 6 7; do echo "Authorization: Bearer $(mint "bench$u")" >> "$D/sub-headers"; done
 echo "chatgenius up: gunicorn master pid $(cat "$D/gunicorn.pid"), redis pid $(cat "$D/redis.pid") port $RPORT"

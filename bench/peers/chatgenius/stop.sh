@@ -3,4 +3,4 @@
 source "$(dirname "$0")/../../lib.sh"
 kill_pidfile "$RUN_DIR/chatgenius/gunicorn.pid"
 kill_pidfile "$RUN_DIR/chatgenius/redis.pid"
-rm -f "$RUN_DIR/chatgenius/token"
+rm -f "$RUN_DIR/chatgenius/token" "$RUN_DIR/chatgenius/sub-headers"
