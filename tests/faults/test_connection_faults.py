@@ -143,10 +143,10 @@ def test_two_thousand_clients_reconnect_after_a_restart(redis_url):
         readers = [ResilientClient(base, t, ch, backoff=0.5) for t, ch in zip(tokens, chans, strict=True)]
         for r in readers:
             r.start()
-        wait_until(lambda: all(r.connected for r in readers), 90, message="2000 streams open")
+        wait_until(lambda: all(r.connected for r in readers), 120, message="2000 streams open")
         g.stop()
         t0 = time.monotonic()
-        g = Gunicorn(workers=2, port=port, env=env).start()
+        g = Gunicorn(workers=2, port=port, env=env, startup_timeout=60).start()
         wait_until(lambda: all(r.connects >= 2 for r in readers), 90, message="all 2000 back after the restart")
         back_in = time.monotonic() - t0
         pub = dev_token(base, "svc", ["channel:*"], ["publish:events"])

@@ -9,6 +9,7 @@ events at a steady rate and remembers which ones the service acknowledged.
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -23,7 +24,8 @@ class ResilientClient:
     base: str
     token: str
     channels: str
-    backoff: float = 0.2
+    backoff: float = 0.2  # first retry delay; doubles per failure up to `backoff_cap`, full jitter
+    backoff_cap: float = 5.0
     received: list[int] = field(default_factory=list)  # data["n"] of every durable event, in arrival order
     ids: list[str] = field(default_factory=list)
     resets: int = 0
@@ -33,10 +35,16 @@ class ResilientClient:
     stopped: bool = False
     _greenlet: gevent.Greenlet | None = None
     _client: SSEClient | None = None
+    _failures: int = 0
 
     def start(self) -> ResilientClient:
         self._greenlet = gevent.spawn(self._run)
         return self
+
+    def _pause(self) -> None:
+        """Full-jitter exponential backoff, as the bundled JS client does (a storm spreads out)."""
+        self._failures += 1
+        gevent.sleep(random.uniform(0, min(self.backoff_cap, self.backoff * 2 ** (self._failures - 1))))
 
     def _run(self) -> None:
         while not self.stopped:
@@ -47,17 +55,18 @@ class ResilientClient:
                 client = self._client = SSEClient(f"{self.base}/stream?channels={self.channels}", headers, timeout=5)
             except OSError as exc:
                 self.endings.append(f"connect:{type(exc).__name__}")
-                gevent.sleep(self.backoff)
+                self._pause()
                 continue
             if client.status != 200:
                 self.endings.append(f"status:{client.status}")
                 client.close()
-                gevent.sleep(self.backoff)
+                self._pause()
                 continue
             self.connects += 1
+            self._failures = 0
             self._read(client)
             client.close()
-            gevent.sleep(self.backoff)
+            self._pause()
 
     def _read(self, client: SSEClient) -> None:
         while not self.stopped:
