@@ -6,10 +6,15 @@ each StreamSession (`on_write`) and on the bus's Hub (`on_dispatch`); every
 refused request reaches `refused` from web/observe.py with the code and reason
 of its JSON error, which is how auth failures are counted wherever they arise
 (bearer, ticket). Per event per worker it parses the envelope's `ts` once (reader
-lag); per stream write it observes one latency (the oldest event of the write)
-and adds to one pre-bound counter. One greenlet per worker samples what has no
-event of its own (memory, the bus reader's state) every second and writes one
-`broadcast` summary log line per interval instead of one line per event.
+lag); per stream write it adds to a plain integer and, for one write in
+`stride`, observes the latency of the write's oldest event: under a fan-out of
+thousands of writes a second a metric update per write would cost a good part
+of the write itself. One greenlet per worker flushes those integers into the
+counters every second, adjusts `stride` so at most LATENCY_SAMPLES
+observations a second are made (systematic, so a burst is sampled from its
+first write to its last), samples what has no event of its own (memory, the bus
+reader's state), and writes one `broadcast` summary log line per interval
+instead of one line per event.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from .service import Realtime
 from .stream import StreamSession
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+LATENCY_SAMPLES = 1000  # broadcast latency observations per second per worker, at most
 
 
 def frame_ts(frame: bytes) -> float | None:
@@ -91,6 +97,10 @@ class Telemetry:
         self._users: dict[str, int] = {}
         self._streams = 0
         self._lag = 0.0  # worst reader lag since the last sample
+        self._unflushed = 0  # live frames written since the last flush into the counter
+        self._writes = 0
+        self._writes_seen = 0
+        self._stride = 1
         self._reconnects_seen = 0
         self._greenlet: gevent.Greenlet | None = None
         # The `broadcast` summary's counters, reset at each line.
@@ -126,12 +136,19 @@ class Telemetry:
         session.on_write = self.stream_wrote
 
     def stream_wrote(self, frames: list[bytes]) -> None:
-        """After a write of live frames to one stream: count them, time the oldest."""
-        self.metrics.delivered_live.inc(len(frames))
+        """After a write of live frames to one stream (the hot path): count them, time the oldest now and then."""
+        self._unflushed += len(frames)
         self._delivered += len(frames)
-        ts = frame_ts(frames[0])
-        if ts is not None:
-            self.metrics.latency.observe(max(0.0, self._clock() - ts))
+        self._writes += 1
+        if self._writes % self._stride == 0:
+            ts = frame_ts(frames[0])
+            if ts is not None:
+                self.metrics.latency.observe(max(0.0, self._clock() - ts))
+
+    def flush(self) -> None:
+        if self._unflushed:
+            self.metrics.delivered_live.inc(self._unflushed)
+            self._unflushed = 0
 
     def stream_closed(self, session: StreamSession) -> None:
         m = self.metrics
@@ -144,6 +161,7 @@ class Telemetry:
             m.slow_consumers.inc()
         if session.stats.heartbeat_pending:
             m.heartbeat_failures.inc()
+        self.flush()  # a draining worker's last writes are counted before it exits
         self._streams -= 1
         held = self._users.get(sub.user_id, 0) - 1
         if held > 0:
@@ -188,6 +206,7 @@ class Telemetry:
     # -- reading -------------------------------------------------------------------------
     def stats(self) -> dict:
         """Every worker's numbers summed, as /metrics has them (GET /admin/stats)."""
+        self.flush()
         out = snapshot(collect(self.metrics))
         out["ts"] = round(self._clock(), 3)
         return out
@@ -205,6 +224,10 @@ class Telemetry:
 
     def sample(self) -> None:
         m = self.metrics
+        self.flush()
+        writes = self._writes - self._writes_seen
+        self._writes_seen = self._writes
+        self._stride = max(1, int(writes / (LATENCY_SAMPLES * self.sample_interval)))
         m.memory.set(rss_bytes())
         m.reader_up.set(1 if self.rt.bus.health() is None else 0)
         m.reader_lag.set(max(0.0, self._lag))

@@ -169,3 +169,20 @@ def test_admin_page_is_served(app: Flask) -> None:
     script = client.get("/static/admin.js")
     assert script.status_code == 200 and b"/admin/stats" in script.data and b"/dev/token" in script.data
     script.close()
+
+
+def test_deliveries_are_batched_and_latency_sampled_under_heavy_fan_out(app: Flask) -> None:
+    tel = app.extensions["chatgenius.telemetry"]
+    tel.stop()  # the test drives sampling itself
+    d = draft({"channel": CHAN, "type": "message.created", "data": {}}, 65536)
+    frame = durable_frame("e-1", d.type, envelope_json("e-1", d.body))
+    start = tel.stats()
+    for _ in range(5000):
+        tel.stream_wrote([frame, frame])
+    tel.sample()  # 5000 writes in the last second: from now on one write in 5 is timed
+    for _ in range(5000):
+        tel.stream_wrote([frame])
+    now = tel.stats()
+    assert now["events_delivered"]["live"] - start["events_delivered"]["live"] == 15000
+    observed = now["broadcast_latency_seconds"]["count"] - start["broadcast_latency_seconds"]["count"]
+    assert observed == 5000 + 1000
