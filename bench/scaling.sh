@@ -27,7 +27,7 @@ print("|---|---:|---:|---:|---|---|---|")
 def key(d):
     kind, _, v = d.partition("-")
     return (kind, int(v))
-for sub in sorted(os.listdir(root), key=key):
+for sub in sorted((d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))), key=key):
     p = os.path.join(root, sub, "chatgenius.jsonl")
     if not os.path.exists(p):
         continue

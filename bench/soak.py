@@ -38,9 +38,11 @@ import psutil  # noqa: E402
 from support.actors import Publisher, ResilientClient  # noqa: E402
 from support.gunicorn import Gunicorn  # noqa: E402
 from support.http_json import get_json  # noqa: E402
+from support.procs import wait_until  # noqa: E402
 from support.redis_server import RedisServer  # noqa: E402
 from support.service import bearer, dev_token, service_env  # noqa: E402
 
+FLATNESS_MINUTES = 10
 BOUNDS_PER_10MIN = {"rss_mib": 2.0, "fds": 5.0, "redis_mib": 2.0, "greenlets": 20.0}
 
 
@@ -63,8 +65,8 @@ def sample(g: Gunicorn, redis: RedisServer, admin: str, t0: float) -> dict:
         "rss_mib": round(sum(w.memory_info().rss for w in workers) / len(workers) / 2**20, 2),
         "fds": sum(w.num_fds() for w in workers) / len(workers),
         "redis_mib": round(info["used_memory"] / 2**20, 3),
-        "greenlets": stats.get("greenlets", 0),
-        "streams": stats.get("connections", stats.get("active_connections", 0)),
+        "greenlets": sum(stats["greenlets"].values()) / max(1, len(stats["greenlets"])),
+        "streams": stats["connections"],
     }
 
 
@@ -76,10 +78,12 @@ def run(minutes: float, rate: float, clients: int, every: float, out: Path | Non
         base = g.base_url
         admin = dev_token(base, "ops", ["channel:*"], ["admin:sse"], ttl=86400)
         channels = [f"channel:soak{i}" for i in range(4)]
-        pubs = [Publisher(base, dev_token(base, "svc", ["channel:*"], ["publish:events"], ttl=86400), ch,
-                          rate=rate / len(channels)).start() for ch in channels]
         readers = [ResilientClient(base, dev_token(base, f"u{i}", ["channel:*"], ttl=86400),
                                    channels[i % len(channels)], backoff=0.05).start() for i in range(clients)]
+        # Publishing starts once every reader is live: a reader's first connect (no cursor) starts at the head.
+        wait_until(lambda: all(r.connected for r in readers), 60, message="soak readers connected")
+        pubs = [Publisher(base, dev_token(base, "svc", ["channel:*"], ["publish:events"], ttl=86400), ch,
+                          rate=rate / len(channels)).start() for ch in channels]
         t0 = time.monotonic()
         samples = [sample(g, redis, admin, t0)]
         next_sample = every
@@ -110,7 +114,10 @@ def run(minutes: float, rate: float, clients: int, every: float, out: Path | Non
         connects = sum(r.connects for r in readers)
         half = [s for s in samples if s["t"] >= samples[-1]["t"] / 2]
         slopes = {k: slope_per_10min([s["t"] for s in half], [s[k] for s in half]) for k in BOUNDS_PER_10MIN}
-        ok = lost == 0 and dupes == 0 and all(abs(slopes[k]) <= BOUNDS_PER_10MIN[k] for k in slopes)
+        flat = all(abs(slopes[k]) <= BOUNDS_PER_10MIN[k] for k in slopes)
+        # A run shorter than FLATNESS_MINUTES is mostly warm-up (history filling to HISTORY_MAXLEN,
+        # pools growing): it proves delivery and sampling, and reports the slopes without judging them.
+        ok = lost == 0 and dupes == 0 and (flat or minutes < FLATNESS_MINUTES)
         report = render(minutes, rate, clients, samples, slopes, published, connects, lost, dupes, ok)
         print(report)
         if out is not None:
@@ -121,7 +128,7 @@ def run(minutes: float, rate: float, clients: int, every: float, out: Path | Non
         return ok
 
 
-def render(minutes, rate, clients, samples, slopes, published, connects, lost, dupes, ok) -> str:
+def render(minutes, rate, clients, samples, slopes, published, connects, lost, dupes, ok) -> str:  # noqa: PLR0913
     lines = [
         f"Soak: {minutes:g} min, {rate:g} events/s over 4 channels, {clients} clients with churn; "
         f"{published} events published, {connects} connects (resumes included), lost {lost}, duplicated {dupes}.",
@@ -130,10 +137,12 @@ def render(minutes, rate, clients, samples, slopes, published, connects, lost, d
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for s in samples:
-        lines.append(f"| {s['t']:.0f} | {s['rss_mib']:.1f} | {s['fds']:.0f} | {s['redis_mib']:.2f} | {s['greenlets']} | {s['streams']} |")
+        lines.append(f"| {s['t']:.0f} | {s['rss_mib']:.1f} | {s['fds']:.0f} | {s['redis_mib']:.2f} "
+                     f"| {s['greenlets']:.0f} | {s['streams']:.0f} |")
     lines += ["", "Slope over the second half (per 10 min) against its bound:", ""]
     lines += [f"- {k}: {slopes[k]:+.3f} (bound ±{BOUNDS_PER_10MIN[k]})" for k in BOUNDS_PER_10MIN]
-    lines += ["", f"Result: {'PASS' if ok else 'FAIL'}", ""]
+    judged = "" if minutes >= FLATNESS_MINUTES else f" (slopes not judged: shorter than {FLATNESS_MINUTES} min)"
+    lines += ["", f"Result: {'PASS' if ok else 'FAIL'}{judged}", ""]
     return "\n".join(lines)
 
 

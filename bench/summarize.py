@@ -73,7 +73,7 @@ def headline(rows):
     sizes = sorted({d["n"] for d in rows if d["scenario"].startswith("idle-")})
     print("### Headline (one run, same generator)\n")
     hdr = ["system"] + [f"idle KiB/stream @{n:,}" for n in sizes] + [
-        "Redis conns @max idle", "fan-out max deliveries/s (p99 ≤ 1 s, none missed)",
+        "Redis clients while idle", "fan-out max deliveries/s (p99 ≤ 1 s, none missed)",
         "10 ev/s: p50 / p99 ms", "10 ev/s: µs/delivery", "100 ev/s: p50 / p99 ms", "100 ev/s: µs/delivery",
         "spread: deliveries/s, missed, p99 ms", "storm: all live s", "storm: replayed streams / all s"]
     print("| " + " | ".join(hdr) + " |")
@@ -81,7 +81,6 @@ def headline(rows):
     for lb in labels:
         sc = by[lb]
         cells = [lb]
-        last_idle = None
         for n in sizes:
             d = (sc.get(f"idle-{n}") or [None])[-1]
             if d is None:
@@ -89,10 +88,16 @@ def headline(rows):
                 continue
             i = d.get("idle") or {}
             ok = d["connect"]["ready"] == n and i.get("all_stayed_connected")
-            cells.append(fmt(i.get("server_rss_kib_per_conn")) + ("" if ok else f" ({d['connect']['ready']:,} ready, {(i.get('alive_end') or 0):,} stayed)"))
-            last_idle = d
-        r = ((last_idle or {}).get("samples", {}).get("after_hold") or {}).get("redis")
-        cells.append(fmt(r["connected_clients"]) if r else "none")
+            note = "" if ok else f" ({d['connect']['ready']:,} ready, {(i.get('alive_end') or 0):,} stayed)"
+            cells.append(fmt(i.get("server_rss_kib_per_conn")) + note)
+        # the largest size whose Redis answered INFO (a Redis at maxclients refuses it)
+        rc = "none"
+        for n in sizes:
+            d = (sc.get(f"idle-{n}") or [None])[-1]
+            r = ((d or {}).get("samples", {}).get("after_hold") or {}).get("redis")
+            if r:
+                rc = f"{fmt(r['connected_clients'])} @{n:,}"
+        cells.append(rc)
         fans = sc.get("fanout", []) + sc.get("fanout-refine", [])
         best = max((d.get("max_ok_deliveries_per_s") or 0 for d in fans), default=None)
         cells.append(fmt(best, 0) if fans else "-")
@@ -114,7 +119,8 @@ def headline(rows):
         t = ((sc.get("storm") or [None])[-1] or {}).get("storm")
         if t:
             cells.append(fmt(t["all_live_s"], 2) if t["all_live_s"] >= 0 else f"{t['live']:,}/{t['streams']:,} live")
-            cells.append(f"{t['replay_complete']:,}/{t['streams']:,} / " + (fmt(t["all_replayed_s"], 2) if t["all_replayed_s"] >= 0 else "never"))
+            done = fmt(t["all_replayed_s"], 2) if t["all_replayed_s"] >= 0 else "never"
+            cells.append(f"{t['replay_complete']:,}/{t['streams']:,} / " + done)
         else:
             cells += ["-", "-"]
         print("| " + " | ".join(cells) + " |")
@@ -123,7 +129,8 @@ def headline(rows):
 
 def idle(rows):
     print("### Idle streams\n")
-    print("| system | streams | ready | all stayed | connect s | server RSS before → after MiB | RSS KiB/stream | PSS KiB/stream | Redis clients | server CPU s (connect / hold) |")
+    print("| system | streams | ready | all stayed | connect s | server RSS before → after MiB | RSS KiB/stream | PSS KiB/stream "
+          "| Redis clients | server CPU s (connect / hold) |")
     print("|---|---:|---:|---|---:|---|---:|---:|---:|---|")
     for d in sorted((d for d in rows if d["scenario"].startswith("idle-")), key=lambda d: (ORDER.get(d["label"], 9), d["n"])):
         s, i = d["samples"], d.get("idle") or {}
@@ -144,7 +151,8 @@ def steps(rows, prefixes, title):
     for d in sorted((d for d in rows if d["scenario"] in prefixes), key=lambda d: ORDER.get(d["label"], 9)):
         for st in d.get("steps", []):
             lat = st["latency_ms"]
-            print(f"| {d['label']} | {d['scenario']} | {st['alive_start']:,} | {fmt(st['rate'], 0)} | {fmt(st['publish_rate_achieved'], 0)} "
+            print(f"| {d['label']} | {d['scenario']} | {st['alive_start']:,} | {fmt(st['rate'], 0)} "
+                  f"| {fmt(st['publish_rate_achieved'], 0)} "
                   f"| {fmt(st['deliveries_per_s'], 0)} | {fmt(st['offered_deliveries_per_s'], 0)} | {fmt(lat['p50'])} | {fmt(lat['p99'])} "
                   f"| {fmt(lat['max'])} | {fmt(st['missed'])} | {fmt(st['server_cpu_s'], 2)} | {fmt(st['redis_cpu_s'], 2)} "
                   f"| {fmt(st['gen_cpu_s'], 2)} | {fmt(st['server_cpu_us_per_delivery'])} | {fmt(us(st))} | {st['ok']} |")
@@ -155,14 +163,16 @@ def steps(rows, prefixes, title):
 
 def storm(rows):
     print("### Resume storm\n")
-    print("| system | streams | with cursor | back | reconnected | failed | live p50 s | all live s | replay complete | replay p50 s | all replayed s "
+    print("| system | streams | with cursor | back | reconnected | failed | live p50 s | all live s | replay complete "
+          "| replay p50 s | all replayed s "
           "| replayed / expected events | server CPU s | Redis CPU s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for d in sorted((d for d in rows if d.get("storm")), key=lambda d: ORDER.get(d["label"], 9)):
         t = d["storm"]
         print(f"| {d['label']} | {t['streams']:,} | {t['with_cursor']:,} | {t['back']} | {t['reconnected']:,} | {t['failed']:,} "
               f"| {fmt(t['live_p50_s'], 2)} | {fmt(t['all_live_s'], 2)} | {t['replay_complete']:,} | {fmt(t['replay_p50_s'], 2)} "
-              f"| {fmt(t['all_replayed_s'], 2)} | {t['replay_delivered']:,} / {t['replay_expected']:,} | {fmt(t['server_cpu_s'], 2)} | {fmt(t['redis_cpu_s'], 2)} |")
+              f"| {fmt(t['all_replayed_s'], 2)} | {t['replay_delivered']:,} / {t['replay_expected']:,} "
+              f"| {fmt(t['server_cpu_s'], 2)} | {fmt(t['redis_cpu_s'], 2)} |")
     print("\n(-1 = not every stream got there within the storm's 60 s limit.)\n")
 
 
@@ -193,7 +203,8 @@ def machine(rows, paths):
         wall, busy = float(wall), float(busy)
         mine = own.get((label, scenario))
         other = None if mine is None else max(0.0, busy - mine) / wall
-        print(f"| {label} | {scenario} | {wall:.0f} | {busy / wall:.2f} | {fmt(None if mine is None else mine / wall, 2)} | {fmt(other, 2)} | {load} |")
+        ours = None if mine is None else mine / wall
+        print(f"| {label} | {scenario} | {wall:.0f} | {busy / wall:.2f} | {fmt(ours, 2)} | {fmt(other, 2)} | {load} |")
     print()
 
 

@@ -125,6 +125,9 @@ class Metrics:
         self.memory = Gauge(
             "chatgenius_process_resident_memory_bytes", "Resident memory of each worker (label pid under gunicorn)",
             registry=r, multiprocess_mode="liveall")
+        self.greenlets = Gauge(
+            "chatgenius_greenlets", "Live greenlets per worker, counted once a minute (a leak shows as a slope)",
+            registry=r, multiprocess_mode="liveall")
 
 
 def export(app: Any, metrics: Metrics, guard: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None) -> Any:
@@ -270,4 +273,5 @@ def snapshot(families: Iterable[Metric]) -> dict[str, Any]:
             "reader_reconnects": s.total("chatgenius_bus_reader_reconnects_total"),
         },
         "memory_bytes": memory,
+        "greenlets": {pid or str(os.getpid()): v for pid, v in s.by("chatgenius_greenlets", "pid").items()},
     }

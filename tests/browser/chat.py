@@ -123,6 +123,11 @@ class ChatPage:
             timeout,
         )
 
+    def wait_cursor(self, timeout: float = 15.0) -> str:
+        """Wait until the client holds a cursor: only then is "from now on" defined for it
+        (a client with no cursor starts at the newest position, contract: /poll)."""
+        return self.wait("window.chatDemo && window.chatDemo.rt.lastEventId", timeout=timeout)
+
     def wait_messages(self, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
         """Wait until at least `count` message.created envelopes were delivered; return them all."""
         self.wait("(n) => window.chatDemo.events.filter((e) => e.type === 'message.created').length >= n", count, timeout)

@@ -59,6 +59,7 @@ def test_sse_disabled_at_start_polls_and_returns_to_sse_when_enabled(deploy, new
     deployment = deploy(ENABLE_SSE="false")
     alice = ChatPage.open(new_context(), deployment.base_url, "alice", recheck=1000, backoffCap=2000)
     alice.wait_status("polling", "poll")
+    alice.wait_cursor()  # the first poll (no cursor) has answered with the newest position
     published = numbered(deployment, "polled", 4)
     assert_exactly_once_in_order(ids(alice.wait_messages(4)), published)
     assert deployment.log_events("connection.open", "alice") == []  # never streamed

@@ -1,0 +1,25 @@
+"""The soak in its short form (bench/soak.py): churn, publishing and resumes lose and duplicate nothing.
+
+The 30-minute run that judges resource flatness is documented in docs/RELIABILITY.md.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_short_soak_loses_and_duplicates_nothing(repo_root, tmp_path):
+    out = tmp_path / "soak"
+    proc = subprocess.run(
+        [sys.executable, "bench/soak.py", "--minutes", "1", "--sample", "15", "--clients", "60", "--out", str(out)],
+        cwd=repo_root, capture_output=True, text=True, timeout=240,
+    )
+    report = out.with_suffix(".md").read_text()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "lost 0, duplicated 0" in report
+    assert "Result: PASS" in report
+    assert out.with_suffix(".png").stat().st_size > 5000  # the plot was drawn
