@@ -100,6 +100,7 @@ def create_app(settings: config.Settings | None = None, env: Mapping[str, str] |
     for module in (errors, ops, stream, poll, publish, tickets, dev, static, admin_stats, chat_web, admin_web):
         app.register_blueprint(module.bp)
     bus.start()
+    bus.hub.start_ticker(min(1.0, max(0.05, settings.heartbeat_interval / 4)))
     telemetry.start()
     chat_api.presence.start()
     admin_api.flags.start()

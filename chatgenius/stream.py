@@ -102,7 +102,8 @@ def serve(session: StreamSession, connected: dict) -> Iterator[bytes]:
             timeout = session.heartbeat - (now - last_write)
             if session.deadline is not None:
                 timeout = min(timeout, session.deadline - time.time())
-            frames = sub.take(max(0.0, timeout))
+            sub.due = now + max(0.0, timeout)  # the hub's ticker wakes us then (Hub.start_ticker)
+            frames = sub.take(None)
             if frames:
                 if floor:
                     kept = [f for s, f in frames if not s or s > floor]
