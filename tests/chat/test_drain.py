@@ -57,13 +57,13 @@ def test_reload_under_50_events_per_second_loses_and_duplicates_nothing(make_red
         publisher = Publisher(lambda: g.base_url, pub, CHAN, rate=50).start()
         try:
             opened(g, CLIENTS)
-            wait_until(lambda: len(publisher.ids) >= 50, 5)
+            wait_until(lambda: len(publisher.ids) >= 50, 20)
             old = g.hup()  # returns once the new workers exist; the old ones drain
             procs = [psutil.Process(pid) for pid in old]
             _, alive = psutil.wait_procs(procs, timeout=float(DRAIN_ENV["GRACEFUL_TIMEOUT"]) + 2)
             assert not alive, "old workers exit within graceful_timeout"
             count = len(publisher.ids)
-            wait_until(lambda: len(publisher.ids) >= count + 50, 5)  # publishing goes on meanwhile
+            wait_until(lambda: len(publisher.ids) >= count + 50, 20)  # publishing goes on meanwhile
         finally:
             ids = publisher.stop()
         truth = history_after(g.base_url, alice, CHAN, start)
@@ -87,13 +87,13 @@ def test_shutdown_under_50_events_per_second_loses_and_duplicates_nothing(make_r
         publisher = Publisher(lambda: b.base_url, pub, CHAN, rate=50).start()
         try:
             opened(a, CLIENTS)
-            wait_until(lambda: len(publisher.ids) >= 50, 5)
+            wait_until(lambda: len(publisher.ids) >= 50, 20)
             route["to"] = b.base_url  # A leaves the rotation, then is stopped
             a.term()
             wait_until(lambda: a.returncode is not None, float(DRAIN_ENV["GRACEFUL_TIMEOUT"]) + 3, 0.1, "A's master exits")
             assert a.returncode == 0
             count = len(publisher.ids)
-            wait_until(lambda: len(publisher.ids) >= count + 50, 5)
+            wait_until(lambda: len(publisher.ids) >= count + 50, 20)
         finally:
             ids = publisher.stop()
         truth = history_after(b.base_url, alice, CHAN, start)

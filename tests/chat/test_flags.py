@@ -50,7 +50,7 @@ def test_sse_off_falls_back_to_polling_without_loss_and_on_brings_streams_back(m
         streams = streams_on_every_worker(a, alice, CHAN) + streams_on_every_worker(b, alice, CHAN)
         publisher = Publisher(lambda: a.base_url, pub, CHAN).start()
         try:
-            wait_until(lambda: len(publisher.ids) >= 10, 5)
+            wait_until(lambda: len(publisher.ids) >= 10, 15)
             received: dict[str, list[str]] = {s.id: [] for s in streams}
             fallback_at: dict[str, float] = {}
 
