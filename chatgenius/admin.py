@@ -13,7 +13,7 @@ from typing import Any
 
 from . import log
 from .bus.base import BusUnavailable
-from .chat import unavailable
+from .errors import unavailable
 from .control import ControlPlane
 from .errors import ServiceError
 from .flags import NAMES, RuntimeFlags

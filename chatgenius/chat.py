@@ -14,17 +14,13 @@ from . import log
 from .auth import Identity
 from .bus.base import BusUnavailable
 from .control import ControlPlane
-from .errors import ServiceError
+from .errors import ServiceError, unavailable
 from .events import draft, valid_channel
 from .presence import Presence
 from .service import Realtime
 from .stream import StreamSession
 
 TYPING_WINDOW = 2.0  # contract: at most one user.typing per 2 s per user and channel
-
-
-def unavailable(exc: BusUnavailable) -> ServiceError:
-    return ServiceError(503, "bus_unavailable", str(exc), headers={"Retry-After": "2"})
 
 
 class Chat:

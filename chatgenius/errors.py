@@ -25,3 +25,8 @@ class ServiceError(Exception):
 
     def body(self) -> dict[str, object]:
         return {"error": self.code, "message": self.message, **self.extra}
+
+
+def unavailable(reason: object) -> ServiceError:
+    """The bus (Redis) cannot serve now: 503 with Retry-After, the client retries (contract: Errors)."""
+    return ServiceError(503, "bus_unavailable", str(reason), headers={"Retry-After": "2"})

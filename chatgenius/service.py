@@ -19,7 +19,7 @@ from .auth import AuthError, DevIssuer, Identity, Verifier, bearer
 from .bus.base import BusUnavailable, EventBus, Replay
 from .config import Settings
 from .cursor import Cursor, CursorError, parse
-from .errors import ServiceError
+from .errors import ServiceError, unavailable
 from .events import Draft, EventError, drafts_from_request, parse_channels
 from .fanout import Subscriber
 from .leases import ConnectionLeases
@@ -84,7 +84,7 @@ class Realtime:
         try:
             issued = self.tickets.issue(identity)
         except BusUnavailable as exc:
-            raise ServiceError(503, "bus_unavailable", str(exc), headers={"Retry-After": "2"}) from None
+            raise unavailable(exc) from None
         if issued is None:
             raise unauthorized("expired", "token expires too soon to issue a ticket; refresh it first")
         ticket, expires_in = issued
@@ -96,7 +96,7 @@ class Realtime:
         try:
             identity = self.tickets.redeem(ticket)
         except BusUnavailable as exc:
-            raise ServiceError(503, "bus_unavailable", str(exc), headers={"Retry-After": "2"}) from None
+            raise unavailable(exc) from None
         if identity is None:
             raise unauthorized("bad_ticket", "ticket is unknown, used or expired; get a new one from POST /tickets")
         log.event("auth.ok", logging.DEBUG, user_id=identity.sub, via="ticket")
@@ -137,7 +137,7 @@ class Realtime:
             )
         except BusUnavailable as exc:
             self.leases.release(identity.sub, sub.id)
-            raise ServiceError(503, "bus_unavailable", str(exc), headers={"Retry-After": "2"}) from None
+            raise unavailable(exc) from None
         except BaseException:
             self.leases.release(identity.sub, sub.id)
             raise
@@ -162,7 +162,7 @@ class Realtime:
         try:
             lease = self.leases.acquire(user, connection_id)
         except BusUnavailable as exc:
-            raise ServiceError(503, "bus_unavailable", str(exc), headers={"Retry-After": "2"}) from None
+            raise unavailable(exc) from None
         if not lease.granted:
             log.event("connection.reject", logging.INFO, user_id=user, reason="connection_limit", held=lease.held)
             retry_after = max(1, min(int(self.leases.ttl), math.ceil(lease.retry_after)))
@@ -203,7 +203,7 @@ class Realtime:
             finally:
                 self.bus.detach(sub)
         except BusUnavailable as exc:
-            raise ServiceError(503, "bus_unavailable", str(exc), headers={"Retry-After": "2"}) from None
+            raise unavailable(exc) from None
         return _poll_result(found, live)
 
     # -- publishing -------------------------------------------------------------------
@@ -217,7 +217,7 @@ class Realtime:
         try:
             ids = self.bus.publish(drafts)
         except BusUnavailable as exc:
-            raise ServiceError(503, "bus_unavailable", str(exc), headers={"Retry-After": "2"}) from None
+            raise unavailable(exc) from None
         # One line per request at debug only; the `broadcast` summary (telemetry.py) is the info-level view.
         log.event("publish", logging.DEBUG, user_id=identity.sub, count=len(ids), event_type=drafts[0].type)
         for hook in self.events_published:
