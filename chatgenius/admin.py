@@ -13,9 +13,8 @@ from typing import Any
 
 from . import log
 from .bus.base import BusUnavailable
-from .errors import unavailable
 from .control import ControlPlane
-from .errors import ServiceError
+from .errors import ServiceError, unavailable
 from .flags import NAMES, RuntimeFlags
 from .service import Realtime
 from .stream import StreamSession
