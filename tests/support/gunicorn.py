@@ -18,12 +18,11 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import psutil
 
-from .procs import REPO_ROOT, free_port, live_children, spawn, tail, terminate_tree, wait_until
+from .procs import REPO_ROOT, Managed, free_port, live_children, spawn, tail, terminate_tree, wait_until
 
 
 def find_gunicorn() -> str:
@@ -46,7 +45,7 @@ def http_status(port: int, path: str, timeout: float = 1.0) -> int:
         conn.close()
 
 
-class Gunicorn:
+class Gunicorn(Managed):
     """`gunicorn -c <config> <app_module>` in `cwd` (default: the repo root and `wsgi:app`).
 
     `config=None` runs without a config file and passes `--bind`/`--workers`
@@ -183,11 +182,6 @@ class Gunicorn:
         self.worker_pids()
         terminate_tree(self._proc, signal.SIGTERM, timeout, extra=self._seen.values())
 
-    def close(self) -> None:
-        """stop(), and remove the work dir if this object created it."""
-        self.stop()
-        if self._owns_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- logs ----------------------------------------------------------------
     def log_lines(self) -> list[str]:
@@ -209,8 +203,4 @@ class Gunicorn:
                     out.append(obj)
         return out
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()

@@ -27,17 +27,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
-from .procs import REPO_ROOT, free_port, port_open, spawn, tail, terminate_tree, wait_until
+from .procs import REPO_ROOT, Managed, free_port, port_open, spawn, tail, terminate_tree, wait_until
 
 NGINX = "/usr/sbin/nginx"
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -138,7 +135,7 @@ def render_config(
     return Rendered(text, logs["access_log"], logs["error_log"])
 
 
-class Nginx:
+class Nginx(Managed):
     """nginx -p <tmp> -c <rendered template> -g 'daemon off;' on a free port."""
 
     def __init__(
@@ -223,16 +220,8 @@ class Nginx:
         """Lines of the startup error log (-e) and every error_log the config names."""
         return _read_lines([self.error_log_path, *self.rendered.error_logs])
 
-    def close(self) -> None:
-        self.stop()
-        if self._owns_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
 
 
 def _read_lines(paths: Sequence[Path]) -> list[str]:

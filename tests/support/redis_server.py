@@ -7,21 +7,19 @@ AOF durability without ever touching the machine's Redis on 6379.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .procs import find_redis_server, free_port, spawn, tail, terminate_tree, wait_until
+from .procs import Managed, find_redis_server, free_port, spawn, tail, terminate_tree, wait_until
 
 
 def ping(port: int, host: str = "127.0.0.1") -> bool:
@@ -34,7 +32,7 @@ def ping(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(Managed):
     """One redis-server process on 127.0.0.1 with its own port and directory.
 
     `appendonly=True` turns on AOF with `appendfsync always`, so data written
@@ -181,17 +179,8 @@ class RedisServer:
         assert self._proc is not None
         self._proc.send_signal(sig)
 
-    def close(self) -> None:
-        """Stop the process and delete the directory if this object created it."""
-        self.stop()
-        if self._owns_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} :{self.port} pid={self._proc and self._proc.pid}>"
