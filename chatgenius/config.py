@@ -66,6 +66,7 @@ class Settings:
     flag_refresh: float = 1.0
     trusted_proxies: int = 0
     broadcast_log_interval: float = 10.0
+    fanout_window_ms: int = 50
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -171,6 +172,7 @@ _PARSERS = {
     "LEASE_TTL": ("lease_ttl", lambda n, r: _float(n, r, 1, 60)),
     "TRUSTED_PROXIES": ("trusted_proxies", lambda n, r: _int(n, r, 0, 5)),
     "BROADCAST_LOG_INTERVAL": ("broadcast_log_interval", lambda n, r: _float(n, r, 0.1, 3600)),
+    "FANOUT_WINDOW_MS": ("fanout_window_ms", lambda n, r: _int(n, r, 0, 1000)),
     "JWKS_MIN_REFRESH": ("jwks_min_refresh", lambda n, r: _float(n, r, 0, 3600)),
     "TICKET_TTL": ("ticket_ttl", lambda n, r: _float(n, r, 1, 30)),
 }

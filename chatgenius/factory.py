@@ -29,6 +29,7 @@ from .telemetry import Telemetry
 from .web import admin as admin_web
 from .web import admin_stats, compression, dev, errors, observe, ops, poll, publish, ratelimit, security, static, stream, tickets
 from .web import chat as chat_web
+from .wire import remember_start_response
 
 
 def build_bus(settings: config.Settings, realtime_frame) -> EventBus:
@@ -38,6 +39,7 @@ def build_bus(settings: config.Settings, realtime_frame) -> EventBus:
         return RedisBus(
             client, feed, settings.history_maxlen, settings.history_ttl, realtime_frame,
             ping_interval=min(5.0, max(0.5, settings.heartbeat_interval)),
+            window=settings.fanout_window_ms / 1000,
         )
     return MemoryBus(settings.history_maxlen, settings.history_ttl)
 
@@ -78,6 +80,7 @@ def create_app(settings: config.Settings | None = None, env: Mapping[str, str] |
     settings = settings or config.load(env)
     log.setup(settings.log_level)
     app = Flask(__name__, static_folder=None)
+    app.wsgi_app = remember_start_response(app.wsgi_app)  # type: ignore[method-assign]  # streams: wire.py
     if settings.trusted_proxies:
         # Behind nginx: the client address comes from X-Forwarded-For, trusting that many hops only.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies)  # type: ignore[method-assign]

@@ -5,6 +5,12 @@ wire frame once, and the hub hands the same bytes to every local subscriber of
 the channel. A subscriber's queue is bounded in bytes; a full queue does not
 grow, it ends the stream with `system.reconnect` (the client resumes from
 history), so a stuck client costs at most `max_bytes` of memory.
+
+A stream whose response head has gone out hands the hub its `Wire`: while its
+queue is empty and its greenlet is not writing, the hub sends the frame to the
+socket itself (one non-blocking send, no greenlet switch); only when the
+socket is full, or the send was partial, does the frame wait in the queue for
+the stream's own loop (stream.serve), which then writes the backlog in one go.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from collections.abc import Callable, Iterable
 import gevent
 from gevent.event import Event
 
+from .wire import Wire, chunk
+
 Frame = tuple[int, bytes]  # (seq, wire bytes); seq 0 = no cursor (ephemeral)
 
 
@@ -25,6 +33,7 @@ class Subscriber:
     __slots__ = (
         "id", "user_id", "channels", "max_bytes", "opened", "resumed", "sent", "worker",
         "_frames", "_bytes", "_wake", "end_reason", "end_frame", "due",
+        "wire", "writing", "last_write", "floor", "_head",
     )
 
     def __init__(self, id: str, user_id: str, channels: Iterable[str], max_bytes: int) -> None:
@@ -44,11 +53,41 @@ class Subscriber:
         # Monotonic time by which the loop wants to run even without frames (heartbeat,
         # deadline); the hub's ticker wakes it then. See Hub.tick.
         self.due = float("inf")
+        self.wire: Wire | None = None  # set by the stream once the server sent the head
+        self.writing = False  # the stream's greenlet is in a write: frames must queue behind it
+        self.last_write = time.monotonic()
+        self.floor = 0  # live frames at or below this seq were replayed (stream.open_session)
+        self._head = b""  # the rest of a chunk the hub could only partly send: goes out first
 
-    def offer(self, seq: int, frame: bytes) -> None:
-        """Queue one frame (hot path: no allocation beyond the tuple)."""
+    def offer(self, seq: int, frame: bytes, framed: bytes | None = None, count: int = 1) -> bool:
+        """Write `frame` now if the stream is idle on a wire, else queue it; True when written.
+
+        `framed` is the frame in chunk framing, made once per event by the hub.
+        `frame` may hold `count` events' frames joined (Hub.dispatch_run, up to
+        `seq`); only streams on a wire and past their replay overlap get those.
+        Hot path: a few attribute reads and either one send or one append.
+        """
         if self.end_reason is not None:
-            return
+            return False
+        if self.floor and seq:
+            if seq <= self.floor:
+                return False
+            self.floor = 0  # past the replay overlap
+        wire = self.wire
+        if wire is not None and not self._frames and not self.writing and not self._head:
+            data = (framed or chunk(frame)) if wire.chunked else frame
+            try:
+                sent = wire.send_nowait(data)
+            except OSError:  # the peer is gone: let the loop end the response
+                self.end("client_closed")
+                return False
+            if sent:
+                self.sent += count
+                self.last_write = time.monotonic()
+                if sent < len(data):
+                    self._head = data[sent:]
+                    self._wake.set()
+                return True
         self._frames.append((seq, frame))
         self._bytes += len(frame)
         if self._bytes > self.max_bytes:
@@ -67,11 +106,16 @@ class Subscriber:
 
     def take(self, timeout: float | None) -> list[Frame]:
         """Wait up to `timeout` (None: until woken) for frames; return them all (maybe none)."""
-        if not self._frames and self.end_reason is None:
+        if not self._frames and self.end_reason is None and not self._head:
             self._wake.wait(timeout)
         self._wake.clear()
         frames, self._frames, self._bytes = self._frames, [], 0
         return frames
+
+    def take_head(self) -> bytes:
+        """The unsent rest of a chunk the hub began: the next bytes on the wire, whatever follows."""
+        head, self._head = self._head, b""
+        return head
 
     @property
     def depth(self) -> int:
@@ -90,8 +134,9 @@ class Hub:
         self.subscribers: dict[str, Subscriber] = {}
         self._on_first = on_first
         self._on_last = on_last
-        # Called once per dispatched event with its frame and local subscriber count (telemetry).
-        self.on_dispatch: Callable[[bytes, int], None] | None = None
+        # Called once per dispatched event with its frame, local subscriber count and how many
+        # of them the hub wrote to directly (telemetry).
+        self.on_dispatch: Callable[[bytes, int, int], None] | None = None
         self._ticker: gevent.Greenlet | None = None
 
     def add(self, sub: Subscriber, channels: Iterable[str]) -> None:
@@ -135,10 +180,45 @@ class Hub:
         subs = self._channels.get(channel)
         if not subs:
             return 0
+        framed = chunk(frame)
+        written = 0
         for sub in subs:
-            sub.offer(seq, frame)
+            if sub.offer(seq, frame, framed):
+                written += 1
         if self.on_dispatch is not None:
-            self.on_dispatch(frame, len(subs))
+            self.on_dispatch(frame, len(subs), written)
+        return len(subs)
+
+    def dispatch_run(self, channel: str, frames: list[Frame]) -> int:
+        """Hand consecutive events of one channel to its subscribers, joined into one write each.
+
+        Why: when the reader finds several events already waiting (a burst, or it
+        fell behind), one send of all of them per stream costs about what one
+        event costs; an event at a time would cost a send per event per stream.
+        Order is kept: the run is consecutive in the feed. A stream still before
+        its wire or inside its replay overlap gets the frames one by one.
+        """
+        if len(frames) == 1:
+            return self.dispatch(channel, *frames[0])
+        subs = self._channels.get(channel)
+        if not subs:
+            return 0
+        first, last = frames[0][0], frames[-1][0]
+        joined = b"".join(f for _, f in frames)
+        framed = chunk(joined)
+        count = len(frames)
+        written = 0
+        for sub in subs:
+            if sub.wire is not None and not (sub.floor and first <= sub.floor):
+                if sub.offer(last, joined, framed, count):
+                    written += count
+            else:
+                for seq, frame in frames:
+                    sub.offer(seq, frame)
+        if self.on_dispatch is not None:
+            for _, frame in frames[:-1]:
+                self.on_dispatch(frame, len(subs), 0)
+            self.on_dispatch(frames[-1][1], len(subs), written)
         return len(subs)
 
     def end_all(self, reason: str, frame: Callable[[Subscriber], bytes | None]) -> int:

@@ -189,14 +189,25 @@ class Telemetry:
             self.metrics.published[etype].inc(n)
             self._by_type[etype] = self._by_type.get(etype, 0) + n
 
-    def dispatched(self, frame: bytes, subscribers: int) -> None:
-        """Once per event per worker, as the bus hands it to local streams: how far behind the reader is."""
+    def dispatched(self, frame: bytes, subscribers: int, written: int = 0) -> None:
+        """Once per event per worker, as the bus hands it to local streams: how far behind the reader is.
+
+        `written` frames went straight to idle streams' sockets (fanout.Hub): they are
+        counted here, and their latency sampled once per event, not per stream.
+        """
         self._dispatched += 1
         ts = frame_ts(frame)
-        if ts is not None:
+        if ts is None:
+            lag = None
+        else:
             lag = self._clock() - ts
             if lag > self._lag:
                 self._lag = lag
+        if written:
+            self._unflushed += written
+            self._delivered += written
+            if lag is not None:
+                self.metrics.latency.observe(max(0.0, lag))
 
     def refused(self, status: int, code: str, auth_reason: str = "") -> str | None:
         """Count an HTTP error answer as a rejection or an error (and a 401 as an auth failure); returns its reason."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from ..compression import COMPRESSIBLE_TYPES, MIN_BODY_BYTES, accepts_gzip, gzip_body, gzip_stream
+from ..wire import REWRITTEN
 from .common import realtime
 
 bp = Blueprint("compression", __name__)
@@ -33,6 +34,7 @@ def compress(resp: Response) -> Response:
     if resp.is_streamed:
         if resp.mimetype == "text/event-stream":
             resp.response = gzip_stream(resp.response)
+            request.environ[REWRITTEN] = True  # per-stream bytes: the bus must not write around it
             resp.headers["Content-Encoding"] = "gzip"
             resp.headers.pop("Content-Length", None)
         return resp

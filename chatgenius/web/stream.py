@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from flask import Blueprint, Response, request
 
 from ..stream import serve
+from ..wire import wire_for
 from .common import identity, realtime
 
 bp = Blueprint("stream", __name__)
@@ -39,6 +40,8 @@ def stream() -> Response:
         sock.settimeout(max(10.0, 2 * beat))
         with contextlib.suppress(OSError, AttributeError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int((2 * beat + 5) * 1000))
+    environ = request.environ
+    session.wire = lambda: wire_for(environ)
     started = False
 
     def body() -> Iterator[bytes]:
