@@ -20,11 +20,51 @@ import time
 from collections.abc import Callable, Iterable
 
 import gevent
-from gevent.event import Event
+from gevent.hub import Waiter, get_hub
 
 from .wire import Wire, chunk
 
 Frame = tuple[int, bytes]  # (seq, wire bytes); seq 0 = no cursor (ephemeral)
+
+
+class Wake:
+    """A flag one greenlet waits on (gevent's Event, cut down to what a stream needs).
+
+    Why not Event: an idle stream's greenlet is parked here for minutes, and
+    greenlet keeps the C stack between its start and the wait on the heap;
+    Event.wait's chain of Cython calls added about 1 KiB to each of thousands
+    of idle streams (docs/PERFORMANCE.md). A Waiter exists only while waiting.
+    """
+
+    __slots__ = ("_waiter", "_set")
+
+    def __init__(self) -> None:
+        self._waiter: Waiter | None = None
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            get_hub().loop.run_callback(waiter.switch, None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Return once set (at once if already), or after `timeout` s."""
+        if self._set:
+            return
+        waiter = self._waiter = Waiter()
+        try:
+            if timeout is None:
+                waiter.get()
+            else:
+                with gevent.Timeout(timeout, False):
+                    waiter.get()
+        finally:
+            self._waiter = None
 
 
 class Subscriber:
@@ -47,7 +87,7 @@ class Subscriber:
         self.worker = 0
         self._frames: list[Frame] = []
         self._bytes = 0
-        self._wake = Event()
+        self._wake = Wake()
         self.end_reason: str | None = None
         self.end_frame: bytes | None = None
         # Monotonic time by which the loop wants to run even without frames (heartbeat,
@@ -59,12 +99,10 @@ class Subscriber:
         self.floor = 0  # live frames at or below this seq were replayed (stream.open_session)
         self._head = b""  # the rest of a chunk the hub could only partly send: goes out first
 
-    def offer(self, seq: int, frame: bytes, framed: bytes | None = None, count: int = 1) -> bool:
-        """Write `frame` now if the stream is idle on a wire, else queue it; True when written.
+    def offer(self, seq: int, frame: bytes, framed: bytes | None = None) -> bool:
+        """Write one frame now if the stream is idle on a wire, else queue it; True when written.
 
         `framed` is the frame in chunk framing, made once per event by the hub.
-        `frame` may hold `count` events' frames joined (Hub.dispatch_run, up to
-        `seq`); only streams on a wire and past their replay overlap get those.
         Hot path: a few attribute reads and either one send or one append.
         """
         if self.end_reason is not None:
@@ -73,21 +111,8 @@ class Subscriber:
             if seq <= self.floor:
                 return False
             self.floor = 0  # past the replay overlap
-        wire = self.wire
-        if wire is not None and not self._frames and not self.writing and not self._head:
-            data = (framed or chunk(frame)) if wire.chunked else frame
-            try:
-                sent = wire.send_nowait(data)
-            except OSError:  # the peer is gone: let the loop end the response
-                self.end("client_closed")
-                return False
-            if sent:
-                self.sent += count
-                self.last_write = time.monotonic()
-                if sent < len(data):
-                    self._head = data[sent:]
-                    self._wake.set()
-                return True
+        if self.write_now(frame, framed):
+            return True
         self._frames.append((seq, frame))
         self._bytes += len(frame)
         if self._bytes > self.max_bytes:
@@ -96,6 +121,32 @@ class Subscriber:
             self.end("slow_consumer")
         elif len(self._frames) == 1:
             self._wake.set()
+        return False
+
+    def write_now(self, frame: bytes, framed: bytes | None = None, count: int = 1) -> bool:
+        """Send `frame` (`count` events' frames) to the socket if the stream is idle on a wire.
+
+        True when the kernel took it, or part of it: the rest is kept as the next
+        bytes to write, and the loop is woken to write it. False when the stream
+        is not idle or the socket is full: the caller queues the frames.
+        """
+        wire = self.wire
+        if wire is None or self._frames or self.writing or self._head or self.end_reason is not None:
+            return False
+        data = (framed or chunk(frame)) if wire.chunked else frame
+        try:
+            sent = wire.send_nowait(data)
+        except OSError:  # the peer is gone: let the loop end the response
+            self.end("client_closed")
+            return False
+        if not sent:
+            return False
+        self.sent += count
+        self.last_write = time.monotonic()
+        if sent < len(data):
+            self._head = data[sent:]
+            self._wake.set()
+        return True
 
     def end(self, reason: str, frame: bytes | None = None) -> None:
         """Ask the loop to stop after writing `frame`; the first reason wins."""
@@ -203,16 +254,15 @@ class Hub:
         subs = self._channels.get(channel)
         if not subs:
             return 0
-        first, last = frames[0][0], frames[-1][0]
+        first = frames[0][0]
         joined = b"".join(f for _, f in frames)
         framed = chunk(joined)
         count = len(frames)
         written = 0
         for sub in subs:
-            if sub.wire is not None and not (sub.floor and first <= sub.floor):
-                if sub.offer(last, joined, framed, count):
-                    written += count
-            else:
+            if not (sub.floor and first <= sub.floor) and sub.write_now(joined, framed, count):
+                written += count
+            else:  # queued one by one: the loop counts and filters frames, not runs
                 for seq, frame in frames:
                     sub.offer(seq, frame)
         if self.on_dispatch is not None:

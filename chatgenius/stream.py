@@ -9,12 +9,14 @@ frame that tells the client what to do next. Plain values only: no Flask here.
 
 from __future__ import annotations
 
+import inspect
 import json
 import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from . import log
 from .bus.base import EventBus, Replay
 from .cursor import Cursor
 from .fanout import Subscriber
@@ -32,7 +34,7 @@ def jittered(ms: int, spread: float = 0.5) -> int:
     return max(0, int(ms * (1 - spread + 2 * spread * random.random())))
 
 
-@dataclass
+@dataclass(slots=True)
 class StreamStats:
     """What the loop did; read by the close hook for logs and metrics."""
 
@@ -43,7 +45,7 @@ class StreamStats:
     heartbeat_pending: bool = False
 
 
-@dataclass
+@dataclass(slots=True)  # thousands per worker: no __dict__ each
 class StreamSession:
     """An opened stream: attached to the bus and replayed, not yet sent."""
 
@@ -60,6 +62,8 @@ class StreamSession:
     on_write: Callable[[list[bytes]], None] | None = None  # after each write of live frames (metrics)
     # Called once the head has gone out: the socket to write around the server, or None (wire.py).
     wire: Callable[[], Wire | None] | None = None
+    request_id: str | None = None  # bound to the log lines the stream writes after its view returned
+    on_error: Callable[[BaseException], None] | None = None  # a failure inside the loop (a bug): count, log
 
 
 def open_session(
@@ -111,19 +115,18 @@ def serve(session: StreamSession, connected: dict) -> Iterator[bytes]:
     sub = session.sub
     stats = session.stats
     wire: Wire | None = None
+    log.request_id.set(session.request_id)
     try:
-        head = [retry(jittered(session.retry_ms, 0.25)), control_frame("system.connected", connected)]
-        if session.replay.reset:
-            stats.reset = list(session.replay.reset)
-            head.append(control_frame("system.reset", {"channels": stats.reset}))
-        head.extend(r.frame for r in session.replay.events)
-        stats.replayed = len(session.replay.events)
-        sub.sent += stats.replayed
-        yield b"".join(head)
+        yield _first_write(session, connected)
+        del connected
+        session.replay = _SENT  # the replayed frames are on the wire: do not hold them for the stream's life
         if session.wire is not None:
             wire = session.wire()
             if wire is not None and wire.ready():
                 sub.wire = wire  # from here on the hub may write to the socket itself
+                # The server keeps the last item it wrote until the next one: let that be
+                # nothing rather than the first write (which holds the replay).
+                yield b""
             else:
                 wire = None
         floor = session.floor
@@ -179,10 +182,75 @@ def serve(session: StreamSession, connected: dict) -> Iterator[bytes]:
                 stats.heartbeat_pending = False
                 if session.on_heartbeat is not None:
                     session.on_heartbeat()
+    except Exception as exc:
+        if session.on_error is not None:
+            log.request_id.set(session.request_id)
+            session.on_error(exc)
+        raise
     finally:
         sub.wire = None
         if sub.end_reason is not None and stats.end_reason == "client_closed":
             stats.end_reason = sub.end_reason  # ended while blocked in a write (slow consumer)
-        session.bus.detach(sub)
-        if session.on_close is not None:
-            session.on_close(session)
+        log.request_id.set(session.request_id)
+        _release(session)
+        log.request_id.set(None)
+
+
+_SENT = Replay()
+
+
+def _first_write(session: StreamSession, connected: dict) -> bytes:
+    """retry, system.connected, system.reset if any, and the replayed frames: one write."""
+    stats = session.stats
+    head = [retry(jittered(session.retry_ms, 0.25)), control_frame("system.connected", connected)]
+    if session.replay.reset:
+        stats.reset = list(session.replay.reset)
+        head.append(control_frame("system.reset", {"channels": stats.reset}))
+    head.extend(r.frame for r in session.replay.events)
+    stats.replayed = len(session.replay.events)
+    session.sub.sent += stats.replayed
+    return b"".join(head)
+
+
+def _release(session: StreamSession) -> None:
+    session.bus.detach(session.sub)
+    if session.on_close is not None:
+        session.on_close(session)
+
+
+class StreamBody:
+    """The /stream response body, handed to the server as it is (werkzeug's direct passthrough).
+
+    The server calls iter() once and then resumes serve()'s generator itself,
+    with no iterator layers in between (ClosingIterator, encoders, wrappers):
+    each layer is a C frame on the stack an idle stream's greenlet keeps while
+    it waits, about 1 KiB each (docs/PERFORMANCE.md). close() releases the
+    session even when the body was never iterated (HEAD, an error before the
+    first write), and is safe to call more than once.
+    """
+
+    __slots__ = ("session", "_connected", "_gen", "_closed")
+
+    def __init__(self, session: StreamSession, connected: dict) -> None:
+        self.session = session
+        self._connected: dict | None = connected
+        self._gen: Iterator[bytes] | None = None
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._gen is None:
+            if self._closed or self._connected is None:
+                return iter(())
+            self._gen, self._connected = serve(self.session, self._connected), None
+        return self._gen
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        gen, self._gen = self._gen, None
+        if gen is not None and inspect.getgeneratorstate(gen) != inspect.GEN_CREATED:  # type: ignore[arg-type]
+            gen.close()  # type: ignore[attr-defined]  # serve()'s finally releases the session
+        else:
+            self._connected = None
+            _release(self.session)

@@ -118,6 +118,7 @@ class Telemetry:
         self._by_type: dict[str, int] = {}
         self._dispatched = 0
         self._delivered = 0
+        self._direct = 0  # of _delivered, written by the bus reader itself (fanout.Hub)
         self._max_lag = 0.0
         self._since = time.monotonic()
         rt.stream_opened.append(self.stream_opened)
@@ -206,6 +207,7 @@ class Telemetry:
         if written:
             self._unflushed += written
             self._delivered += written
+            self._direct += written
             if lag is not None:
                 self.metrics.latency.observe(max(0.0, lag))
 
@@ -221,6 +223,11 @@ class Telemetry:
 
     def error(self, kind: str) -> None:
         self.metrics.errors[kind].inc()
+
+    def stream_failed(self, exc: BaseException) -> None:
+        """A stream's loop raised (a bug, not a client leaving); the loop bound its request id."""
+        self.error("stream")
+        log.event("error", logging.ERROR, where="stream", error=repr(exc), exc_info=exc)
 
     def set_capacity(self, worker_connections: int) -> None:
         self.metrics.capacity.set(worker_connections)
@@ -276,11 +283,12 @@ class Telemetry:
                 by_type=dict(self._by_type),
                 dispatched=self._dispatched,
                 delivered=self._delivered,
+                direct=self._direct,
                 max_lag=round(self._max_lag, 4),
                 streams=self._streams,
                 interval=round(now - self._since, 3),
             )
-        self._by_type, self._dispatched, self._delivered, self._max_lag = {}, 0, 0, 0.0
+        self._by_type, self._dispatched, self._delivered, self._direct, self._max_lag = {}, 0, 0, 0, 0.0
         self._since = now
 
 

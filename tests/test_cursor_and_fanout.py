@@ -50,3 +50,55 @@ def test_first_and_last_subscriber_drive_upstream_subscriptions():
     hub.remove(b)
     assert calls == [("sub", ["channel:x", "channel:y"]), ("unsub", ["channel:y"]), ("unsub", ["channel:x"])]
     assert hub.subscribers == {}
+
+
+def test_wake_returns_when_set_from_another_greenlet_and_after_its_timeout():
+    import time
+
+    import gevent
+
+    from chatgenius.fanout import Wake
+
+    wake = Wake()
+    gevent.spawn_later(0.05, wake.set)
+    t0 = time.monotonic()
+    wake.wait()
+    assert 0.04 <= time.monotonic() - t0 < 1.0
+    wake.wait()  # still set: returns at once
+    wake.clear()
+    t0 = time.monotonic()
+    wake.wait(0.05)  # nobody sets it: the timeout ends the wait
+    assert 0.04 <= time.monotonic() - t0 < 1.0
+    assert wake._waiter is None
+
+
+def test_a_set_after_a_wait_ended_does_not_leak_into_a_later_wait():
+    import gevent
+
+    from chatgenius.fanout import Wake
+
+    wake = Wake()
+    waiter = gevent.spawn(wake.wait, 0.01)  # times out...
+    gevent.sleep(0)
+    wake.set()  # ...with this switch still scheduled for it
+    waiter.join(1)
+    wake.clear()
+    waited = gevent.spawn(wake.wait)
+    gevent.sleep(0.05)
+    assert not waited.dead  # the stale switch did not end the new wait
+    wake.set()
+    waited.join(1)
+    assert waited.dead
+
+
+def test_run_of_events_goes_as_one_entry_per_plain_stream_and_counts_each_event():
+    hub = Hub()
+    sub = Subscriber("1", "u", [], 1 << 20)
+    hub.add(sub, ["channel:a"])
+    seen = []
+    hub.on_dispatch = lambda frame, subs, written: seen.append((frame, subs, written))
+    frames = [(i, b"data: %d\n\n" % i) for i in range(1, 4)]
+    assert hub.dispatch_run("channel:a", frames) == 1
+    # No wire: the frames queue one by one for the stream's loop, which filters and counts them.
+    assert sub.take(0) == frames
+    assert [s for _, s, _ in seen] == [1, 1, 1] and all(w == 0 for *_, w in seen)

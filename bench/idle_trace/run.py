@@ -12,6 +12,7 @@ With TRACE_FRAMES=0 tracemalloc stays off and only RSS is printed (with it on,
 its own bookkeeping inflates RSS about twofold).
 """
 
+import json
 import os
 import re
 import signal
@@ -22,7 +23,6 @@ import tempfile
 import time
 import tracemalloc
 import urllib.request
-import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]

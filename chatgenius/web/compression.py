@@ -24,7 +24,10 @@ bp = Blueprint("compression", __name__)
 def compress(resp: Response) -> Response:
     if not realtime().flags.enable_compression:
         return resp
-    if resp.mimetype not in COMPRESSIBLE_TYPES or "Content-Encoding" in resp.headers or resp.direct_passthrough:
+    streamed = resp.mimetype == "text/event-stream" and resp.is_streamed
+    if resp.mimetype not in COMPRESSIBLE_TYPES or "Content-Encoding" in resp.headers:
+        return resp
+    if resp.direct_passthrough and not streamed:
         return resp
     if resp.status_code < 200 or resp.status_code in (204, 304) or request.method == "HEAD":
         return resp
@@ -34,6 +37,7 @@ def compress(resp: Response) -> Response:
     if resp.is_streamed:
         if resp.mimetype == "text/event-stream":
             resp.response = gzip_stream(resp.response)
+            resp.direct_passthrough = False  # back through werkzeug, which closes it (web/stream.py)
             request.environ[REWRITTEN] = True  # per-stream bytes: the bus must not write around it
             resp.headers["Content-Encoding"] = "gzip"
             resp.headers.pop("Content-Length", None)

@@ -3,21 +3,20 @@
 `X-Request-ID` from the client (or nginx) is honoured when it is a sane token,
 else one is made; it is echoed in the response and bound to every log line of
 the request, including the lines a stream writes after its view returned (the
-stream body is wrapped so the id follows it to `connection.close`). Every error
+stream's session carries the id to `connection.close`; stream.serve binds it). Every error
 answer is counted as a rejection (by reason) or an error (by kind), and a
 refused `/stream` is logged as `connection.reject`.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import uuid
-from collections.abc import Iterable, Iterator
 
 from flask import Blueprint, Response, current_app, g, request
 
 from .. import log
+from ..stream import StreamBody
 from ..telemetry import Telemetry
 
 bp = Blueprint("observe", __name__)
@@ -58,36 +57,13 @@ def account(response: Response) -> Response:
                 "connection.reject", status=response.status_code, reason=reason, error=code,
                 user_id=who.sub if who is not None else None,
             )
-    if response.mimetype == "text/event-stream" and response.is_streamed:
-        response.response = _follow(rid, response.response, telemetry())
+    body = response.response
+    if isinstance(body, StreamBody):
+        body.session.request_id = rid
+        body.session.on_error = telemetry().stream_failed
     return response
 
 
 @bp.teardown_app_request
 def unbind_request_id(exc: BaseException | None) -> None:
     log.request_id.set(None)
-
-
-def _follow(rid: str, body: Iterable[bytes], tel: Telemetry) -> Iterator[bytes]:
-    """The stream body with the request id bound whenever it runs (close included), its failures counted."""
-    frames = iter(body)
-    try:
-        while True:
-            log.request_id.set(rid)
-            try:
-                frame = next(frames)
-            except StopIteration:
-                return
-            yield frame
-    except GeneratorExit:
-        raise
-    except Exception as exc:
-        tel.error("stream")
-        log.event("error", logging.ERROR, where="stream", error=repr(exc), exc_info=exc)
-        raise
-    finally:
-        log.request_id.set(rid)
-        close = getattr(frames, "close", None)
-        if close is not None:
-            close()
-        log.request_id.set(None)

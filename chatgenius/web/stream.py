@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Iterator
+from functools import partial
 
 from flask import Blueprint, Response, request
 
-from ..stream import serve
+from ..stream import StreamBody
 from ..wire import wire_for
 from .common import identity, realtime
 
@@ -41,22 +41,10 @@ def stream() -> Response:
         with contextlib.suppress(OSError, AttributeError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int((2 * beat + 5) * 1000))
     environ = request.environ
-    session.wire = lambda: wire_for(environ)
-    started = False
-
-    def body() -> Iterator[bytes]:
-        nonlocal started
-        started = True
-        yield from serve(session, connected)
-
-    def never_served() -> None:
-        # A body that was never iterated (HEAD, or an error between here and the server)
-        # never reaches serve()'s cleanup: without this its subscriber and lease would leak.
-        if not started:
-            session.bus.detach(session.sub)
-            if session.on_close is not None:
-                session.on_close(session)
-
-    resp = Response(body(), content_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS)
-    resp.call_on_close(never_served)
+    session.wire = partial(wire_for, environ)
+    body = StreamBody(session, connected)
+    # direct_passthrough: werkzeug hands `body` to the server as it is (see StreamBody).
+    resp = Response(body, content_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS, direct_passthrough=True)
+    # A body wrapped later (compression) goes back through werkzeug, which calls this on close.
+    resp.call_on_close(body.close)
     return resp

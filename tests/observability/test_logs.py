@@ -135,20 +135,30 @@ def test_unexpected_error_is_logged_with_details_counted_and_answered_as_json(ap
 
 
 def test_a_failing_stream_body_is_logged_and_counted_as_a_stream_error(app: Flask, lines: Lines) -> None:
-    from chatgenius.web.observe import _follow
+    rt = app.extensions["chatgenius"]
+    sessions: list = []
+    rt.stream_opened.append(sessions.append)
+    client = app.test_client()
+    tok = client.post("/dev/token", json={"sub": "bob", "channels": ["channel:*"], "permissions": ["publish:events"]}).json["token"]
+    auth = {"Authorization": f"Bearer {tok}"}
+    resp = client.get(f"/stream?channels={CHAN}", headers={**auth, "X-Request-ID": "rid-stream"}, buffered=False)
+    body = iter(resp.response)
+    assert b"system.connected" in next(body)
 
-    def broken() -> Iterator[bytes]:
-        yield b"retry: 1\n\n"
+    def broken(frames: list[bytes]) -> None:  # stands in for a bug in a hook of the loop
         raise ValueError("encoder bug")
 
-    tel = app.extensions["chatgenius.telemetry"]
-    body = _follow("rid-stream", broken(), tel)
-    assert next(body) == b"retry: 1\n\n"
+    (session,) = sessions
+    session.on_write = broken
+    assert client.post("/events", json={"type": "message.created", "channel": CHAN, "data": {"text": "x"}}, headers=auth).status_code == 201
     with pytest.raises(ValueError):
-        next(body)
+        while True:
+            next(body)
     (line,) = lines.find("error", where="stream", request_id="rid-stream")
     assert "ValueError: encoder bug" in line["error"]
-    assert tel.stats()["errors"]["stream"] == 1
+    assert app.extensions["chatgenius.telemetry"].stats()["errors"]["stream"] == 1
+    assert lines.find("connection.close", request_id="rid-stream")  # the session was still released
+    assert not rt.bus.hub.subscribers
 
 
 LEVEL_PROBE = """
