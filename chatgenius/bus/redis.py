@@ -94,6 +94,7 @@ class RedisBus:
         # with whatever followed it, one write per stream. The first event after a quiet
         # spell goes at once, so only bursts on big channels wait (see _serve_feed).
         self._window = window
+        self.read_batch = READ_BATCH
         self._flushed = float("-inf")
         lua = resources.files(__package__).joinpath("lua")
         self._script = client.register_script(lua.joinpath("publish.lua").read_text())
@@ -322,9 +323,8 @@ class RedisBus:
         fanout = 0
         run_channel = b""
         run: list[tuple[int, bytes]] = []
-        for _ in range(READ_BATCH):
-            if msg is None:
-                break
+        handled = 0
+        while msg is not None:
             channel = msg["channel"]
             if msg["type"] == "message" and channel != CONTROL and isinstance(channel, bytes):
                 epoch, seq, frame = frame_from_live(msg["data"])
@@ -340,6 +340,9 @@ class RedisBus:
                     fanout = max(fanout, self.hub.dispatch_run(run_channel[len(_LIVE):].decode(), run))
                     run = []
                 self._handle(msg)
+            handled += 1
+            if handled == self.read_batch:
+                break  # fetch no further: a message read now would have to be handled now
             msg = pubsub.get_message(timeout=0)
         if run:
             fanout = max(fanout, self.hub.dispatch_run(run_channel[len(_LIVE):].decode(), run))
