@@ -24,6 +24,7 @@ keepalive = 5
 # One control socket per host path would collide between instances (tests, several hosts on one box).
 control_socket_disable = True
 accesslog = None
+logger_class = "chatgenius.gunicorn_logging.Logger"  # no access-line formatting unless accesslog is set
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 logconfig_dict = {

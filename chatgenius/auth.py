@@ -9,6 +9,7 @@ refused by construction), then `iss`, `aud`, `exp`, `nbf` with 30 s leeway.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import re
@@ -26,6 +27,8 @@ from joserfc.jwk import JWKRegistry, KeySet, RSAKey
 
 log = logging.getLogger(__name__)
 LEEWAY = 30
+CACHE_TTL = 60.0  # seconds a verified token is answered from memory (Verifier.verify)
+CACHE_SIZE = 4096  # tokens per process
 
 
 class AuthError(Exception):
@@ -143,6 +146,7 @@ class Verifier:
         self._keys = keys
         self._algorithms = list(algorithms)
         self._channels_claim = channels_claim
+        self._cache: dict[bytes, tuple[Identity, float]] = {}  # sha256(token) -> (identity, valid until)
         self._registry = jwt.JWTClaimsRegistry(
             leeway=LEEWAY,
             iss={"essential": True, "value": issuer},
@@ -152,6 +156,31 @@ class Verifier:
         )
 
     def verify(self, token: str) -> Identity:
+        """Verify `token`, or answer from the cache of tokens verified in the last CACHE_TTL s.
+
+        Why the cache: a publisher or poller sends the same token on every request,
+        and an RS256 verify plus claims checks is a large share of a publish's CPU.
+        A hit still checks expiry; a key removed from the JWKS stops its tokens
+        within CACHE_TTL (a compromised key needs a reload anyway, docs/SECURITY.md).
+        """
+        digest = hashlib.sha256(token.encode()).digest()
+        now = time.time()
+        hit = self._cache.get(digest)
+        if hit is not None:
+            identity, until = hit
+            if now < until:
+                return identity
+            del self._cache[digest]
+            if identity.exp is not None and now > identity.exp + LEEWAY:
+                raise AuthError("expired", "token has expired")
+        identity = self._verify(token)
+        until = now + CACHE_TTL if identity.exp is None else min(now + CACHE_TTL, identity.exp + LEEWAY)
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.pop(next(iter(self._cache)))  # oldest first: dicts keep insertion order
+        self._cache[digest] = (identity, until)
+        return identity
+
+    def _verify(self, token: str) -> Identity:
         header = _header(token)
         alg = header.get("alg")
         if alg not in self._algorithms:

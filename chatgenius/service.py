@@ -14,9 +14,11 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 
+from limits import parse_many
+
 from . import log
 from .auth import AuthError, DevIssuer, Identity, Verifier, bearer
-from .bus.base import BusUnavailable, EventBus, Replay
+from .bus.base import BusUnavailable, EventBus, Quota, QuotaExceeded, Replay
 from .config import Settings
 from .cursor import Cursor, CursorError, parse
 from .errors import ServiceError, unavailable
@@ -69,6 +71,9 @@ class Realtime:
         state = state if state is not None else MemoryState()
         self.tickets = Tickets(state, settings.ticket_ttl)
         self.leases = ConnectionLeases(state, settings.max_connections_per_user, settings.lease_ttl)
+        # RATE_LIMIT_PUBLISH for POST /events, counted by the bus inside the publish itself
+        # (EventBus.publish quotas) rather than by flask-limiter's own Redis round trip.
+        self.publish_limits = [(item, item.amount, item.get_expiry()) for item in parse_many(settings.rate_limit_publish)]
 
     # -- identity ---------------------------------------------------------------
     def identify(self, authorization: str | None) -> Identity:
@@ -214,10 +219,18 @@ class Realtime:
             drafts = drafts_from_request(payload, self.settings.max_event_bytes)
         except EventError as exc:
             raise ServiceError(exc.status, exc.code, str(exc)) from None
+        quotas = [Quota("events:user:" + identity.sub, amount, seconds) for _, amount, seconds in self.publish_limits]
         try:
-            ids = self.bus.publish(drafts)
+            ids = self.bus.publish(drafts, quotas)
         except BusUnavailable as exc:
             raise unavailable(exc) from None
+        except QuotaExceeded as exc:
+            limit = str(self.publish_limits[quotas.index(exc.quota)][0])
+            log.event("request.reject", logging.INFO, reason="rate_limited", path="/events", limit=limit)
+            raise ServiceError(
+                429, "rate_limited", f"rate limit exceeded: {limit}",
+                headers={"Retry-After": str(exc.retry_after)}, extra={"retry_after": exc.retry_after},
+            ) from None
         # One line per request at debug only; the `broadcast` summary (telemetry.py) is the info-level view.
         log.event("publish", logging.DEBUG, user_id=identity.sub, count=len(ids), event_type=drafts[0].type)
         for hook in self.events_published:

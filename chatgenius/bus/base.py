@@ -58,6 +58,24 @@ class BusUnavailable(RuntimeError):
     """The backend cannot be reached now (503, and the client retries)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """At most `amount` publishes per `seconds` under `key` (a fixed window from the first one)."""
+
+    key: str
+    amount: int
+    seconds: int
+
+
+class QuotaExceeded(RuntimeError):
+    """A publish over its Quota: nothing was stored or sent; `retry_after` seconds until the window ends."""
+
+    def __init__(self, quota: Quota, retry_after: int) -> None:
+        super().__init__(f"{quota.amount} per {quota.seconds} s")
+        self.quota = quota
+        self.retry_after = retry_after
+
+
 class EventBus(Protocol):
     """Publish, replay and live delivery of events, plus the little shared state the service needs."""
 
@@ -69,8 +87,13 @@ class EventBus(Protocol):
     def close(self) -> None:
         """Stop background work and release connections."""
 
-    def publish(self, drafts: Sequence[Draft]) -> list[str | None]:
-        """Store durable drafts and broadcast all of them atomically; cursors in input order (None: ephemeral)."""
+    def publish(self, drafts: Sequence[Draft], quotas: Sequence[Quota] = ()) -> list[str | None]:
+        """Store durable drafts and broadcast all of them atomically; cursors in input order (None: ephemeral).
+
+        Each of `quotas` is counted in the same atomic step, once per call: over any of
+        them, nothing is published and QuotaExceeded is raised (the publish rate limit
+        costs no round trip of its own).
+        """
 
     def attach(self, sub: Subscriber, channels: Sequence[str]) -> None:
         """Feed `sub` live events of `channels`; returns once the feed covers them (BusUnavailable otherwise)."""

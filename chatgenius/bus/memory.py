@@ -7,6 +7,7 @@ watermark, so the contract suite runs unchanged against both.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -15,7 +16,7 @@ from ..cursor import Cursor, new_epoch
 from ..events import Draft, envelope_json
 from ..fanout import Hub, Subscriber
 from ..sse import durable_frame, ephemeral_frame
-from .base import Record, Replay
+from .base import Quota, QuotaExceeded, Record, Replay
 
 
 class _History:
@@ -39,6 +40,7 @@ class MemoryBus:
         self._maxlen = maxlen
         self._ttl = ttl
         self._clock = clock
+        self._windows: dict[tuple[str, int], tuple[int, float]] = {}  # (quota key, seconds) -> (count, ends)
         self._history: dict[str, _History] = {}
         self._kv: dict[str, str] = {}
         self.on_control: Callable[[bytes], None] | None = None
@@ -56,10 +58,12 @@ class MemoryBus:
     def close(self) -> None:
         self.hub.end_all("shutdown", lambda sub: None)
 
-    def publish(self, drafts: Sequence[Draft]) -> list[str | None]:
+    def publish(self, drafts: Sequence[Draft], quotas: Sequence[Quota] = ()) -> list[str | None]:
         """See EventBus.publish."""
-        out: list[str | None] = []
         now = self._clock()
+        if quotas:
+            self._count(quotas, now)
+        out: list[str | None] = []
         for d in drafts:
             if not d.durable:
                 self.hub.dispatch(d.channel, 0, ephemeral_frame(d.type, envelope_json(None, d.body)))
@@ -78,6 +82,21 @@ class MemoryBus:
             self.hub.dispatch(d.channel, self._seq, durable_frame(cursor, d.type, record.envelope))
             out.append(cursor)
         return out
+
+    def _count(self, quotas: Sequence[Quota], now: float) -> None:
+        """Count one publish against every quota, or none of them if one is full (QuotaExceeded)."""
+        windows = []
+        for q in quotas:
+            count, ends = self._windows.get((q.key, q.seconds), (0, 0.0))
+            if now >= ends:
+                count, ends = 0, now + q.seconds
+            if count >= q.amount:
+                raise QuotaExceeded(q, max(1, math.ceil(ends - now)))
+            windows.append(((q.key, q.seconds), count + 1, ends))
+        for key, count, ends in windows:
+            self._windows[key] = (count, ends)
+        if len(self._windows) > 4 * 65536:  # forget ended windows now and then: bounded memory
+            self._windows = {k: v for k, v in self._windows.items() if v[1] > now}
 
     def attach(self, sub: Subscriber, channels: Sequence[str]) -> None:
         """See EventBus.attach: the in-process feed is covering at once."""

@@ -30,13 +30,14 @@ from redis.retry import Retry
 from ..cursor import Cursor, new_epoch
 from ..events import Draft
 from ..fanout import Hub, Subscriber
-from .base import BusUnavailable, Record, Replay
+from .base import BusUnavailable, Quota, QuotaExceeded, Record, Replay
 
 log = logging.getLogger(__name__)
 
 EPOCH_KEY = "cg:epoch"
 SEQ_KEY = "cg:seq"
 CONTROL = b"cg:ctl"
+QUOTA_PREFIX = "cg:q:"  # publish quotas' counters (EventBus.publish)
 _LIVE = "cg:l:"
 READ_BATCH = 256  # live messages handled per turn of the reader (see RedisBus._drain)
 WINDOW_MIN_FANOUT = 64  # the coalescing window applies after fan-outs to at least this many streams
@@ -130,15 +131,24 @@ class RedisBus:
         return None
 
     # -- publishing and history ------------------------------------------------------------
-    def publish(self, drafts: Sequence[Draft]) -> list[str | None]:
+    def publish(self, drafts: Sequence[Draft], quotas: Sequence[Quota] = ()) -> list[str | None]:
         """See EventBus.publish."""
         keys, args = self.publish_call(drafts)
+        if quotas:
+            keys += [QUOTA_PREFIX + q.key + ":" + str(q.seconds) for q in quotas]
+            args.append(len(quotas))
+            for q in quotas:
+                args += [q.amount, q.seconds]
         try:
             result = self._script(keys=keys, args=args)
         except _ERRORS as exc:
             raise BusUnavailable(f"redis unavailable: {exc}") from exc
         except redis.ResponseError as exc:
-            if str(exc).startswith(("NOREPLICAS", "MASTERDOWN", "LOADING", "BUSY")):
+            text = str(exc)
+            if text.startswith("QUOTA "):
+                _, index, left = text.split()
+                raise QuotaExceeded(quotas[int(index) - 1], int(left)) from None
+            if text.startswith(("NOREPLICAS", "MASTERDOWN", "LOADING", "BUSY")):
                 raise BusUnavailable(f"redis cannot take writes now: {exc}") from exc
             raise
         epoch = result[0]

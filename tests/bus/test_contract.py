@@ -103,6 +103,25 @@ def test_a_burst_longer_than_a_read_batch_arrives_whole_and_in_order(bus):
     assert [seq for seq, _ in frames] == [seq_of(i) for i in ids]
 
 
+def test_a_publish_over_its_quota_publishes_nothing(bus):
+    from chatgenius.bus.base import Quota, QuotaExceeded
+
+    s = sub(["channel:a"])
+    bus.attach(s, ["channel:a"])
+    key = f"events:user:q-{time.monotonic_ns()}"
+    per_minute, per_hour = Quota(key, 5, 60), Quota(key, 2, 3600)
+    ids = [bus.publish([ev("channel:a", n)], [per_minute, per_hour])[0] for n in range(2)]
+    head = bus.head()
+    with pytest.raises(QuotaExceeded) as err:
+        bus.publish([ev("channel:a", 2), ev("channel:a", 3)], [per_minute, per_hour])
+    assert err.value.quota == per_hour and 1 <= err.value.retry_after <= 3600
+    assert bus.head() == head  # nothing stored
+    assert [seq for seq, _ in drain(s, 3, timeout=0.5)] == [seq_of(i) for i in ids]  # nothing sent
+    other = Quota(key + "-other", 1, 60)  # quotas are per key
+    assert bus.publish([ev("channel:a", 4)], [other])[0] is not None
+    assert bus.publish([ev("channel:a", 5)])[0] is not None  # and only where asked for
+
+
 def test_replay_after_cursor_merges_channels_in_order(bus):
     ids = [bus.publish([ev(f"channel:{'ab'[n % 2]}", n)])[0] for n in range(10)]
     bus.publish([ev("channel:other", 99)])

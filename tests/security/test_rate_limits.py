@@ -41,6 +41,34 @@ def test_poll_limit_counts_per_user_across_both_workers(deployment: Deployment, 
     assert post_json(f"{deployment.base}/tickets", {}, {"Authorization": f"Bearer {deployment.token(sub)}"})[0] == 200
 
 
+def test_publish_limit_is_counted_in_the_publish_itself_across_workers(redis_binary: str, tmp_path, user: str):
+    # RATE_LIMIT_PUBLISH for an authenticated POST /events is counted by the bus, inside the
+    # publish script (one round trip): same answer as flask-limiter's, nothing published past it.
+    from contextlib import ExitStack
+
+    from .conftest import start_deployment
+
+    event = {"type": "message.created", "channel": "channel:general", "data": {"text": "hi"}}
+    with ExitStack() as stack:
+        d = start_deployment(stack, redis_binary, tmp_path, RATE_LIMIT_PUBLISH="4/minute")
+        auth = {"Authorization": f"Bearer {d.token(user, permissions=('publish:events',))}"}
+        answers = [post_json(d.base + "/events", event, auth) for _ in range(6)]  # a new connection each
+        assert [status for status, _, _ in answers] == [201] * 4 + [429] * 2
+        status, headers, body = answers[-1]
+        assert body["error"] == "rate_limited" and "4 per 1 minute" in body["message"]
+        assert 1 <= int(headers["Retry-After"]) <= 60 and body["retry_after"] == int(headers["Retry-After"])
+        published = [b["ids"][0] for s, _, b in answers if s == 201]
+        with d.redis.client() as r:
+            stored = [entry_id.decode().split("-")[0] for entry_id, _ in r.xrange("cg:h:{channel:general}")]
+            assert stored == [c.rsplit("-", 1)[1] for c in published]  # the refused ones stored nothing
+            assert r.keys("cg:q:events:user:*"), "the counter lives in the shared Redis"
+        other = {"Authorization": f"Bearer {d.token(user + '-b', permissions=('publish:events',))}"}
+        assert post_json(d.base + "/events", event, other)[0] == 201  # another user's own budget
+        # A bad credential on /events is still limited by address (flask-limiter), before any publish.
+        bad = [post_json(d.base + "/events", event, {"Authorization": "Bearer x.y.z"})[0] for _ in range(6)]
+        assert bad == [401] * 4 + [429] * 2, bad
+
+
 def test_rate_limit_storage_down_fails_open_with_one_log_line(make_redis, capsys: pytest.CaptureFixture[str]):
     redis_server = make_redis()
     with JWKSServer() as jwks:

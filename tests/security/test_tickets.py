@@ -70,6 +70,9 @@ def test_tickets_are_redeemed_on_any_worker(deployment: Deployment, user: str):
         served.add((issue_pid, open_pid))
         if any(a != b for a, b in served):
             break
+        # The next stream must not race this one's lease (MAX_CONNECTIONS_PER_USER=2 here): the
+        # server notices the close at its next write, a heartbeat (1 s) at the latest.
+        wait_until(lambda cid=cid: any(r.get("connection_id") == cid for r in deployment.logs("connection.close")), 5)
     assert any(a != b for a, b in served), f"every ticket was redeemed on the worker that issued it: {served}"
 
 

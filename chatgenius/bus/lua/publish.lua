@@ -11,6 +11,29 @@
 -- Live payload: '<cursor>\n<type>\n<envelope>' (cursor empty for ephemeral
 -- events), so a reader builds the SSE frame without parsing JSON.
 -- Returns {epoch, seq_1, ..., seq_n} with seq 0 for ephemeral events.
+--
+-- Optional quotas (the publish rate limit, counted in this same step): after the
+-- events, ARGV[6+4n] = q, then q pairs (amount, seconds); KEYS[3+2n ..] the q
+-- counter keys. Over any of them: nothing is published, and the reply is the
+-- error 'QUOTA <index> <seconds until its window ends>'.
+local n_events = tonumber(ARGV[5])
+local q_at = 6 + 4 * n_events
+local q = tonumber(ARGV[q_at]) or 0
+for j = 1, q do
+  local key, amount = KEYS[2 + 2 * n_events + j], tonumber(ARGV[q_at + 2 * j - 1])
+  local used = tonumber(redis.call('GET', key) or '0')
+  if used >= amount then
+    local left = redis.call('TTL', key)
+    if left < 1 then left = 1 end
+    return redis.error_reply('QUOTA ' .. j .. ' ' .. left)
+  end
+end
+for j = 1, q do
+  local key, seconds = KEYS[2 + 2 * n_events + j], tonumber(ARGV[q_at + 2 * j])
+  if redis.call('INCR', key) == 1 then
+    redis.call('EXPIRE', key, seconds)
+  end
+end
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   redis.call('SET', KEYS[1], ARGV[1])
