@@ -66,7 +66,7 @@ class Settings:
     flag_refresh: float = 1.0
     trusted_proxies: int = 0
     broadcast_log_interval: float = 10.0
-    fanout_window_ms: int = 50
+    fanout_window_ms: int = 30
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property

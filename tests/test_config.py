@@ -46,6 +46,9 @@ def test_values_are_parsed_and_frozen():
         ("LOG_LEVEL", "LOUD"),
         ("JWT_ALGORITHMS", "HS256"),
         ("JWT_ALGORITHMS", "none"),
+        ("FANOUT_WINDOW_MS", "-1"),
+        ("FANOUT_WINDOW_MS", "5000"),
+        ("FANOUT_WINDOW_MS", "fast"),
     ],
 )
 def test_bad_values_name_their_variable(var, value):
