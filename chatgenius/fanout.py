@@ -163,6 +163,11 @@ class Subscriber:
         frames, self._frames, self._bytes = self._frames, [], 0
         return frames
 
+    @property
+    def head_pending(self) -> bool:
+        """The hub left part of a chunk unsent: the loop must write it before anything else."""
+        return bool(self._head)
+
     def take_head(self) -> bytes:
         """The unsent rest of a chunk the hub began: the next bytes on the wire, whatever follows."""
         head, self._head = self._head, b""

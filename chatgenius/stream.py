@@ -147,7 +147,7 @@ def serve(session: StreamSession, connected: dict) -> Iterator[bytes]:
                 else:
                     kept = [f for _, f in frames]
             if wire is not None:
-                if (kept or sub._head) and not _write(sub, wire, b"".join(kept)):
+                if (kept or sub.head_pending) and not _write(sub, wire, b"".join(kept)):
                     return
             elif kept:
                 yield b"".join(kept)
