@@ -351,9 +351,13 @@ class RedisBus:
                     run = []
                 self._handle(msg)
             handled += 1
-            if handled == self.read_batch:
-                break  # fetch no further: a message read now would have to be handled now
-            msg = pubsub.get_message(timeout=0)
+            # Only what has arrived: stop at a full batch (a message read now must be handled
+            # now) or when nothing is there. Once something is there, wait for the whole of
+            # it: a read with timeout 0 fails on a message split across TCP segments, and
+            # redis-py then resets the connection (a lost feed).
+            if handled == self.read_batch or not pubsub.connection.can_read(timeout=0):
+                break
+            msg = pubsub.get_message(timeout=self._ping_interval)
         if run:
             fanout = max(fanout, self.hub.dispatch_run(run_channel[len(_LIVE):].decode(), run))
         return fanout

@@ -103,6 +103,19 @@ def test_a_burst_longer_than_a_read_batch_arrives_whole_and_in_order(bus):
     assert [seq for seq, _ in frames] == [seq_of(i) for i in ids]
 
 
+def test_a_burst_of_large_events_arrives_whole(bus):
+    # Redis: 1.2 MB in one burst reaches the reader in many TCP segments, so messages are
+    # split across reads while the reader drains what has arrived (RedisBus._drain).
+    s = sub(["channel:a"], max_bytes=8 << 20)
+    bus.attach(s, ["channel:a"])
+    big = "z" * 60_000
+    events = [draft({"channel": "channel:a", "type": "message.created", "data": {"n": n, "pad": big}}, 65536) for n in range(20)]
+    ids = bus.publish(events)
+    frames = drain(s, 20)
+    assert [seq for seq, _ in frames] == [seq_of(i) for i in ids]
+    assert bus.health() is None  # the feed was not lost on the way
+
+
 def test_a_publish_over_its_quota_publishes_nothing(bus):
     from chatgenius.bus.base import Quota, QuotaExceeded
 

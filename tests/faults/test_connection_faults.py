@@ -113,7 +113,9 @@ def test_client_that_stops_reading_is_dropped_and_memory_stays_bounded(redis_url
         for _ in range(100):  # 10 MB through the channel while `stuck` never reads
             publish_batch(g.base_url, token, [{"channel": CHAN, "type": "message.created", "data": {"t": big}}] * 10)
             sent += 10
+            deadline = time.monotonic() + 30
             while messages(healthy) < sent - 50:  # the healthy client keeps up
+                assert time.monotonic() < deadline and not healthy.closed, "the healthy stream stopped"
                 healthy.pump(1.0)
         wait_until(lambda: any(r.get("event") == "connection.close" and r.get("reason") == "slow_consumer"
                                for r in g.json_logs()), 30, message="stuck client dropped as slow_consumer")
