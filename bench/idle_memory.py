@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/idle_memory.py 1000
 
-Serves the app with gevent's WSGIServer in this process (tracemalloc cannot
-reach into a gunicorn worker from outside), opens N idle streams from a child
+The first session's tool, kept for comparison: for the gunicorn worker itself
+use bench/idle_trace/run.py, which starts tracemalloc inside the worker.
+Serves the app with gevent's WSGIServer in this process, opens N idle streams from a child
 process, and prints RSS and Python-heap growth per stream with the top
 allocation sites. Indicative for gunicorn's gevent worker: the service's own
 objects and the greenlet stacks are the same, the server's per-connection

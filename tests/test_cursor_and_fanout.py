@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
+import gevent
 import pytest
 
 from chatgenius.cursor import Cursor, CursorError, new_epoch, parse
-from chatgenius.fanout import Hub, Subscriber
+from chatgenius.fanout import Hub, Subscriber, Wake
 
 
 def test_cursor_round_trip_and_strictness():
@@ -53,12 +56,6 @@ def test_first_and_last_subscriber_drive_upstream_subscriptions():
 
 
 def test_wake_returns_when_set_from_another_greenlet_and_after_its_timeout():
-    import time
-
-    import gevent
-
-    from chatgenius.fanout import Wake
-
     wake = Wake()
     gevent.spawn_later(0.05, wake.set)
     t0 = time.monotonic()
@@ -73,10 +70,6 @@ def test_wake_returns_when_set_from_another_greenlet_and_after_its_timeout():
 
 
 def test_a_set_after_a_wait_ended_does_not_leak_into_a_later_wait():
-    import gevent
-
-    from chatgenius.fanout import Wake
-
     wake = Wake()
     waiter = gevent.spawn(wake.wait, 0.01)  # times out...
     gevent.sleep(0)
