@@ -6,9 +6,10 @@
 #   QUICK=1 bench/run.sh              # smaller sizes, shorter steps (a few minutes)
 #   TARGETS="chatgenius" SCENARIOS="fanout" bench/run.sh
 #
-# Knobs: TARGETS [chatgenius nchan flask-sse]  SCENARIOS [idle fanout spread storm]
-#        OUT_DIR [bench/results/<stamp>]  CG_WORKERS [2]  PUB_CONC [4]
-#        IDLE_SIZES, IDLE_HOLD, FAN_N, FAN_RATES, FAN_DUR, SPREAD_N, SPREAD_DUR, STORM_N, STORM_BACK
+# Knobs: TARGETS [chatgenius nchan flask-sse]  SCENARIOS [idle fanout spread chat storm]
+#        OUT_DIR [bench/results/<stamp>]  CG_WORKERS [2]  PUB_CONC [16]
+#        IDLE_SIZES, IDLE_HOLD, FAN_N, FAN_RATES, FAN_DUR, SPREAD_N, SPREAD_DUR, STORM_N, STORM_BACK,
+#        CHAT_N, CHAT_CHANNELS, CHAT_RATES, CHAT_DUR, CHAT_PUB_CONC
 # Output: OUT_DIR/<target>.jsonl (one JSON line per scenario run), <target>.log
 # (generator progress and the exact ssebench command lines), machine.txt and
 # summary.md (printed at the end). Every process is started by a peer's start.sh
@@ -20,7 +21,7 @@ source "$BENCH_DIR/lib.sh"
 
 QUICK=${QUICK:-0}
 TARGETS=${TARGETS:-chatgenius nchan flask-sse}
-SCENARIOS=${SCENARIOS:-idle fanout spread storm}
+SCENARIOS=${SCENARIOS:-idle fanout spread chat storm}
 OUT_DIR=${OUT_DIR:-$BENCH_DIR/results/$(date +%Y%m%d-%H%M%S)$([[ $QUICK == 1 ]] && echo -quick)}
 PUB_CONC=${PUB_CONC:-16}   # concurrent HTTP publish requests (same for every system)
 if [[ $QUICK == 1 ]]; then
@@ -41,6 +42,10 @@ FAN_N=${FAN_N:-1000}
 FAN_RATES=${FAN_RATES:-10,100,200,400,800,1600,3200,6400}
 SPREAD_CHANNELS=${SPREAD_CHANNELS:-1000}; SPREAD_K=${SPREAD_K:-3}; SPREAD_RATE=${SPREAD_RATE:-1000}
 STORM_BACK=${STORM_BACK:-100}
+# chat: the shape of a chat workspace: many channels, few readers each (10 per channel),
+# events to random channels from 8 concurrent publishers; CPU per publish is the headline.
+CHAT_N=${CHAT_N:-5000}; CHAT_CHANNELS=${CHAT_CHANNELS:-500}; CHAT_RATES=${CHAT_RATES:-100,200,400,800,1600}
+CHAT_DUR=${CHAT_DUR:-10s}; CHAT_PUB_CONC=${CHAT_PUB_CONC:-8}
 
 mkdir -p "$OUT_DIR"
 BIN=$BENCH_DIR/ssebench/ssebench
@@ -128,6 +133,10 @@ if ok and bad and bad[0] > ok:
         if [[ -z $SPREAD_SUB_URL ]]; then echo "$T spread: n/a (one channel per stream)"; stop_target; continue; fi
         bench spread "$SPREAD_SUB_URL" -n "$SPREAD_N" -channels "$SPREAD_CHANNELS" -chans-per-sub "$SPREAD_K" \
           -pub-random -rates "$SPREAD_RATE" -duration "$SPREAD_DUR" -conn-conc 200 -connect-timeout 150s -max-time 5m ;;
+      chat)
+        start_target || continue
+        PUB_CONC=$CHAT_PUB_CONC bench chat "$SUB_URL" -n "$CHAT_N" -channels "$CHAT_CHANNELS" -pub-random \
+          -rates "$CHAT_RATES" -duration "$CHAT_DUR" -conn-conc 200 -connect-timeout 150s -max-time 6m ;;
       storm)
         start_target || continue
         bench storm "$SUB_URL" -n "$STORM_N" -storm-back "$STORM_BACK" -storm-max 60s -conn-conc 200 -max-time 3m ;;

@@ -161,6 +161,31 @@ def steps(rows, prefixes, title):
     print()
 
 
+def per_publish(st, key):
+    """CPU µs per published event (with all its deliveries): the chat scenario's headline."""
+    # the publisher's `sent` is cumulative over steps (and counts priming events): use this step's own
+    sent = (st.get("publish_rate_achieved") or 0) * (st.get("publish_s") or 0)
+    if not sent or st.get("server_processes_changed") or st.get(key) is None or st[key] < 0:
+        return None
+    return st[key] * 1e6 / sent
+
+
+def chat(rows):
+    title = "Chat-shaped: 5,000 streams on 500 channels (10 each), events to random channels, 8 publishers"
+    print(f"### {title}\n")
+    print("| system | streams | rate ev/s | pub rate | deliveries/s | p50 ms | p99 ms | max ms | missed "
+          "| server µs/publish | Redis µs/publish | ok |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for d in sorted((d for d in rows if d["scenario"] == "chat"), key=lambda d: ORDER.get(d["label"], 9)):
+        for st in d.get("steps", []):
+            lat = st["latency_ms"]
+            print(f"| {d['label']} | {st['alive_start']:,} | {fmt(st['rate'], 0)} | {fmt(st['publish_rate_achieved'], 0)} "
+                  f"| {fmt(st['deliveries_per_s'], 0)} | {fmt(lat['p50'])} | {fmt(lat['p99'])} | {fmt(lat['max'])} "
+                  f"| {fmt(st['missed'])} "
+                  f"| {fmt(per_publish(st, 'server_cpu_s'), 0)} | {fmt(per_publish(st, 'redis_cpu_s'), 0)} | {st['ok']} |")
+    print()
+
+
 def storm(rows):
     print("### Resume storm\n")
     print("| system | streams | with cursor | back | reconnected | failed | live p50 s | all live s | replay complete "
@@ -219,5 +244,6 @@ if __name__ == "__main__":
     idle(rows)
     steps(rows, {"fanout", "fanout-refine"}, "Fan-out: 1,000 subscribers on one channel, rate stepped until p99 > 1 s or a miss")
     steps(rows, {"spread"}, "Spread: streams on 3 of 1,000 channels each, events to random channels")
+    chat(rows)
     storm(rows)
     machine(rows, sys.argv[1:])

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Where a publish goes: py-spy over our gunicorn workers under the chat-shaped load
+# (5,000 streams on 500 channels, events to random channels, 8 HTTP publishers).
+#
+#   bench/profile_chat.sh [RATE] [SECONDS]      # default 400 ev/s for 20 s
+#
+# Writes bench/results/profile-<stamp>/{workers.txt,stages.md}: py-spy's collapsed
+# stacks of every worker (idle frames dropped) and the per-stage breakdown that
+# bench/stages.py makes of them (docs/PERFORMANCE.md, "Where a publish goes").
+set -uo pipefail
+BENCH_DIR="$(cd "$(dirname "$0")" && pwd)"
+cd "$BENCH_DIR"
+source "$BENCH_DIR/lib.sh"
+RATE=${1:-400}; SECS=${2:-20}
+OUT=${OUT_DIR:-$BENCH_DIR/results/profile-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+PYSPY=${PYSPY:-$BENCH_DIR/../.venv/bin/py-spy}
+[[ -x $PYSPY ]] || { echo "py-spy missing: .venv/bin/pip install py-spy" >&2; exit 1; }
+BIN=$BENCH_DIR/ssebench/ssebench
+[[ -x $BIN && $BIN -nt $BENCH_DIR/ssebench/main.go ]] || (cd ssebench && go build -o ssebench .) || exit 1
+raise_nofile
+PEER=$BENCH_DIR/peers/chatgenius
+"$PEER/stop.sh" >/dev/null 2>&1; "$PEER/start.sh" > "$OUT/server.log" 2>&1 || { cat "$OUT/server.log"; exit 1; }
+trap '"$PEER/stop.sh" >/dev/null 2>&1' EXIT
+source "$PEER/target.env"
+workers=$(ps -o pid= --ppid "$(cat "$SERVER_PIDFILE")" | tr -d ' ' | paste -sd,)
+# Subscribers hold for the publish steps: a short warm-up step, then the profiled one.
+"$BIN" run -label chatgenius -scenario chat -sub-url "$SUB_URL" -chan "$CHAN" -payload "$PAYLOAD" \
+  -server-pids "$(cat "$SERVER_PIDFILE")" -pub http -pub-url "$PUB_URL" -pub-conc 8 \
+  -H-rotate "$SUB_HEADER_FILE" -pub-H "Authorization: Bearer $TOKEN" -pub-H "Content-Type: application/json" \
+  -n 5000 -channels 500 -pub-random -rates "$RATE,$RATE" -duration "${SECS}s" -conn-conc 200 -connect-timeout 150s \
+  -max-time 5m > "$OUT/ssebench.jsonl" 2> "$OUT/ssebench.log" &
+gen=$!
+# wait for the first (warm-up) step to start, then profile during the second
+until grep -q "step 2: rate" "$OUT/ssebench.log" 2>/dev/null; do sleep 0.2; kill -0 $gen 2>/dev/null || break; done
+sleep 2
+pids=(${workers//,/ })
+for p in "${pids[@]}"; do
+  "$PYSPY" record --pid "$p" --rate 250 --duration $((SECS - 4)) --format raw --nonblocking \
+    --output "$OUT/worker-$p.txt" >/dev/null 2>&1 &
+done
+wait $gen
+wait
+cat "$OUT"/worker-*.txt > "$OUT/workers.txt"
+python3 "$BENCH_DIR/summarize.py" "$OUT/ssebench.jsonl" | grep -A8 'Chat-shaped' > "$OUT/run.md"
+python3 "$BENCH_DIR/stages.py" "$OUT/workers.txt" | tee "$OUT/stages.md"
+echo "-> $OUT"
