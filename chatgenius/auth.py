@@ -180,6 +180,17 @@ class Verifier:
         self._cache[digest] = (identity, until)
         return identity
 
+    def cached(self, token: str) -> Identity | None:
+        """The identity of a token verified here within CACHE_TTL and not expired, else None.
+
+        No side effects (no verification, no log line): the fast publish path
+        (web/publish_fast.py) hands anything else to the full request path.
+        """
+        hit = self._cache.get(hashlib.sha256(token.encode()).digest())
+        if hit is None or time.time() >= hit[1]:
+            return None
+        return hit[0]
+
     def _verify(self, token: str) -> Identity:
         header = _header(token)
         alg = header.get("alg")

@@ -29,6 +29,7 @@ from .telemetry import Telemetry
 from .web import admin as admin_web
 from .web import admin_stats, compression, dev, errors, observe, ops, poll, publish, ratelimit, security, static, stream, tickets
 from .web import chat as chat_web
+from .web.publish_fast import FastPublish
 from .wire import remember_start_response
 
 
@@ -102,6 +103,8 @@ def create_app(settings: config.Settings | None = None, env: Mapping[str, str] |
     ratelimit.install(app, settings, bus.client.connection_pool if isinstance(bus, RedisBus) else None)
     for module in (errors, ops, stream, poll, publish, tickets, dev, static, admin_stats, chat_web, admin_web):
         app.register_blueprint(module.bp)
+    # Outermost: the publisher's usual POST /events is answered before Flask (web/publish_fast.py).
+    app.wsgi_app = FastPublish(app.wsgi_app, rt, telemetry, security.max_body_bytes(settings))  # type: ignore[method-assign]
     bus.start()
     bus.hub.start_ticker(min(1.0, max(0.05, settings.heartbeat_interval / 4)))
     telemetry.start()

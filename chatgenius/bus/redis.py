@@ -31,6 +31,7 @@ from ..cursor import Cursor, new_epoch
 from ..events import Draft
 from ..fanout import Hub, Subscriber
 from .base import BusUnavailable, Quota, QuotaExceeded, Record, Replay
+from .redis_script import Script
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class RedisBus:
         self.read_batch = READ_BATCH
         self._flushed = float("-inf")
         lua = resources.files(__package__).joinpath("lua")
-        self._script = client.register_script(lua.joinpath("publish.lua").read_text())
+        self._script = Script(client, lua.joinpath("publish.lua").read_text())
         self._retire = client.register_script(lua.joinpath("retire_epoch.lua").read_text())
         self._pubsub: redis.client.PubSub | None = None
         self._confirmed: dict[str, Event] = {}
@@ -121,6 +122,7 @@ class RedisBus:
         if self._reader is not None:
             self._reader.kill(block=True, timeout=2)
         self._drop_feed()
+        self._script.close()
         self.client.close()
 
     def health(self) -> str | None:
@@ -300,8 +302,10 @@ class RedisBus:
                 pubsub.subscribe(*[live_channel(c) for c in names])
             self.last_rx = time.monotonic()
             pinged = False
+            conn = pubsub.connection
+            assert conn is not None  # connected by the SUBSCRIBE above
             while not self._stopping:
-                msg = pubsub.get_message(timeout=self._ping_interval)
+                msg = _next_reply(conn, self._ping_interval)
                 now = time.monotonic()
                 if msg is None:
                     if now - self.last_rx > 2 * self._ping_interval and pinged:
@@ -314,14 +318,14 @@ class RedisBus:
                 hold = self._flushed + self._window - now
                 if hold > 0:
                     gevent.sleep(hold)  # a burst: what arrives meanwhile joins this fan-out's writes
-                if self._drain(pubsub, msg) >= WINDOW_MIN_FANOUT:
+                if self._drain(pubsub, conn, msg) >= WINDOW_MIN_FANOUT:
                     self._flushed = time.monotonic()
                 else:
                     self._flushed = float("-inf")  # small fan-outs gain nothing from waiting
         finally:
             pubsub.reset()
 
-    def _drain(self, pubsub: redis.client.PubSub, msg: dict | None) -> int:
+    def _drain(self, pubsub: redis.client.PubSub, conn: redis.connection.AbstractConnection, msg: list | None) -> int:
         """Handle `msg` and every message already received behind it, joining runs of one channel.
 
         Only what has arrived is taken (a non-blocking read), so nothing waits for
@@ -335,9 +339,9 @@ class RedisBus:
         run: list[tuple[int, bytes]] = []
         handled = 0
         while msg is not None:
-            channel = msg["channel"]
-            if msg["type"] == "message" and channel != CONTROL and isinstance(channel, bytes):
-                epoch, seq, frame = frame_from_live(msg["data"])
+            channel = msg[1] if len(msg) == 3 else b""
+            if msg[0] == b"message" and channel != CONTROL:
+                epoch, seq, frame = frame_from_live(msg[2])
                 if seq > self._max_seen or epoch != self._seen_epoch:
                     self._max_seen, self._seen_epoch = seq, epoch
                 if channel != run_channel and run:
@@ -349,20 +353,22 @@ class RedisBus:
                 if run:
                     fanout = max(fanout, self.hub.dispatch_run(run_channel[len(_LIVE):].decode(), run))
                     run = []
-                self._handle(msg)
+                self._handle(pubsub.handle_message(msg))  # confirmations, control, PONG: rare
             handled += 1
             # Only what has arrived: stop at a full batch (a message read now must be handled
             # now) or when nothing is there. Once something is there, wait for the whole of
             # it: a read with timeout 0 fails on a message split across TCP segments, and
             # redis-py then resets the connection (a lost feed).
-            if handled == self.read_batch or not pubsub.connection.can_read(timeout=0):
+            if handled == self.read_batch:
                 break
-            msg = pubsub.get_message(timeout=self._ping_interval)
+            msg = _next_reply(conn, 0)
         if run:
             fanout = max(fanout, self.hub.dispatch_run(run_channel[len(_LIVE):].decode(), run))
         return fanout
 
-    def _handle(self, msg: dict) -> None:
+    def _handle(self, msg: dict | None) -> None:
+        if msg is None:
+            return
         kind = msg["type"]
         channel: bytes = msg["channel"] if isinstance(msg["channel"], bytes) else b""
         if kind == "message":
@@ -398,6 +404,25 @@ class RedisBus:
             return int(self.client.publish(CONTROL, payload))
         except _ERRORS as exc:
             raise BusUnavailable(f"redis unavailable: {exc}") from exc
+
+
+def _next_reply(conn: redis.connection.AbstractConnection, timeout: float) -> list | None:
+    """The feed's next reply as Redis sent it (`[b"message", channel, payload]`), or None after `timeout` s.
+
+    Why not PubSub.get_message: per message it adds a retry wrapper, a health
+    check, a subscription check and a dict, several times the cost of reading a
+    reply that is already in the parser's buffer; at chat traffic (few streams
+    per event) the reader's share of a publish was mostly that (docs/PERFORMANCE.md).
+    Once anything has arrived, the reply is read whole even if it is still
+    arriving: a read with timeout 0 fails on a message split across TCP
+    segments, and redis-py then resets the connection (a lost feed).
+    """
+    if not conn.can_read(timeout=timeout):
+        return None
+    reply = conn.read_response(push_request=True)  # as PubSub reads: pub/sub replies may come as pushes
+    if isinstance(reply, bytes):  # a PONG outside subscribed mode
+        return [b"pong", reply]
+    return reply
 
 
 def make_clients(url: str | None, sentinels: Sequence[tuple[str, int]], master: str) -> tuple[redis.Redis, redis.Redis]:

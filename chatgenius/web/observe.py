@@ -28,11 +28,16 @@ def telemetry() -> Telemetry:
     return current_app.extensions["chatgenius.telemetry"]
 
 
+def valid_request_id(raw: str) -> bool:
+    """A client's X-Request-ID is kept when it is a sane token (it goes into every log line)."""
+    return _REQUEST_ID.fullmatch(raw) is not None
+
+
 def _request_id() -> str:
     rid = g.get("request_id")
     if rid is None:
         raw = request.headers.get("X-Request-ID", "")
-        rid = g.request_id = raw if _REQUEST_ID.match(raw) else uuid.uuid4().hex
+        rid = g.request_id = raw if valid_request_id(raw) else uuid.uuid4().hex
     return rid
 
 

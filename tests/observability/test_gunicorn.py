@@ -229,7 +229,9 @@ def test_metrics_follow_streams_users_and_events_across_both_workers(server: Gun
     assert now("chatgenius_heartbeat_write_failures_total") == before("chatgenius_heartbeat_write_failures_total") + closed
     assert now("chatgenius_connection_duration_seconds_count") == before("chatgenius_connection_duration_seconds_count") + closed
     rules = {s.labels.get("url_rule") for s in now.samples if s.name == "flask_http_request_duration_seconds_count"}
-    assert "/events" in rules and "/stream" not in rules
+    # (/events is there only for publishes a worker answered through Flask: its first with a token,
+    # web/publish_fast.py; which worker saw which first varies, so it is not asserted here.)
+    assert "/stream" not in rules and "/healthz" in rules
 
 
 def test_refusals_are_counted_by_reason(server: Gunicorn, token, watch: Watch) -> None:

@@ -1,0 +1,75 @@
+"""A Lua script on the hot path, called over connections of its own (no pool checks per call).
+
+Why: redis-py's connection pool, on every command, polls the connection for
+stray data (under gevent a poll is an I/O watcher started and stopped), takes
+a queue slot with a timeout and records observability counters. Measured in a
+gevent worker, that was over half of a publish's ~70 µs Redis round trip
+(docs/PERFORMANCE.md, "Where a publish goes"). A publish is one EVALSHA, so it
+takes a connection from a small idle list instead.
+
+What the pool's check guarded against cannot happen here: a connection on
+which anything failed (a timeout, a kill, a lost server) is closed and never
+reused, so no half-read reply is left for the next call. A script error
+(a Lua `error_reply`, e.g. the publish quota's) leaves the connection clean and
+it is reused. Nothing is retried: a lost answer may mean the script ran, and
+only the caller knows whether a retry is safe (Idempotency-Key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import redis
+from gevent.lock import BoundedSemaphore
+from redis.exceptions import NoScriptError, ResponseError
+
+MAX_OPEN = 32  # like the command pool's bound: publishes beyond it wait for a connection
+MAX_IDLE = 8
+
+
+class Script:
+    """`script(keys, args)`: EVALSHA (EVAL once if the server lost its script cache) on an idle connection."""
+
+    def __init__(self, client: redis.Redis, source: str) -> None:
+        pool = client.connection_pool  # only for its connection settings (URL, Sentinel, TLS): nothing is taken from it
+        self._connect = lambda: pool.connection_class(**pool.connection_kwargs)
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()  # Redis names scripts by SHA-1
+        self._idle: list[redis.connection.AbstractConnection] = []
+        self._slots = BoundedSemaphore(MAX_OPEN)
+
+    def __call__(self, keys: Sequence[object], args: Sequence[object]) -> object:
+        with self._slots:
+            conn = self._idle.pop() if self._idle else self._connect()
+            try:
+                reply = self._run(conn, keys, args)
+            except ResponseError:  # the script's own error reply: the connection read all of it
+                self._keep(conn)
+                raise
+            except BaseException:
+                conn.disconnect()
+                self.close()  # the others were idle on the same server: likely dead too
+                raise
+            self._keep(conn)
+            return reply
+
+    def _run(self, conn: redis.connection.AbstractConnection, keys: Sequence[object], args: Sequence[object]) -> object:
+        conn.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        try:
+            return conn.read_response()
+        except NoScriptError:  # a restarted or flushed server: EVAL runs it and caches it again
+            conn.send_command("EVAL", self.source, len(keys), *keys, *args)
+            return conn.read_response()
+
+    def _keep(self, conn: redis.connection.AbstractConnection) -> None:
+        if len(self._idle) < MAX_IDLE:
+            self._idle.append(conn)
+        else:
+            conn.disconnect()
+
+    def close(self) -> None:
+        """Close the idle connections (the next call opens a new one)."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.disconnect()

@@ -1,0 +1,140 @@
+"""The usual POST /events is answered before Flask (web/publish_fast.py) with Flask's own answer.
+
+Each test wraps the Flask app behind the fast path with a counter, so it can
+tell which path answered; answers are compared with what the blueprint gives.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from chatgenius.factory import create_app
+from chatgenius.web.publish_fast import FastPublish
+
+EVENT = {"channel": "channel:a", "type": "message.created", "data": {"text": "hi"}}
+VARYING = {"Date", "X-Request-ID", "Content-Length"}
+
+
+class Counted:
+    """The app behind the fast path, counting the requests it gets."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+        self.calls = 0
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Any:
+        self.calls += 1
+        return self.app(environ, start_response)
+
+
+def make(**env: str) -> tuple[Flask, Counted, str]:
+    app = create_app(env={"AUTH_MODE": "dev", **env})
+    fast = app.wsgi_app
+    assert isinstance(fast, FastPublish)
+    behind = fast.app = Counted(fast.app)
+    client = app.test_client()
+    token = client.post("/dev/token", json={"sub": "pub", "channels": ["channel:*"], "permissions": ["publish:events"]}).get_json()["token"]
+    return app, behind, token
+
+
+def post(app: Flask, token: str, body: object, **headers: str):
+    raw = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    headers.setdefault("Content-Type", "application/json")
+    return app.test_client().post("/events", data=raw, headers={"Authorization": f"Bearer {token}", **headers})
+
+
+def shape(resp) -> tuple[int, dict, object]:
+    return resp.status_code, {k: v for k, v in resp.headers.items() if k not in VARYING}, resp.get_json()
+
+
+def test_a_token_seen_once_publishes_without_flask_and_gets_the_same_answer():
+    app, behind, token = make()
+    first = post(app, token, EVENT)  # the token is verified (and cached) by the full path
+    assert behind.calls == 2  # /dev/token and this publish
+    second = post(app, token, EVENT)
+    assert behind.calls == 2, "the usual publish went through Flask"
+    assert first.status_code == second.status_code == 201
+    a, b = shape(first), shape(second)
+    assert a[1] == b[1]
+    ids = [first.get_json()["ids"][0], second.get_json()["ids"][0]]
+    epoch = ids[0].rsplit("-", 1)[0]
+    assert ids == [f"{epoch}-1", f"{epoch}-2"]
+    replay = app.extensions["chatgenius"].bus.replay(["channel:a"], None, 10)
+    assert replay.head is not None and str(replay.head) == ids[1]
+    assert second.headers["X-Request-ID"] and second.headers["X-Request-ID"] != first.headers["X-Request-ID"]
+    assert post(app, token, EVENT, **{"X-Request-ID": "trace-42"}).headers["X-Request-ID"] == "trace-42"
+
+
+def test_a_batch_takes_the_fast_path_too():
+    app, behind, token = make()
+    post(app, token, EVENT)
+    calls = behind.calls
+    resp = post(app, token, {"events": [EVENT, {**EVENT, "type": "user.typing"}]})
+    assert behind.calls == calls
+    assert resp.status_code == 201 and len(resp.get_json()["ids"]) == 2 and resp.get_json()["ids"][1] is None
+
+
+@pytest.mark.parametrize(
+    "headers, body",
+    [
+        ({"Origin": "https://chat.example"}, EVENT),  # CORS answers belong to flask-cors
+        ({"Content-Type": "text/plain"}, EVENT),
+        ({}, b"{not json"),
+        ({}, b"[" * 50000),  # nested too deeply for json: Flask's handler says so
+    ],
+    ids=["origin", "not-json-type", "bad-json", "deep-json"],
+)
+def test_unusual_requests_go_to_flask_with_their_body(headers, body):
+    app, behind, token = make()
+    post(app, token, EVENT)
+    calls = behind.calls
+    resp = post(app, token, body, **headers)
+    assert behind.calls == calls + 1
+    if "Origin" in headers:
+        assert resp.status_code == 201  # the body reached Flask whole
+    else:
+        assert resp.status_code == 400 and resp.get_json()["error"] == "bad_json"
+
+
+def test_a_query_string_or_an_unverified_token_goes_to_flask():
+    app, behind, token = make()
+    calls = behind.calls
+    assert post(app, token, EVENT).status_code == 201  # not verified in this process yet
+    assert behind.calls == calls + 1
+    resp = app.test_client().post("/events?token=x", json=EVENT, headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 400 and resp.get_json()["error"] == "token_in_query"
+    assert behind.calls == calls + 2
+    resp = post(app, token + "x", EVENT)
+    assert resp.status_code == 401 and behind.calls == calls + 3
+
+
+def test_gzip_clients_go_to_flask_while_compression_is_on():
+    app, behind, token = make(ENABLE_COMPRESSION="true")
+    post(app, token, EVENT)
+    calls = behind.calls
+    fast = post(app, token, EVENT)
+    assert behind.calls == calls and fast.headers["Vary"] == "Accept-Encoding"
+    post(app, token, EVENT, **{"Accept-Encoding": "gzip"})
+    assert behind.calls == calls + 1
+
+
+def test_refusals_after_parsing_are_the_blueprints_answers():
+    app, behind, token = make(RATE_LIMIT_PUBLISH="3/minute")
+    reader = app.test_client().post("/dev/token", json={"sub": "reader", "channels": ["channel:*"]}).get_json()["token"]
+    bad = {**EVENT, "type": "no.such"}
+    full = [shape(post(app, t, b)) for t, b in ((token, bad), (reader, EVENT))]  # tokens unverified: Flask answers
+    calls = behind.calls
+    fast = [shape(post(app, t, b)) for t, b in ((token, bad), (reader, EVENT))]
+    assert behind.calls == calls, "refusals after parsing went through Flask"
+    assert fast == full
+    assert [s[0] for s in fast] == [400, 403]
+    post(app, token, EVENT)  # the quota counts publishes, refused ones not
+    statuses = [post(app, token, EVENT) for _ in range(3)]
+    assert [r.status_code for r in statuses] == [201, 201, 429]
+    assert statuses[-1].get_json()["error"] == "rate_limited" and int(statuses[-1].headers["Retry-After"]) >= 1
+    assert behind.calls == calls
