@@ -104,7 +104,8 @@ class PublishScript:
         except ERRORS as exc:
             raise BusUnavailable(f"redis unavailable: {exc}") from exc
         except redis.ResponseError as exc:
-            raise self._failed(exc, quotas) from None
+            failure = self._failed(exc, quotas)
+            raise failure from (exc if isinstance(failure, BusUnavailable) else None)
         return self._decode(result)
 
     def _decode(self, result: list) -> Published:
@@ -126,7 +127,7 @@ class PublishScript:
                 ids.append(None)
         if top and self.on_seq is not None:
             self.on_seq(epoch, top)
-        return Published(ids, repeats=frozenset(repeats))
+        return Published(ids, repeats=frozenset(repeats)) if repeats else Published(ids)
 
     @staticmethod
     def _failed(exc: redis.ResponseError, quotas: Sequence[Quota]) -> Exception:
