@@ -52,6 +52,7 @@ class Settings:
     history_maxlen: int = 1000
     history_ttl: int = 86400
     max_event_bytes: int = 65536
+    idempotency_window: int = 600
     log_level: str = "INFO"
     bind: str = "127.0.0.1:8000"
     workers: int = 1
@@ -165,6 +166,7 @@ _PARSERS = {
     "HISTORY_MAXLEN": ("history_maxlen", lambda n, r: _int(n, r, 1, 1_000_000)),
     "HISTORY_TTL": ("history_ttl", lambda n, r: _int(n, r, 1, 365 * 86400)),
     "MAX_EVENT_BYTES": ("max_event_bytes", lambda n, r: _int(n, r, 64, 16 << 20)),
+    "IDEMPOTENCY_WINDOW": ("idempotency_window", lambda n, r: _int(n, r, 1, 7 * 86400)),
     "BIND": ("bind", lambda n, r: r.strip()),
     "WEB_CONCURRENCY": ("workers", lambda n, r: _int(n, r, 1, 256)),
     "SSE_QUEUE_MAX_BYTES": ("queue_max_bytes", lambda n, r: _int(n, r, 1024, 1 << 30)),
@@ -176,6 +178,18 @@ _PARSERS = {
     "JWKS_MIN_REFRESH": ("jwks_min_refresh", lambda n, r: _float(n, r, 0, 3600)),
     "TICKET_TTL": ("ticket_ttl", lambda n, r: _float(n, r, 1, 30)),
 }
+
+
+def parse(env: Mapping[str, str], names: tuple[str, ...]) -> dict[str, object]:
+    """Only the variables `names` that are set in `env`, parsed as load() parses them (Settings
+    attribute -> value): for processes that need a few settings, not the service's whole set."""
+    values: dict[str, object] = {}
+    for var in names:
+        attr, parser = _PARSERS[var]
+        raw = env.get(var)
+        if raw is not None and raw != "":
+            values[attr] = parser(var, raw)
+    return values
 
 
 def _algorithms(name: str, raw: str) -> tuple[str, ...]:
@@ -190,11 +204,7 @@ def _algorithms(name: str, raw: str) -> tuple[str, ...]:
 def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Read the settings from `env` (default: os.environ), then apply overrides."""
     env = os.environ if env is None else env
-    values: dict[str, object] = {}
-    for var, (attr, parse) in _PARSERS.items():
-        raw = env.get(var)
-        if raw is not None and raw != "":
-            values[attr] = parse(var, raw)
+    values = parse(env, tuple(_PARSERS))
     if env.get("JWT_ALGORITHMS"):
         values["jwt_algorithms"] = _algorithms("JWT_ALGORITHMS", env["JWT_ALGORITHMS"])
     mode = (env.get("AUTH_MODE") or "auth0").strip().lower()

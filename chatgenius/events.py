@@ -6,6 +6,7 @@ is refused whole, so a publisher never has to guess which half landed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -35,6 +36,9 @@ CONNECTION_FRAMES = frozenset(
 )
 MAX_BATCH = 100
 MAX_DEPTH = 32
+# An Idempotency-Key (the header, or an event's "idempotency_key"): printable ASCII, no spaces,
+# so it can sit in a Redis key name and a log line as it is.
+IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 class EventError(ValueError):
@@ -53,10 +57,33 @@ class Draft:
     channel: str
     type: str
     body: str  # ',"type":...,"channel":...,"data":{...},"ts":...}' — see envelope_json
+    key: str | None = None  # the event's own idempotency key (see EventBus.publish_once)
 
     @property
     def durable(self) -> bool:
         return self.type in DURABLE_TYPES
+
+    @property
+    def content(self) -> str:
+        """The body without its timestamp: what a repeat of the same event has in common with it."""
+        return self.body[: self.body.rfind(',"ts":')]
+
+    @property
+    def fingerprint(self) -> str:
+        """A short digest of channel, type and data; computed only for keyed events."""
+        return digest([self])
+
+
+def digest(drafts: list[Draft] | tuple[Draft, ...]) -> str:
+    """The fingerprint of what `drafts` publish (channel, type, data, in order; not the timestamps)."""
+    return hashlib.blake2b("\n".join(d.content for d in drafts).encode(), digest_size=16).hexdigest()
+
+
+def idempotency_key(raw: object, where: str = "Idempotency-Key") -> str:
+    """`raw` if it is a valid idempotency key, else a 400 `bad_idempotency_key`."""
+    if isinstance(raw, str) and IDEMPOTENCY_KEY_RE.fullmatch(raw):
+        return raw
+    raise EventError(f"{where} must be 1 to 255 printable ASCII characters without spaces", "bad_idempotency_key")
 
 
 def valid_channel(name: object) -> bool:
@@ -95,12 +122,13 @@ def dumps(value: Any) -> str:
 
 
 def draft(raw: object, max_bytes: int, now: float | None = None) -> Draft:
-    """Validate one `{"channel","type","data"}` object into a Draft."""
+    """Validate one `{"channel","type","data"}` object (and its optional "idempotency_key") into a Draft."""
     if not isinstance(raw, dict):
         raise EventError("each event must be a JSON object with channel, type and data")
-    extra = set(raw) - {"channel", "type", "data"}
+    extra = set(raw) - {"channel", "type", "data", "idempotency_key"}
     if extra:
         raise EventError(f"unknown field: {sorted(extra)[0][:40]!r}")
+    key = idempotency_key(raw["idempotency_key"], "idempotency_key") if "idempotency_key" in raw else None
     channel, etype, data = raw.get("channel"), raw.get("type"), raw.get("data", {})
     if not valid_channel(channel):
         raise EventError(f"invalid channel: {str(channel)[:140]!r}", "bad_channel")
@@ -119,7 +147,7 @@ def draft(raw: object, max_bytes: int, now: float | None = None) -> Draft:
     ts = round(time.time() if now is None else now, 6)
     assert isinstance(channel, str)
     body = f',"type":{dumps(etype)},"channel":{dumps(channel)},"data":{data_json},"ts":{ts!r}}}'
-    return Draft(channel=channel, type=etype, body=body)
+    return Draft(channel=channel, type=etype, body=body, key=key)
 
 
 def drafts_from_request(payload: object, max_bytes: int) -> list[Draft]:
@@ -143,6 +171,9 @@ def drafts_from_request(payload: object, max_bytes: int) -> list[Draft]:
             if len(items) > 1:
                 raise EventError(f"events[{index}]: {exc}", exc.code, exc.status) from None
             raise
+    keys = [d.key for d in out if d.key is not None]
+    if len(keys) != len(set(keys)):
+        raise EventError("two events of the batch have the same idempotency_key", "bad_idempotency_key")
     return out
 
 

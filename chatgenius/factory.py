@@ -40,9 +40,9 @@ def build_bus(settings: config.Settings, realtime_frame) -> EventBus:
         return RedisBus(
             client, feed, settings.history_maxlen, settings.history_ttl, realtime_frame,
             ping_interval=min(5.0, max(0.5, settings.heartbeat_interval)),
-            window=settings.fanout_window_ms / 1000,
+            window=settings.fanout_window_ms / 1000, idempotency_window=settings.idempotency_window,
         )
-    return MemoryBus(settings.history_maxlen, settings.history_ttl)
+    return MemoryBus(settings.history_maxlen, settings.history_ttl, idempotency_window=settings.idempotency_window)
 
 
 def build_verifier(settings: config.Settings, bus: EventBus) -> tuple[Verifier, DevIssuer | None]:

@@ -18,13 +18,14 @@ from limits import parse_many
 
 from . import log
 from .auth import AuthError, DevIssuer, Identity, Verifier, bearer
-from .bus.base import BusUnavailable, EventBus, Quota, QuotaExceeded, Replay
+from .bus.base import BusUnavailable, EventBus, Published, Replay
 from .config import Settings
 from .cursor import Cursor, CursorError, parse
 from .errors import ServiceError, unavailable
-from .events import Draft, EventError, drafts_from_request, parse_channels
+from .events import Draft, EventError, parse_channels
 from .fanout import Subscriber
 from .leases import ConnectionLeases
+from .publishing import Publisher, PublishError, checked_key
 from .state.base import SharedState
 from .state.memory import MemoryState
 from .stream import StreamSession, control_frame, jittered, open_session
@@ -74,6 +75,11 @@ class Realtime:
         # RATE_LIMIT_PUBLISH for POST /events, counted by the bus inside the publish itself
         # (EventBus.publish quotas) rather than by flask-limiter's own Redis round trip.
         self.publish_limits = [(item, item.amount, item.get_expiry()) for item in parse_many(settings.rate_limit_publish)]
+        # Every publish goes through this one (POST /events, the app's own code: chatgenius.realtime(app)).
+        self.publisher = Publisher(
+            bus, settings.max_event_bytes, [(str(item), amount, seconds) for item, amount, seconds in self.publish_limits],
+            published=self.events_published,
+        )
 
     # -- identity ---------------------------------------------------------------
     def identify(self, authorization: str | None) -> Identity:
@@ -212,30 +218,29 @@ class Realtime:
         return _poll_result(found, live)
 
     # -- publishing -------------------------------------------------------------------
-    def publish(self, identity: Identity, payload: object) -> list[str | None]:
+    def publish(self, identity: Identity, payload: object, idempotency_key: str | None = None) -> Published:
+        """POST /events: `payload` is the JSON body, `idempotency_key` the header as sent (None if absent).
+
+        The answer is publishing.answer(result). Keys are scoped to the caller
+        (`user:<sub>`); a repeat is never refused by the rate limit (see EventBus.publish_once).
+        """
         if not identity.can_publish:
             raise ServiceError(403, "forbidden", "publishing needs the publish:events permission")
+        key = checked_key(idempotency_key)
+        drafts = self.publisher.drafts(payload)
         try:
-            drafts = drafts_from_request(payload, self.settings.max_event_bytes)
-        except EventError as exc:
-            raise ServiceError(exc.status, exc.code, str(exc)) from None
-        quotas = [Quota("events:user:" + identity.sub, amount, seconds) for _, amount, seconds in self.publish_limits]
-        try:
-            ids = self.bus.publish(drafts, quotas)
-        except BusUnavailable as exc:
-            raise unavailable(exc) from None
-        except QuotaExceeded as exc:
-            limit = str(self.publish_limits[quotas.index(exc.quota)][0])
-            log.event("request.reject", logging.INFO, reason="rate_limited", path="/events", limit=limit)
-            raise ServiceError(
-                429, "rate_limited", f"rate limit exceeded: {limit}",
-                headers={"Retry-After": str(exc.retry_after)}, extra={"retry_after": exc.retry_after},
-            ) from None
+            done = self.publisher.send(drafts, key, user=identity.sub)
+        except PublishError as exc:
+            if exc.code == "rate_limited":
+                limit = exc.message.removeprefix("rate limit exceeded: ")
+                log.event("request.reject", logging.INFO, reason="rate_limited", path="/events", limit=limit)
+            raise
         # One line per request at debug only; the `broadcast` summary (telemetry.py) is the info-level view.
-        log.event("publish", logging.DEBUG, user_id=identity.sub, count=len(ids), event_type=drafts[0].type)
-        for hook in self.events_published:
-            hook(drafts)
-        return ids
+        log.event(
+            "publish", logging.DEBUG, user_id=identity.sub, count=len(done.ids), event_type=drafts[0].type,
+            replayed=done.replayed, repeats=len(done.repeats),
+        )
+        return done
 
 
 def _cursor(raw: str | None) -> Cursor | None:

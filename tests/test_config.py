@@ -19,6 +19,7 @@ def test_defaults_follow_the_contract():
     assert s.max_event_bytes == 65536
     assert s.enable_sse is True and s.enable_compression is False
     assert s.redis_url is None
+    assert s.idempotency_window == 600 and config.load({**BASE, "IDEMPOTENCY_WINDOW": "30"}).idempotency_window == 30
 
 
 def test_values_are_parsed_and_frozen():
@@ -49,6 +50,8 @@ def test_values_are_parsed_and_frozen():
         ("FANOUT_WINDOW_MS", "-1"),
         ("FANOUT_WINDOW_MS", "5000"),
         ("FANOUT_WINDOW_MS", "fast"),
+        ("IDEMPOTENCY_WINDOW", "0"),
+        ("IDEMPOTENCY_WINDOW", "ten minutes"),
     ],
 )
 def test_bad_values_name_their_variable(var, value):

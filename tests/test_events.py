@@ -95,6 +95,33 @@ def test_a_batch_is_all_or_nothing_and_names_the_bad_index():
     assert too_many.value.status == 413
 
 
+@pytest.mark.parametrize("key", ["", " ", "a b", "x" * 256, "caf\u00e9", "tab\t", "nl\n", 7, None, ["k"]])
+def test_a_bad_idempotency_key_is_refused(key):
+    with pytest.raises(EventError) as info:
+        draft({**good(), "idempotency_key": key}, 65536)
+    assert (info.value.code, info.value.status) == ("bad_idempotency_key", 400)
+    with pytest.raises(EventError) as header:
+        events.idempotency_key(key)
+    assert header.value.code == "bad_idempotency_key"
+
+
+def test_an_event_key_is_kept_and_the_fingerprint_ignores_only_the_timestamp():
+    keyed = draft({**good(), "idempotency_key": "order-1:\u0021~" + "x" * 245}, 65536, now=1.0)
+    later = draft({**good(), "idempotency_key": "other"}, 65536, now=2.0)
+    changed = draft({**good(data={"n": 2}), "idempotency_key": "other"}, 65536, now=1.0)
+    assert keyed.key is not None and len(keyed.key) == 255 and draft(good(), 65536).key is None
+    assert keyed.fingerprint == later.fingerprint != changed.fingerprint
+    assert '"ts"' not in keyed.content and keyed.body.startswith(keyed.content)
+
+
+def test_a_batch_with_two_events_of_one_key_is_refused():
+    batch = {"events": [{**good(), "idempotency_key": "k"}, {**good(data={"n": 2}), "idempotency_key": "k"}]}
+    with pytest.raises(EventError) as info:
+        drafts_from_request(batch, 65536)
+    assert info.value.code == "bad_idempotency_key"
+    assert [d.key for d in drafts_from_request({"events": [{**good(), "idempotency_key": "k"}, good()]}, 65536)] == ["k", None]
+
+
 def test_parse_channels_dedupes_and_limits():
     assert events.parse_channels("channel:a, channel:b,channel:a", 5) == ["channel:a", "channel:b"]
     with pytest.raises(EventError):

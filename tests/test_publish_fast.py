@@ -138,3 +138,20 @@ def test_refusals_after_parsing_are_the_blueprints_answers():
     assert [r.status_code for r in statuses] == [201, 201, 429]
     assert statuses[-1].get_json()["error"] == "rate_limited" and int(statuses[-1].headers["Retry-After"]) >= 1
     assert behind.calls == calls
+
+
+def test_an_idempotency_key_on_the_fast_path_answers_the_first_ids_once_more():
+    app, behind, token = make()
+    post(app, token, EVENT)
+    calls = behind.calls
+    first = post(app, token, EVENT, **{"Idempotency-Key": "order-7"})
+    again = post(app, token, EVENT, **{"Idempotency-Key": "order-7"})
+    assert behind.calls == calls
+    assert first.status_code == again.status_code == 201
+    assert again.get_json() == first.get_json() and "Idempotent-Replayed" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true"
+    conflict = post(app, token, {**EVENT, "data": {"text": "other"}}, **{"Idempotency-Key": "order-7"})
+    assert conflict.status_code == 422 and conflict.get_json()["error"] == "idempotency_conflict"
+    bad = post(app, token, EVENT, **{"Idempotency-Key": "has space"})
+    assert bad.status_code == 400 and bad.get_json()["error"] == "bad_idempotency_key"
+    assert behind.calls == calls

@@ -14,6 +14,9 @@ tests/bus/test_contract.py holds each one to them):
   back to the cursor (trimmed, expired, another epoch, or a seq the bus never
   issued) instead of skipping silently; the caller sends `system.reset`.
 - Ephemeral events have no cursor, are never stored and never replayed.
+- Exactly once per idempotency key (`publish_once`): a repeat within the window
+  answers the original ids and publishes nothing, decided in the same atomic
+  step as the publish, so two racing duplicates publish once.
 - Security: the bus never sees HTTP; callers authorize channels before
   `attach`/`replay`. Frames are built only by chatgenius.sse from validated
   drafts, so no publisher input can add a line or field to the stream.
@@ -23,12 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..cursor import Cursor
 from ..events import Draft
-from ..fanout import Hub, Subscriber
 from ..sse import durable_frame
+
+if TYPE_CHECKING:  # fanout is gevent code; bus/redis_publish.py (no gevent) imports this module
+    from ..fanout import Hub, Subscriber
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,33 @@ class QuotaExceeded(RuntimeError):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What a publish did: ids in input order, and which of them an earlier publish had made."""
+
+    ids: list[str | None]
+    replayed: bool = False  # the request's key was seen: every id is the earlier answer's, nothing published
+    repeats: frozenset[int] = frozenset()  # positions whose event's own key was seen (skipped)
+
+    def fresh(self, drafts: Sequence[Draft]) -> list[Draft]:
+        """The drafts this call actually published."""
+        if self.replayed:
+            return []
+        if not self.repeats:
+            return list(drafts)
+        return [d for i, d in enumerate(drafts) if i not in self.repeats]
+
+
+class IdempotencyConflict(RuntimeError):
+    """A key seen within the window with other content; nothing was stored. `index`: None for
+    the request's key, else the position of the event whose own key it is."""
+
+    def __init__(self, index: int | None) -> None:
+        where = "the request's key" if index is None else f"events[{index}].idempotency_key"
+        super().__init__(f"{where} was used for different content within the idempotency window")
+        self.index = index
+
+
 class EventBus(Protocol):
     """Publish, replay and live delivery of events, plus the little shared state the service needs."""
 
@@ -93,6 +125,26 @@ class EventBus(Protocol):
         Each of `quotas` is counted in the same atomic step, once per call: over any of
         them, nothing is published and QuotaExceeded is raised (the publish rate limit
         costs no round trip of its own).
+        Events' own keys (Draft.key) are honoured as by `publish_once` with an empty scope.
+        """
+
+    def publish_once(
+        self, drafts: Sequence[Draft], scope: str, key: str | None = None, quotas: Sequence[Quota] = (),
+    ) -> Published:
+        """`publish`, exactly once per idempotency key within the bus' window (IDEMPOTENCY_WINDOW).
+
+        Keys are scoped: (scope, key) pairs of different scopes never meet. `key`
+        covers the whole call: seen with the same content (channel, type, data of
+        every draft, in order; Draft.fingerprint), the answer is the first call's
+        ids with `replayed` set, and nothing is published, stored or counted
+        against `quotas` (it is checked before them, so the retry of a call that
+        went through is never rate-limited). A draft's own key covers that draft:
+        seen with the same content, it is skipped and its position gets the
+        original id (`repeats`); the others are published. A key seen with other
+        content raises IdempotencyConflict and nothing is published. All of this
+        is one atomic step with the publish itself: of two racing duplicates one
+        publishes and the other gets its ids. Keys expire `window` seconds after
+        the publish that set them.
         """
 
     def attach(self, sub: Subscriber, channels: Sequence[str]) -> None:

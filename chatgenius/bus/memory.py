@@ -13,10 +13,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from ..cursor import Cursor, new_epoch
-from ..events import Draft, envelope_json
+from ..events import Draft, digest, envelope_json
 from ..fanout import Hub, Subscriber
 from ..sse import durable_frame, ephemeral_frame
-from .base import Quota, QuotaExceeded, Record, Replay
+from .base import IdempotencyConflict, Published, Quota, QuotaExceeded, Record, Replay
+
+_Key = tuple[str, str, str]  # ("r" request | "e" event, scope, key)
 
 
 class _History:
@@ -33,7 +35,9 @@ class _History:
 class MemoryBus:
     """See EventBus; history lives in dicts of deques, the live feed is a direct call."""
 
-    def __init__(self, maxlen: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, maxlen: int, ttl: float, clock: Callable[[], float] = time.monotonic, idempotency_window: float = 600,
+    ) -> None:
         self.hub = Hub()
         self.epoch = new_epoch()
         self._seq = 0
@@ -41,6 +45,8 @@ class MemoryBus:
         self._ttl = ttl
         self._clock = clock
         self._windows: dict[tuple[str, int], tuple[int, float]] = {}  # (quota key, seconds) -> (count, ends)
+        self._window = idempotency_window
+        self._keys: dict[_Key, tuple[str, tuple[str | None, ...], float]] = {}  # -> (fingerprint, ids, expires)
         self._history: dict[str, _History] = {}
         self._kv: dict[str, str] = {}
         self.on_control: Callable[[bytes], None] | None = None
@@ -60,28 +66,70 @@ class MemoryBus:
 
     def publish(self, drafts: Sequence[Draft], quotas: Sequence[Quota] = ()) -> list[str | None]:
         """See EventBus.publish."""
+        return self.publish_once(drafts, "", None, quotas).ids
+
+    def publish_once(
+        self, drafts: Sequence[Draft], scope: str, key: str | None = None, quotas: Sequence[Quota] = (),
+    ) -> Published:
+        """See EventBus.publish_once: keys are checked and recorded before any frame is dispatched."""
         now = self._clock()
+        seen: dict[int, str | None] = {}
+        owned: dict[int, tuple[_Key, str]] = {}
+        if key is not None:
+            hit = self._recall(("r", scope, key), now)
+            if hit is not None:
+                if hit[0] != digest(drafts):
+                    raise IdempotencyConflict(None)
+                return Published(list(hit[1]), replayed=True)
+        for i, d in enumerate(drafts):
+            if d.key is not None:
+                hit = self._recall(("e", scope, d.key), now)
+                if hit is None:
+                    owned[i] = (("e", scope, d.key), d.fingerprint)
+                elif hit[0] == d.fingerprint:
+                    seen[i] = hit[1][0]
+                else:
+                    raise IdempotencyConflict(i)
         if quotas:
             self._count(quotas, now)
         out: list[str | None] = []
-        for d in drafts:
-            if not d.durable:
-                self.hub.dispatch(d.channel, 0, ephemeral_frame(d.type, envelope_json(None, d.body)))
-                out.append(None)
+        frames: list[tuple[str, int, bytes]] = []
+        for i, d in enumerate(drafts):
+            if i in seen:
+                out.append(seen[i])
                 continue
-            self._seq += 1
-            cursor = f"{self.epoch}-{self._seq}"
-            record = Record(self._seq, cursor, d.type, envelope_json(cursor, d.body))
-            hist = self._history.get(d.channel)
-            if hist is None:
-                hist = self._history[d.channel] = _History(self._maxlen)
-            if len(hist.items) == self._maxlen:
-                hist.trimmed = hist.items[0][1].seq
-            hist.items.append((now, record))
-            hist.last = self._seq
-            self.hub.dispatch(d.channel, self._seq, durable_frame(cursor, d.type, record.envelope))
-            out.append(cursor)
-        return out
+            if not d.durable:
+                frames.append((d.channel, 0, ephemeral_frame(d.type, envelope_json(None, d.body))))
+                out.append(None)
+            else:
+                self._seq += 1
+                cursor = f"{self.epoch}-{self._seq}"
+                record = Record(self._seq, cursor, d.type, envelope_json(cursor, d.body))
+                hist = self._history.get(d.channel)
+                if hist is None:
+                    hist = self._history[d.channel] = _History(self._maxlen)
+                if len(hist.items) == self._maxlen:
+                    hist.trimmed = hist.items[0][1].seq
+                hist.items.append((now, record))
+                hist.last = self._seq
+                frames.append((d.channel, self._seq, durable_frame(cursor, d.type, record.envelope)))
+                out.append(cursor)
+            if i in owned:
+                self._remember(*owned[i], (out[-1],), now)
+        if key is not None:
+            self._remember(("r", scope, key), digest(drafts), tuple(out), now)
+        for channel, seq, frame in frames:
+            self.hub.dispatch(channel, seq, frame)
+        return Published(out, repeats=frozenset(seen))
+
+    def _recall(self, key: _Key, now: float) -> tuple[str, tuple[str | None, ...], float] | None:
+        entry = self._keys.get(key)
+        return entry if entry is not None and entry[2] > now else None
+
+    def _remember(self, key: _Key, fingerprint: str, ids: tuple[str | None, ...], now: float) -> None:
+        self._keys[key] = (fingerprint, ids, now + self._window)
+        if len(self._keys) > 4 * 65536:  # forget expired keys now and then: bounded memory
+            self._keys = {k: v for k, v in self._keys.items() if v[2] > now}
 
     def _count(self, quotas: Sequence[Quota], now: float) -> None:
         """Count one publish against every quota, or none of them if one is full (QuotaExceeded)."""

@@ -30,33 +30,17 @@ from redis.retry import Retry
 from ..cursor import Cursor, new_epoch
 from ..events import Draft
 from ..fanout import Hub, Subscriber
-from .base import BusUnavailable, Quota, QuotaExceeded, Record, Replay
+from .base import BusUnavailable, Published, Quota, Record, Replay
+from .redis_publish import EPOCH_KEY, LIVE_PREFIX, SEQ_KEY, PublishScript, history_key, live_channel, meta_key, script_source
+from .redis_publish import ERRORS as _ERRORS
 from .redis_script import Script
 
 log = logging.getLogger(__name__)
 
-EPOCH_KEY = "cg:epoch"
-SEQ_KEY = "cg:seq"
 CONTROL = b"cg:ctl"
-QUOTA_PREFIX = "cg:q:"  # publish quotas' counters (EventBus.publish)
-_LIVE = "cg:l:"
+_LIVE = LIVE_PREFIX
 READ_BATCH = 256  # live messages handled per turn of the reader (see RedisBus._drain)
 WINDOW_MIN_FANOUT = 64  # the coalescing window applies after fan-outs to at least this many streams
-# ReadOnlyError: a demoted master during failover; NOREPLICAS (min-replicas-to-write) comes
-# as a plain ResponseError subclass-less reply, see _is_unavailable.
-_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError, OSError)
-
-
-def history_key(channel: str) -> str:
-    return "cg:h:{" + channel + "}"
-
-
-def meta_key(channel: str) -> str:
-    return "cg:m:{" + channel + "}"
-
-
-def live_channel(channel: str) -> str:
-    return _LIVE + channel
 
 
 def frame_from_live(payload: bytes) -> tuple[bytes, int, bytes]:
@@ -81,13 +65,11 @@ class RedisBus:
         ping_interval: float = 5.0,
         subscribe_timeout: float = 5.0,
         window: float = 0.0,
+        idempotency_window: int = 600,
     ) -> None:
         self.hub = Hub(on_first=self._subscribe, on_last=self._unsubscribe)
         self.client = client
         self._feed_client = feed_client
-        self._maxlen = maxlen
-        self._ttl = ttl
-        self._meta_ttl = max(ttl * 10, 7 * 86400)
         self._reconnect_frame = reconnect_frame
         self._ping_interval = ping_interval
         self._subscribe_timeout = subscribe_timeout
@@ -98,9 +80,12 @@ class RedisBus:
         self._window = window
         self.read_batch = READ_BATCH
         self._flushed = float("-inf")
-        lua = resources.files(__package__).joinpath("lua")
-        self._script = Script(client, lua.joinpath("publish.lua").read_text())
-        self._retire = client.register_script(lua.joinpath("retire_epoch.lua").read_text())
+        # The one publish implementation, shared with the standalone publisher (chatgenius/publisher.py),
+        # here over connections of its own (redis_script.py: no pool checks on the hot path).
+        self._script = Script(client, script_source())
+        self._publisher = PublishScript(client, maxlen, ttl, idempotency_window, runner=self._script)
+        self._publisher.on_seq = self._handed_out
+        self._retire = client.register_script(resources.files(__package__).joinpath("lua/retire_epoch.lua").read_text())
         self._pubsub: redis.client.PubSub | None = None
         self._confirmed: dict[str, Event] = {}
         self._reader: gevent.Greenlet | None = None
@@ -135,40 +120,22 @@ class RedisBus:
     # -- publishing and history ------------------------------------------------------------
     def publish(self, drafts: Sequence[Draft], quotas: Sequence[Quota] = ()) -> list[str | None]:
         """See EventBus.publish."""
-        keys, args = self.publish_call(drafts)
-        if quotas:
-            keys += [QUOTA_PREFIX + q.key + ":" + str(q.seconds) for q in quotas]
-            args.append(len(quotas))
-            for q in quotas:
-                args += [q.amount, q.seconds]
-        try:
-            result = self._script(keys=keys, args=args)
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
-        except redis.ResponseError as exc:
-            text = str(exc)
-            if text.startswith("QUOTA "):
-                _, index, left = text.split()
-                raise QuotaExceeded(quotas[int(index) - 1], int(left)) from None
-            if text.startswith(("NOREPLICAS", "MASTERDOWN", "LOADING", "BUSY")):
-                raise BusUnavailable(f"redis cannot take writes now: {exc}") from exc
-            raise
-        epoch = result[0]
-        top = max(result[1:], default=0)
-        if epoch == self._seen_epoch and top > self._max_seen:
-            self._max_seen = top  # a seq we handed out counts as seen (see _check_sequence)
-        epoch_s = epoch.decode()
-        return [f"{epoch_s}-{seq}" if seq else None for seq in result[1:]]
+        return self._publisher.publish(drafts, quotas)
+
+    def publish_once(
+        self, drafts: Sequence[Draft], scope: str, key: str | None = None, quotas: Sequence[Quota] = (),
+    ) -> Published:
+        """See EventBus.publish_once."""
+        return self._publisher.publish_once(drafts, scope, key, quotas)
+
+    def _handed_out(self, epoch: bytes, seq: int) -> None:
+        if epoch == self._seen_epoch and seq > self._max_seen:
+            self._max_seen = seq  # a seq we handed out counts as seen (see _check_sequence)
 
     def publish_call(self, drafts: Sequence[Draft]) -> tuple[list[str], list[object]]:
         """KEYS and ARGV of lua/publish.lua for `drafts`, for scripts that publish atomically with a
         state change of their own (bus/presence_redis.py embeds publish.lua as a function)."""
-        keys: list[str] = [EPOCH_KEY, SEQ_KEY]
-        args: list[object] = [new_epoch(), self._maxlen, self._ttl, self._meta_ttl, len(drafts)]
-        for d in drafts:
-            keys += [history_key(d.channel), meta_key(d.channel)]
-            args += ["1" if d.durable else "0", live_channel(d.channel), d.type, d.body]
-        return keys, args
+        return self._publisher.call_args(drafts)
 
     def head(self) -> Cursor:
         try:

@@ -1,17 +1,17 @@
-"""POST /events: the backend publishes here."""
+"""POST /events: the backend publishes here (the use case is Realtime.publish)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
+from ..publishing import answer
 from .common import identity, json_body, realtime
 
 bp = Blueprint("publish", __name__)
 
 
 @bp.post("/events")
-def publish() -> tuple[Response, int]:
-    rt = realtime()
-    who = identity()
-    ids = rt.publish(who, json_body())
-    return jsonify({"ids": ids}), 201
+def publish() -> tuple[Response, int, dict[str, str]]:
+    done = realtime().publish(identity(), json_body(), request.headers.get("Idempotency-Key"))
+    body, status, headers = answer(done)
+    return jsonify(body), status, headers

@@ -38,6 +38,7 @@ from typing import Any
 from .. import log
 from ..auth import Identity
 from ..errors import ServiceError
+from ..publishing import answer
 from ..service import Realtime
 from ..telemetry import Telemetry
 from .observe import valid_request_id
@@ -108,14 +109,14 @@ class FastPublish:
         rid = raw_rid if valid_request_id(raw_rid) else uuid.uuid4().hex
         token = log.request_id.set(rid)
         try:
-            status, body, extra = 201, {"ids": self.rt.publish(who, payload)}, {}
+            body, status, extra = answer(self.rt.publish(who, payload, environ.get("HTTP_IDEMPOTENCY_KEY")))
         except ServiceError as exc:
-            status, body, extra = exc.status, exc.body(), exc.headers
+            body, status, extra = exc.body(), exc.status, exc.headers
             self.telemetry.refused(exc.status, exc.code)
         except Exception as exc:  # a bug: the same answer and log line as the blueprint's handler
             log.event("error", logging.ERROR, error=repr(exc), exc_info=exc)
             self.telemetry.refused(500, "internal")
-            status, body, extra = 500, {"error": "internal", "message": "internal error; it has been logged"}, {}
+            body, status, extra = {"error": "internal", "message": "internal error; it has been logged"}, 500, {}
         finally:
             log.request_id.reset(token)
         data = json.dumps(body, separators=(",", ":")).encode() + b"\n"  # as flask.jsonify writes it

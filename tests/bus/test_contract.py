@@ -12,7 +12,7 @@ import gevent
 import pytest
 import redis
 
-from chatgenius.bus.base import BusUnavailable, EventBus
+from chatgenius.bus.base import BusUnavailable, EventBus, IdempotencyConflict, Quota, QuotaExceeded
 from chatgenius.bus.memory import MemoryBus
 from chatgenius.bus.redis import RedisBus, make_clients
 from chatgenius.cursor import Cursor
@@ -25,11 +25,11 @@ from chatgenius.state.redis import RedisState
 RECONNECT = b"event: system.reconnect\ndata: {}\n\n"
 
 
-def make_bus(kind: str, redis_url: str | None, maxlen: int = 100, ttl: int = 3600) -> EventBus:
+def make_bus(kind: str, redis_url: str | None, maxlen: int = 100, ttl: int = 3600, window: int = 600, clock=time.monotonic) -> EventBus:
     if kind == "memory":
-        return MemoryBus(maxlen, ttl)
+        return MemoryBus(maxlen, ttl, clock, idempotency_window=window)
     client, feed = make_clients(redis_url, (), "")
-    bus = RedisBus(client, feed, maxlen, ttl, lambda sub: RECONNECT, ping_interval=0.5)
+    bus = RedisBus(client, feed, maxlen, ttl, lambda sub: RECONNECT, ping_interval=0.5, idempotency_window=window)
     bus.start()
     deadline = time.monotonic() + 5
     while bus.health() is not None:
@@ -51,8 +51,11 @@ def bus(kind, request):
     b.close()
 
 
-def ev(channel: str, n: int, etype: str = "message.created"):
-    return draft({"channel": channel, "type": etype, "data": {"n": n}}, 65536)
+def ev(channel: str, n: int, etype: str = "message.created", key: str | None = None):
+    raw = {"channel": channel, "type": etype, "data": {"n": n}}
+    if key is not None:
+        raw["idempotency_key"] = key
+    return draft(raw, 65536)
 
 
 def sub(channels, max_bytes: int = 1 << 20, name: str = "s") -> Subscriber:
@@ -240,6 +243,117 @@ def test_batch_gets_consecutive_cursors(bus):
 def test_setnx_keeps_the_first_value(bus):
     assert bus.setnx("cg:test:k", "one") == "one"
     assert bus.setnx("cg:test:k", "two") == "one"
+
+
+# -- exactly once per idempotency key (EventBus.publish_once) ----------------------------------
+
+
+def live_numbers(s: Subscriber, marker: int) -> list[int]:
+    """The `n` of every live frame up to the keyless `marker` event published last (so a late
+    duplicate would be seen: the feed is in order)."""
+    got: list[int] = []
+    deadline = time.monotonic() + 5
+    while marker not in got and time.monotonic() < deadline:
+        got += [int(f.split(b'"n":')[1].split(b"}")[0]) for _, f in s.take(0.05)]
+    assert marker in got, got
+    return got
+
+
+def test_a_repeated_key_answers_the_first_ids_and_publishes_once(bus):
+    s = sub(["channel:a"])
+    bus.attach(s, ["channel:a"])
+    start = bus.head()
+    first = bus.publish_once([ev("channel:a", 1), ev("channel:a", 2, "user.typing")], "user:alice", "req-1")
+    again = bus.publish_once([ev("channel:a", 1), ev("channel:a", 2, "user.typing")], "user:alice", "req-1")
+    assert not first.replayed and first.ids[0] is not None and first.ids[1] is None
+    assert again.replayed and again.ids == first.ids
+    bus.publish([ev("channel:a", 99)])
+    assert live_numbers(s, 99) == [1, 2, 99]
+    assert [r.cursor for r in bus.replay(["channel:a"], start, 100).events][:-1] == [first.ids[0]]
+    assert bus.head().seq == start.seq + 2
+
+
+def test_a_key_reused_for_other_content_raises_and_stores_nothing(bus):
+    bus.publish_once([ev("channel:a", 1)], "user:alice", "req-1")
+    bus.publish_once([ev("channel:a", 2, key="ev-1")], "user:alice")
+    head = bus.head()
+    with pytest.raises(IdempotencyConflict) as request_conflict:
+        bus.publish_once([ev("channel:a", 1), ev("channel:a", 3)], "user:alice", "req-1")
+    with pytest.raises(IdempotencyConflict) as event_conflict:
+        bus.publish_once([ev("channel:a", 4), ev("channel:b", 2, key="ev-1")], "user:alice")
+    assert request_conflict.value.index is None and event_conflict.value.index == 1
+    assert bus.head() == head
+    assert bus.replay(["channel:a", "channel:b"], head, 100).events == []
+
+
+def test_event_keys_in_a_batch_skip_seen_events_and_publish_the_rest(bus):
+    s = sub(["channel:a"])
+    bus.attach(s, ["channel:a"])
+    start = bus.head()
+    first = bus.publish_once([ev("channel:a", 1, key="e1"), ev("channel:a", 2, key="e2")], "user:alice")
+    second = bus.publish_once(
+        [ev("channel:a", 3), ev("channel:a", 1, key="e1"), ev("channel:a", 4, "user.typing", key="t1")], "user:alice",
+    )
+    third = bus.publish_once([ev("channel:a", 4, "user.typing", key="t1"), ev("channel:a", 5, key="e5")], "user:alice")
+    assert first.repeats == frozenset() and second.repeats == {1} and third.repeats == {0}
+    assert second.ids[1] == first.ids[0] and second.ids[0] not in first.ids and second.ids[2] is None
+    assert third.ids[0] is None and not (second.replayed or third.replayed)
+    bus.publish([ev("channel:a", 99)])
+    assert live_numbers(s, 99) == [1, 2, 3, 4, 5, 99]
+    stored = [r.cursor for r in bus.replay(["channel:a"], start, 100).events][:-1]
+    assert stored == [*first.ids, second.ids[0], third.ids[1]]
+
+
+def test_a_retry_of_a_request_that_went_through_is_not_rate_limited(bus):
+    quota = Quota("events:user:alice", 1, 60)
+    first = bus.publish_once([ev("channel:a", 1)], "user:alice", "req-1", [quota])
+    assert bus.publish_once([ev("channel:a", 1)], "user:alice", "req-1", [quota]).ids == first.ids
+    with pytest.raises(QuotaExceeded):
+        bus.publish_once([ev("channel:a", 1)], "user:alice", "req-2", [quota])
+
+
+def test_keys_of_different_scopes_never_meet(bus):
+    # Length-prefixed scopes: ("a:b", "c") and ("a", "b:c") are different keys.
+    ids = [
+        bus.publish_once([ev("channel:a", 1)], scope, key).ids[0]
+        for scope, key in [("user:alice", "k"), ("user:bob", "k"), ("a:b", "c"), ("a", "b:c"), ("app", "k")]
+    ]
+    assert None not in ids and len(set(ids)) == 5
+    assert bus.publish_once([ev("channel:a", 1)], "user:bob", "k").ids == [ids[1]]
+
+
+def test_two_racing_duplicates_publish_once(bus):
+    s = sub(["channel:a"])
+    bus.attach(s, ["channel:a"])
+    start = bus.head()
+    results = [gevent.spawn(bus.publish_once, [ev("channel:a", 1, key="e1")], "user:alice", "req") for _ in range(8)]
+    gevent.joinall(results, timeout=10, raise_error=True)
+    answers = [g.value for g in results]
+    assert len({tuple(a.ids) for a in answers}) == 1 and sum(not a.replayed for a in answers) == 1
+    bus.publish([ev("channel:a", 99)])
+    assert live_numbers(s, 99) == [1, 99]
+    assert len(bus.replay(["channel:a"], start, 100).events) == 2
+
+
+def test_a_key_expires_after_the_window(kind, request):
+    now = [1000.0]
+    url = request.getfixturevalue("redis_url") if kind == "redis" else None
+    b = make_bus(kind, url, window=1, clock=lambda: now[0])
+    try:
+        first = b.publish_once([ev("channel:a", 1, key="e1")], "app", "req").ids
+        assert b.publish_once([ev("channel:a", 1, key="e1")], "app", "req").ids == first
+        if kind == "memory":
+            now[0] += 1.001
+        else:  # Redis' own clock: wait until it has dropped both keys
+            client = redis.Redis.from_url(url)
+            deadline = time.monotonic() + 5
+            while client.keys("cg:i:*"):
+                assert time.monotonic() < deadline, "idempotency keys did not expire"
+                time.sleep(0.05)
+        again = b.publish_once([ev("channel:a", 1, key="e1")], "app", "req")
+        assert not again.replayed and again.repeats == frozenset() and again.ids != first
+    finally:
+        b.close()
 
 
 # -- Redis only: what a lost or wiped Redis does -------------------------------------------

@@ -16,9 +16,52 @@
 -- events, ARGV[6+4n] = q, then q pairs (amount, seconds); KEYS[3+2n ..] the q
 -- counter keys. Over any of them: nothing is published, and the reply is the
 -- error 'QUOTA <index> <seconds until its window ends>'.
+--
+-- Optional idempotency (EventBus.publish_once), after the quotas (q = 0 when none):
+-- ARGV[i] = window seconds with i = 7 + 4n + 2q, ARGV[i+1] the request's fingerprint
+-- ('' when it has no key), ARGV[i+1+k] event k's fingerprint ('' when it has no key of
+-- its own); KEYS after the quota keys: the request's key (when it has one), then one
+-- per keyed event in order. A key's value is '<fingerprint>\n<answer>': the request's
+-- ids joined by ',' (ephemeral: empty), an event's cursor. Checked before the quotas
+-- and before anything is written: a seen request key returns {'=', its ids}; a seen
+-- event key puts its stored cursor (a string, unlike fresh seqs) in the event's place;
+-- a fingerprint mismatch is the error 'IDEMPOTENCY <0 for the request, else k>'.
+-- Absent (presence's embedded calls, publishes without keys), it costs one lookup.
 local n_events = tonumber(ARGV[5])
 local q_at = 6 + 4 * n_events
 local q = tonumber(ARGV[q_at]) or 0
+local i_at = q_at + 1 + 2 * q
+local window = tonumber(ARGV[i_at])
+local seen, owned, request_key = {}, {}, nil
+if window then
+  local k = 2 + 2 * n_events + q
+  local fp = ARGV[i_at + 1]
+  if fp ~= '' then
+    k = k + 1
+    request_key = KEYS[k]
+    local stored = redis.call('GET', request_key)
+    if stored then
+      if string.sub(stored, 1, #fp + 1) ~= fp .. '\n' then
+        return redis.error_reply('IDEMPOTENCY 0')
+      end
+      return {'=', string.sub(stored, #fp + 2)}
+    end
+  end
+  for i = 1, n_events do
+    local efp = ARGV[i_at + 1 + i]
+    if efp ~= '' then
+      k = k + 1
+      local stored = redis.call('GET', KEYS[k])
+      if not stored then
+        owned[i] = KEYS[k]
+      elseif string.sub(stored, 1, #efp + 1) == efp .. '\n' then
+        seen[i] = string.sub(stored, #efp + 2)
+      else
+        return redis.error_reply('IDEMPOTENCY ' .. i)
+      end
+    end
+  end
+end
 for j = 1, q do
   local key, amount = KEYS[2 + 2 * n_events + j], tonumber(ARGV[q_at + 2 * j - 1])
   local used = tonumber(redis.call('GET', key) or '0')
@@ -47,7 +90,9 @@ local out = {epoch}
 for i = 1, n do
   local a = 6 + (i - 1) * 4
   local live, etype, body = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  if ARGV[a] == '1' then
+  if seen[i] then
+    out[#out + 1] = seen[i]
+  elseif ARGV[a] == '1' then
     local hist, meta = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
     local seq = redis.call('INCR', KEYS[2])
     local cursor = epoch .. '-' .. seq
@@ -66,9 +111,29 @@ for i = 1, n do
     redis.call('EXPIRE', meta, meta_ttl)
     redis.call('PUBLISH', live, cursor .. '\n' .. etype .. '\n' .. envelope)
     out[#out + 1] = seq
+    if owned[i] then
+      redis.call('SET', owned[i], ARGV[i_at + 1 + i] .. '\n' .. cursor, 'EX', window)
+    end
   else
     redis.call('PUBLISH', live, '\n' .. etype .. '\n{' .. string.sub(body, 2))
     out[#out + 1] = 0
+    if owned[i] then
+      redis.call('SET', owned[i], ARGV[i_at + 1 + i] .. '\n', 'EX', window)
+    end
   end
+end
+if request_key then
+  local ids = {}
+  for i = 2, #out do
+    local v = out[i]
+    if type(v) ~= 'number' then
+      ids[i - 1] = v
+    elseif v == 0 then
+      ids[i - 1] = ''
+    else
+      ids[i - 1] = epoch .. '-' .. v
+    end
+  end
+  redis.call('SET', request_key, ARGV[i_at + 1] .. '\n' .. table.concat(ids, ','), 'EX', window)
 end
 return out

@@ -1,0 +1,149 @@
+"""Publishing to Redis: the key layout and the one call of lua/publish.lua.
+
+Shared by the service's RedisBus and the standalone publisher (chatgenius/publisher.py),
+so a worker or cron job publishes exactly as the service does: same script, same keys,
+same ids. Imports neither gevent nor Flask (a plain Python process may import it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from importlib import resources
+
+import redis
+
+from ..cursor import new_epoch
+from ..events import Draft, digest
+from .base import BusUnavailable, IdempotencyConflict, Published, Quota, QuotaExceeded
+
+EPOCH_KEY = "cg:epoch"
+SEQ_KEY = "cg:seq"
+QUOTA_PREFIX = "cg:q:"  # publish quotas' counters (EventBus.publish)
+LIVE_PREFIX = "cg:l:"
+# ReadOnlyError: a demoted master during failover; NOREPLICAS (min-replicas-to-write) comes
+# as a plain ResponseError subclass-less reply, see PublishScript._failed.
+ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError, OSError)
+_REPLAYED = b"="
+
+
+def history_key(channel: str) -> str:
+    return "cg:h:{" + channel + "}"
+
+
+def meta_key(channel: str) -> str:
+    return "cg:m:{" + channel + "}"
+
+
+def live_channel(channel: str) -> str:
+    return LIVE_PREFIX + channel
+
+
+def idempotency_key(kind: str, scope: str, key: str) -> str:
+    """The Redis key remembering `key` of `scope`; the scope is length-prefixed, so no (scope, key)
+    pair can spell another's (scope "a:b" key "c" vs scope "a" key "b:c"). `kind`: r request, e event."""
+    return f"cg:i:{kind}:{len(scope)}:{scope}:{key}"
+
+
+def script_source() -> str:
+    return resources.files(__package__).joinpath("lua/publish.lua").read_text()
+
+
+class PublishScript:
+    """lua/publish.lua bound to a client and the history settings; see EventBus.publish_once.
+
+    `on_seq(epoch, seq)` (optional) hears the highest seq each call handed out: RedisBus
+    uses it to notice a sequence that went backwards.
+    """
+
+    def __init__(
+        self, client: redis.Redis, maxlen: int, ttl: int, window: int = 600,
+        runner: Callable[..., object] | None = None,
+    ) -> None:
+        self.client = client
+        self.maxlen = maxlen
+        self.ttl = ttl
+        self.meta_ttl = max(ttl * 10, 7 * 86400)
+        self.window = window
+        self.on_seq: Callable[[bytes, int], None] | None = None
+        # `runner(keys=, args=)` runs the script: redis-py's own Script by default; the service
+        # passes bus/redis_script.Script (gevent, connections of its own, no pool checks per call).
+        self._script = runner or client.register_script(script_source())
+
+    def call_args(self, drafts: Sequence[Draft]) -> tuple[list[str], list[object]]:
+        """KEYS and ARGV of lua/publish.lua for `drafts` alone (no quotas, no idempotency): also what
+        scripts that publish atomically with a state change of their own pass (presence_redis.py)."""
+        keys: list[str] = [EPOCH_KEY, SEQ_KEY]
+        args: list[object] = [new_epoch(), self.maxlen, self.ttl, self.meta_ttl, len(drafts)]
+        for d in drafts:
+            keys += [history_key(d.channel), meta_key(d.channel)]
+            args += ["1" if d.durable else "0", live_channel(d.channel), d.type, d.body]
+        return keys, args
+
+    def publish(self, drafts: Sequence[Draft], quotas: Sequence[Quota] = ()) -> list[str | None]:
+        """See EventBus.publish."""
+        return self.publish_once(drafts, "", None, quotas).ids
+
+    def publish_once(
+        self, drafts: Sequence[Draft], scope: str, key: str | None = None, quotas: Sequence[Quota] = (),
+    ) -> Published:
+        """See EventBus.publish_once: one script call, one round trip."""
+        keys, args = self.call_args(drafts)
+        keyed = key is not None or any(d.key is not None for d in drafts)
+        if quotas or keyed:
+            keys += [QUOTA_PREFIX + q.key + ":" + str(q.seconds) for q in quotas]
+            args.append(len(quotas))
+            for q in quotas:
+                args += [q.amount, q.seconds]
+        if keyed:
+            args += [self.window, digest(drafts) if key is not None else ""]
+            if key is not None:
+                keys.append(idempotency_key("r", scope, key))
+            for d in drafts:
+                if d.key is None:
+                    args.append("")
+                else:
+                    args.append(d.fingerprint)
+                    keys.append(idempotency_key("e", scope, d.key))
+        try:
+            result = self._script(keys=keys, args=args)
+        except ERRORS as exc:
+            raise BusUnavailable(f"redis unavailable: {exc}") from exc
+        except redis.ResponseError as exc:
+            failure = self._failed(exc, quotas)
+            raise failure from (exc if isinstance(failure, BusUnavailable) else None)
+        return self._decode(result)
+
+    def _decode(self, result: list) -> Published:
+        epoch = result[0]
+        if epoch == _REPLAYED:
+            return Published([i or None for i in result[1].decode().split(",")], replayed=True)
+        epoch_s = epoch.decode()
+        ids: list[str | None] = []
+        repeats = []
+        top = 0
+        for i, v in enumerate(result[1:]):
+            if isinstance(v, bytes):  # a keyed event seen before: its stored cursor
+                repeats.append(i)
+                ids.append(v.decode() or None)
+            elif v:
+                ids.append(f"{epoch_s}-{v}")
+                top = max(top, v)
+            else:
+                ids.append(None)
+        if top and self.on_seq is not None:
+            self.on_seq(epoch, top)
+        return Published(ids, repeats=frozenset(repeats)) if repeats else Published(ids)
+
+    @staticmethod
+    def _failed(exc: redis.ResponseError, quotas: Sequence[Quota]) -> Exception:
+        """The script's refusals as the bus' exceptions; Redis refusing writes is BusUnavailable."""
+        text = str(exc)
+        if text.startswith("QUOTA "):
+            _, index, left = text.split()
+            return QuotaExceeded(quotas[int(index) - 1], int(left))
+        if text.startswith("IDEMPOTENCY "):
+            index = int(text.split()[1])
+            return IdempotencyConflict(index - 1 if index else None)
+        if text.startswith(("NOREPLICAS", "MASTERDOWN", "LOADING", "BUSY")):
+            return BusUnavailable(f"redis cannot take writes now: {exc}")
+        return exc

@@ -1,0 +1,69 @@
+"""Publish from any Python process (workers, cron jobs) with only a Redis URL: no Flask, no gevent.
+
+    from chatgenius.publisher import RedisPublisher
+    events = RedisPublisher.from_env()          # REDIS_URL, HISTORY_MAXLEN, HISTORY_TTL, ...
+    events.publish("channel:general", "message.created", {"text": "build done"}, idempotency_key="build-812")
+
+It runs the service's own publish script (bus/redis_publish.py) on the service's Redis,
+so its events get ids from the same sequence, land in the same history and reach every
+stream like POST /events' do. Keep HISTORY_MAXLEN and HISTORY_TTL equal to the service's
+(from_env reads the same variables). Not counted by the service's rate limit or metrics.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import redis
+
+from . import config
+from .bus.redis_publish import PublishScript
+from .publishing import APP_SCOPE, Publisher, PublishError
+
+__all__ = ["PublishError", "RedisPublisher"]
+
+ENV = ("REDIS_URL", "HISTORY_MAXLEN", "HISTORY_TTL", "IDEMPOTENCY_WINDOW", "MAX_EVENT_BYTES")
+
+
+class RedisPublisher(Publisher):
+    """See Publisher: `publish` and `publish_many`, raising PublishError; thread-safe (one pool)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        history_maxlen: int = config.Settings.history_maxlen,
+        history_ttl: int = config.Settings.history_ttl,
+        idempotency_window: int = config.Settings.idempotency_window,
+        max_event_bytes: int = config.Settings.max_event_bytes,
+        scope: str = APP_SCOPE,
+    ) -> None:
+        super().__init__(PublishScript(client, history_maxlen, history_ttl, idempotency_window), max_event_bytes, scope=scope)
+        self.client = client
+
+    @classmethod
+    def from_url(cls, url: str, **options: object) -> RedisPublisher:
+        """A publisher on the Redis at `url` (redis://, rediss:// or unix://); `options` as __init__'s."""
+        checked = config.parse({"REDIS_URL": url}, ("REDIS_URL",)).get("redis_url")
+        if not isinstance(checked, str):
+            raise config.ConfigError("REDIS_URL: required to publish from outside the service")
+        extra: dict[str, object] = {} if checked.startswith("unix://") else {"socket_keepalive": True}
+        client = redis.Redis.from_url(checked, socket_connect_timeout=3, socket_timeout=10, health_check_interval=0, **extra)
+        return cls(client, **options)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, scope: str = APP_SCOPE) -> RedisPublisher:
+        """A publisher configured like the service: REDIS_URL (required), HISTORY_MAXLEN, HISTORY_TTL,
+        IDEMPOTENCY_WINDOW, MAX_EVENT_BYTES; a bad value is config.ConfigError naming the variable."""
+        values = config.parse(os.environ if env is None else env, ENV)
+        return cls.from_url(str(values.pop("redis_url", "")), scope=scope, **values)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> RedisPublisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,83 @@
+"""chatgenius.publisher from a plain Python process (no Flask, no gevent) into a real gunicorn's streams."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from support.gunicorn import Gunicorn
+from support.procs import REPO_ROOT
+from support.service import bearer, dev_token, publish, service_env
+from support.sse_client import SSEClient
+
+from chatgenius.config import ConfigError
+from chatgenius.publisher import RedisPublisher
+
+CHAN = "channel:general"
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys
+    from chatgenius.publisher import PublishError, RedisPublisher
+
+    with RedisPublisher.from_env() as events:
+        one = events.publish("channel:general", "message.created", {"n": 1}, idempotency_key="job-1")
+        again = events.publish("channel:general", "message.created", {"n": 1}, idempotency_key="job-1")
+        more = events.publish_many([{"channel": "channel:general", "type": "message.created", "data": {"n": 2}}])
+        try:
+            events.publish("channel:general", "message.created", {"n": 3}, idempotency_key="job-1")
+            raise SystemExit("a conflicting key was accepted")
+        except PublishError as exc:
+            assert (exc.status, exc.code) == (422, "idempotency_conflict"), exc.body()
+    assert one == again, (one, again)
+    loaded = sorted({name.split(".")[0] for name in sys.modules} & {"flask", "werkzeug", "gevent", "greenlet"})
+    assert not loaded, loaded
+    print(json.dumps([one, *more]))
+    """
+)
+
+
+def stream(g: Gunicorn, token: str, last_event_id: str | None = None) -> SSEClient:
+    headers = bearer(token) | ({"Last-Event-ID": last_event_id} if last_event_id else {})
+    client = SSEClient(f"{g.base_url}/stream?channels={CHAN}", headers, timeout=10)
+    assert client.status == 200
+    client.read_until(lambda f: f.event == "system.connected", 5)
+    return client
+
+
+def test_a_process_without_flask_publishes_to_live_streams_and_history(redis_url):
+    with Gunicorn(workers=1, env=service_env(redis_url)) as g:
+        token = dev_token(g.base_url, "alice", ["channel:*"], ["publish:events"])
+        live = stream(g, token)
+        try:
+            before = publish(g.base_url, token, CHAN, {"n": 0})
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("HISTORY_", "IDEMPOTENCY_"))}
+            done = subprocess.run(
+                [sys.executable, "-c", WORKER], cwd=REPO_ROOT, env=env | {"REDIS_URL": redis_url},
+                capture_output=True, text=True, timeout=60, check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            ids = json.loads(done.stdout)
+            got = [live.read_until(lambda f: f.event == "message.created", 10) for _ in range(3)]
+            assert [(f.id, f.json()["data"]["n"]) for f in got] == [(before, 0), (ids[0], 1), (ids[1], 2)]
+        finally:
+            live.close()
+        resumed = stream(g, token, last_event_id=ids[0])  # its cursors resume like any other
+        try:
+            frame = resumed.read_until(lambda f: f.event == "message.created", 10)
+            assert (frame.id, frame.json()["data"]["n"]) == (ids[1], 2)
+        finally:
+            resumed.close()
+
+
+def test_from_env_validates_like_the_service():
+    with pytest.raises(ConfigError, match=r"^REDIS_URL: required"):
+        RedisPublisher.from_env({})
+    with pytest.raises(ConfigError, match=r"^REDIS_URL: expected"):
+        RedisPublisher.from_env({"REDIS_URL": "http://nope"})
+    with pytest.raises(ConfigError, match=r"^IDEMPOTENCY_WINDOW: must be between"):
+        RedisPublisher.from_env({"REDIS_URL": "redis://127.0.0.1:1", "IDEMPOTENCY_WINDOW": "0"})
