@@ -7,9 +7,10 @@ Starts a private redis-server and our gunicorn (bench/peers/chatgenius/start.sh,
 CG_WORKERS workers), publishes over keep-alive HTTP from this process (one
 connection, one request at a time, so nothing queues), and reads the workers'
 CPU time from /proc before and after: µs of server CPU per event, for single
-events and for batches of 100. `--in-process` also measures
-`realtime.publish` called inside a process that built the app on the same Redis
-(what a Flask view of the monolith pays per event).
+events and for batches of 100. It also measures
+`chatgenius.realtime(app).publish` in a child process that built the app on the
+same Redis (what a Flask view of the monolith pays per event: its own process's
+CPU, the workers' readers get nothing since no stream is open).
 """
 from __future__ import annotations
 
@@ -65,6 +66,30 @@ def http_cost(port: int, token: str, n: int, batch: int) -> float:
     return (cpu_of(pids) - c0) * 1e6 / (n * batch)
 
 
+IN_PROCESS = """
+from gevent import monkey; monkey.patch_all()
+import sys, time
+import chatgenius
+from chatgenius.factory import create_app
+app = create_app(env={"AUTH_MODE": "dev", "REDIS_URL": sys.argv[1], "WEB_CONCURRENCY": "1", "LOG_LEVEL": "WARNING"})
+rt = chatgenius.realtime(app)
+n = int(sys.argv[2])
+for i in range(200):
+    rt.publish("bench:c%d" % (i % 500), "message.created", {"text": "hello", "n": i})
+t = time.process_time()
+for i in range(n):
+    rt.publish("bench:c%d" % (i % 500), "message.created", {"text": "hello", "n": i})
+print((time.process_time() - t) * 1e6 / n)
+"""
+
+
+def in_process_cost(n: int) -> float:
+    redis_url = f"redis://127.0.0.1:{(RUN / 'redis.port').read_text().strip()}/0"
+    out = subprocess.run([sys.executable, "-c", IN_PROCESS, redis_url, str(n)], check=True, capture_output=True, text=True,
+                         cwd=BENCH.parent)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=3000)
@@ -78,8 +103,10 @@ def main() -> None:
         token = (RUN / "token").read_text().strip()
         single = http_cost(port, token, args.n, 1)
         batch = http_cost(port, token, max(20, args.n // 100), 100)
+        inproc = in_process_cost(args.n)
         print(f"HTTP single: {single:.0f} µs server CPU per event")
         print(f"HTTP batch of 100: {batch:.1f} µs server CPU per event")
+        print(f"in-process realtime.publish: {inproc:.0f} µs CPU per event")
     finally:
         subprocess.run([str(PEER / "stop.sh")], capture_output=True)
 
