@@ -23,8 +23,9 @@ from collections import Counter
 # (stage, markers): a sample goes to the first stage one of whose markers is in its stack.
 STAGES = [
     ("HTTP answer: head and body sends", ["Response.send_headers (gunicorn/http/wsgi.py", "Response.write (gunicorn/http/wsgi.py",
-                                          "Response.close (gunicorn/http/wsgi.py", "_Answer.close (chatgenius/web/publish_fast.py"]),
-    ("Lua call (EVALSHA: pack, send, wait, parse)", ["Script.__call__ (chatgenius/bus/redis_script.py", "Script.__call__ (redis/commands/core.py", "Redis.execute_command (redis/client.py"]),
+                                          "Response.close (gunicorn/http/wsgi.py"]),
+    ("Lua call (EVALSHA: pack, send, wait, parse)", ["Script.__call__ (chatgenius/bus/redis_script.py",
+                                                     "Script.__call__ (redis/commands/core.py", "Redis.execute_command (redis/client.py"]),
     ("auth (token check)", ["Verifier.", "identity (chatgenius/web/common.py", "Realtime.identify"]),
     ("validation and envelope", ["drafts_from_request (chatgenius/events.py", "draft (chatgenius/events.py"]),
     ("limiter (flask-limiter)", ["Limiter.", "(flask_limiter/"]),
