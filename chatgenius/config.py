@@ -53,6 +53,7 @@ class Settings:
     history_ttl: int = 86400
     max_event_bytes: int = 65536
     log_level: str = "INFO"
+    log_format: str = "json"
     bind: str = "127.0.0.1:8000"
     workers: int = 1
     # Not in the contract's list; tuning knobs with safe defaults.
@@ -120,6 +121,13 @@ def _limit(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
+    value = raw.strip().lower()
+    if value not in allowed:
+        raise ConfigError(f"{name}: expected {' or '.join(allowed)}, got {raw!r}")
+    return value
+
+
 def _redis_url(name: str, raw: str) -> str:
     if not re.match(r"^(redis|rediss|unix)://", raw):
         raise ConfigError(f"{name}: expected redis://, rediss:// or unix://, got {raw!r}")
@@ -165,6 +173,7 @@ _PARSERS = {
     "HISTORY_MAXLEN": ("history_maxlen", lambda n, r: _int(n, r, 1, 1_000_000)),
     "HISTORY_TTL": ("history_ttl", lambda n, r: _int(n, r, 1, 365 * 86400)),
     "MAX_EVENT_BYTES": ("max_event_bytes", lambda n, r: _int(n, r, 64, 16 << 20)),
+    "LOG_FORMAT": ("log_format", lambda n, r: _choice(n, r, ("json", "text"))),
     "BIND": ("bind", lambda n, r: r.strip()),
     "WEB_CONCURRENCY": ("workers", lambda n, r: _int(n, r, 1, 256)),
     "SSE_QUEUE_MAX_BYTES": ("queue_max_bytes", lambda n, r: _int(n, r, 1024, 1 << 30)),

@@ -78,7 +78,7 @@ def build_chat(settings: config.Settings, rt: Realtime) -> tuple[Chat, Admin]:
 
 def create_app(settings: config.Settings | None = None, env: Mapping[str, str] | None = None) -> Flask:
     settings = settings or config.load(env)
-    log.setup(settings.log_level)
+    log.setup(settings.log_level, settings.log_format)
     app = Flask(__name__, static_folder=None)
     app.wsgi_app = remember_start_response(app.wsgi_app)  # type: ignore[method-assign]  # streams: wire.py
     if settings.trusted_proxies:

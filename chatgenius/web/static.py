@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import Blueprint, Response, send_from_directory
 
-STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
+from ..assets import static_dir
+
+STATIC_DIR = static_dir()
 
 bp = Blueprint("static_files", __name__)
 
