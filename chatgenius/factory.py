@@ -27,7 +27,7 @@ from .state.memory import MemoryState
 from .state.redis import RedisState
 from .telemetry import Telemetry
 from .web import admin as admin_web
-from .web import admin_stats, compression, dev, errors, observe, ops, poll, publish, ratelimit, security, static, stream, tickets
+from .web import admin_stats, apidoc, compression, dev, errors, observe, ops, poll, publish, ratelimit, security, static, stream, tickets
 from .web import chat as chat_web
 from .wire import remember_start_response
 
@@ -61,7 +61,7 @@ def build_state(bus: EventBus) -> SharedState:
 
 
 def build_chat(settings: config.Settings, rt: Realtime) -> tuple[Chat, Admin]:
-    """Presence, the control plane and runtime flags: on the bus' Redis, or in process (issue 4)."""
+    """Presence, the control plane and runtime flags: on the bus' Redis, or in process."""
     bus = rt.bus
     if isinstance(bus, RedisBus):
         store, control_store = RedisPresence(bus), RedisControl(bus.client)
@@ -100,7 +100,7 @@ def create_app(settings: config.Settings | None = None, env: Mapping[str, str] |
     metrics.export(app, telemetry.metrics, guard=admin_stats.admin_only)  # contract: every endpoint but health needs a user
     security.install(app, settings)
     ratelimit.install(app, settings, bus.client.connection_pool if isinstance(bus, RedisBus) else None)
-    for module in (errors, ops, stream, poll, publish, tickets, dev, static, admin_stats, chat_web, admin_web):
+    for module in (errors, ops, stream, poll, publish, tickets, dev, static, apidoc, admin_stats, chat_web, admin_web):
         app.register_blueprint(module.bp)
     bus.start()
     bus.hub.start_ticker(min(1.0, max(0.05, settings.heartbeat_interval / 4)))

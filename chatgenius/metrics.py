@@ -5,7 +5,7 @@ it): each worker writes its values to mmap files there, and `/metrics`
 (prometheus-flask-exporter's multiprocess endpoint) sums every file at scrape time.
 Each gauge says how it is combined; the `live*` modes drop a worker's files when
 gunicorn's `child_exit` marks it dead, so a killed worker's connections do not
-linger (issue 6). Without the variable (`python app.py`) one private registry
+linger. Without the variable (`python app.py`) one private registry
 serves everything; a registry per app keeps test apps apart.
 
 No user or channel label anywhere: their number is unbounded. Labelled

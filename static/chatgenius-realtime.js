@@ -193,7 +193,7 @@ export function parseRetryAfter(value, now) {
   return Number.isNaN(at) ? null : Math.max(0, at - now)
 }
 
-/** The silence after which a stream is presumed dead: 2.5 heartbeats (issue 5). */
+/** The silence after which a stream is presumed dead: 2.5 heartbeats. */
 export function watchdogMs(heartbeatIntervalS) {
   return Math.round(2.5 * heartbeatIntervalS * 1000)
 }

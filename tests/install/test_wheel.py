@@ -92,3 +92,4 @@ def test_gunicorn_streams_an_event_from_the_installed_package_outside_the_reposi
         js = request("GET", f"{base}/static/chatgenius-realtime.js")
         assert js.status == 200 and js.body == (REPO_ROOT / "static/chatgenius-realtime.js").read_bytes()
         assert b"<title>ChatGenius" in request("GET", f"{base}/").body
+        assert request("GET", f"{base}/openapi.json").json()["paths"]["/stream"]["get"]
