@@ -51,7 +51,7 @@ def serve(env: Mapping[str, str] | None = None) -> int:
     try:
         listener = listen(settings.bind)
     except OSError as exc:
-        reason = exc.strerror or str(exc)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
         print(f"cannot listen on {settings.bind}: {reason} (set BIND to another host:port)", file=sys.stderr)
         return 1
     app = create_app(settings)

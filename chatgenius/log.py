@@ -86,9 +86,13 @@ class TextFormatter(JsonFormatter):
         parts = [clock, f"{out['level']:<7}", out["event"]]
         if out.get("message"):
             parts.append(out["message"])
-        parts += [f"{k}={v if isinstance(v, str) else json.dumps(v, default=str)}" for k, v in out.items() if k not in self._HEAD]
+        error = out.get("error")
+        if error and "\n" not in error:
+            parts.append(f"error={error}")
+        parts += [f"{k}={v if isinstance(v, str) else json.dumps(v, default=str)}"
+                  for k, v in out.items() if k not in self._HEAD and v is not None]
         line = " ".join(parts)
-        return line + ("\n" + out["error"] if out.get("error") else "")
+        return line + ("\n" + error if error and "\n" in error else "")
 
 
 def setup(level: str = "INFO", fmt: str = "json") -> None:
