@@ -97,7 +97,8 @@ def create_app(settings: config.Settings | None = None, env: Mapping[str, str] |
     # After-request hooks run in reverse order of registration: compression's runs last, on the final body.
     app.register_blueprint(compression.bp)
     app.register_blueprint(observe.bp)  # first, so the request id is bound before any other hook logs
-    metrics.export(app, telemetry.metrics, guard=admin_stats.admin_only)  # contract: every endpoint but health needs a user
+    # Every endpoint but health needs a user; a scraper may use METRICS_TOKEN instead (it does not expire).
+    metrics.export(app, telemetry.metrics, guard=admin_stats.metrics_guard(settings.metrics_token))
     security.install(app, settings)
     ratelimit.install(app, settings, bus.client.connection_pool if isinstance(bus, RedisBus) else None)
     for module in (errors, ops, stream, poll, publish, tickets, dev, static, apidoc, admin_stats, chat_web, admin_web):
