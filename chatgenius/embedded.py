@@ -15,12 +15,15 @@ import sys
 from collections.abc import Mapping
 
 import gevent
+from gevent.pool import Pool
 from gevent.pywsgi import WSGIServer
 
 from . import config
 from .factory import create_app
 
 DEFAULTS = {"AUTH_MODE": "dev", "BIND": "127.0.0.1:8000"}
+# Connections served at once (streams included): what a laptop's default 1024 open files allow.
+CONNECTIONS = 1000
 
 
 def settings_for(env: Mapping[str, str], tty: bool) -> config.Settings:
@@ -55,7 +58,8 @@ def serve(env: Mapping[str, str] | None = None) -> int:
         print(f"cannot listen on {settings.bind}: {reason} (set BIND to another host:port)", file=sys.stderr)
         return 1
     app = create_app(settings)
-    server = WSGIServer(listener, app, log=None)
+    app.extensions["chatgenius.telemetry"].set_capacity(CONNECTIONS)  # gunicorn's post_worker_init does it there
+    server = WSGIServer(listener, app, log=None, spawn=Pool(CONNECTIONS))
     for sig in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(sig, server.stop, 1)  # open streams get a second, then are cut
     bus = "redis" if settings.redis_url or settings.redis_sentinels else "memory"
