@@ -22,7 +22,7 @@ install-dev: $(VENV)/.installed-dev
 
 ## run: the demo chat at http://127.0.0.1:8000 (one process, in-memory bus, dev auth)
 run: install
-	$(BIN)/python app.py
+	@$(BIN)/python app.py
 
 ## test: lint, the JS client's types and unit tests, then the whole Python suite against real parts
 test: install-dev lint types js-test py-test
