@@ -55,6 +55,18 @@ def test_the_app_serves_the_document_as_json_without_a_token(app: Flask) -> None
     assert resp.json == yaml.safe_load((REPO_ROOT / "docs/openapi.yaml").read_text())
     assert resp.json["openapi"].startswith("3.1") and documented(resp.json) == served(app)
 
+    def keys(node: object) -> Iterator[object]:
+        if isinstance(node, dict):
+            yield from node
+            for value in node.values():
+                yield from keys(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from keys(value)
+
+    # YAML 1.1 reads an unquoted `on:`/`yes:`/`200:` key as a bool or an int; JSON would quietly stringify it.
+    assert {type(k) for k in keys(yaml.safe_load((REPO_ROOT / "docs/openapi.yaml").read_text()))} == {str}
+
 
 def test_api_md_names_every_documented_path(app: Flask) -> None:
     text = re.sub(r"<(\w+)>", r"{\1}", (REPO_ROOT / "docs/API.md").read_text())
