@@ -1,9 +1,5 @@
-"""gunicorn's entry: `gunicorn -c gunicorn.conf.py wsgi:app` (gevent workers patch first)."""
+"""gunicorn's entry in the repository: `gunicorn -c gunicorn.conf.py wsgi:app` (the app is chatgenius.wsgi's)."""
 
-from gevent import monkey
+from chatgenius.wsgi import app
 
-monkey.patch_all()
-
-from chatgenius.factory import create_app  # noqa: E402
-
-app = create_app()
+__all__ = ["app"]

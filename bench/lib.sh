@@ -1,8 +1,8 @@
-# Helpers for the peer start/stop scripts and run.sh (source me); from ../shared/bench/lib.sh.
+# Helpers for the peer start/stop scripts and run.sh (source me); from the original benchmark kit's lib.sh.
 # Everything binds to 127.0.0.1; processes are stopped only by the PIDs we recorded.
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 RUN_DIR="${RUN_DIR:-$BENCH_DIR/run}"
-# Ports differ from ../shared/bench's (16379, 18100, 18200) so both can run on one box.
+# Ports differ from the original kit's (16379, 18100, 18200) so both can run on one box.
 REDIS_PORT="${REDIS_PORT:-16479}"
 NCHAN_PORT="${NCHAN_PORT:-18110}"
 export FLASK_SSE_PORT="${FLASK_SSE_PORT:-18210}"

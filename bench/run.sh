@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The side-by-side benchmark (issue 9): ChatGenius realtime, flask-sse and Nchan,
-# measured by the same generator (ssebench/, extended from ../shared/bench) in one run.
+# The side-by-side benchmark: ChatGenius realtime, flask-sse and Nchan,
+# measured by the same generator (ssebench/, extended from the original benchmark kit) in one run.
 #
 #   bench/run.sh                      # every scenario, every target (~25 min)
 #   QUICK=1 bench/run.sh              # smaller sizes, shorter steps (a few minutes)
@@ -30,7 +30,7 @@ if [[ $QUICK == 1 ]]; then
   SPREAD_N=${SPREAD_N:-5000}; SPREAD_DUR=${SPREAD_DUR:-10s}
   STORM_N=${STORM_N:-2000}
 else
-  # 20,000 in the issue; one generator process holds at most `ulimit -n` sockets, and the
+  # 20,000 in the performance bar; one generator process holds at most `ulimit -n` sockets, and the
   # hard limit here is 20,000 (raise it to measure 20k: run.sh lowers sizes that do not fit)
   IDLE_SIZES=${IDLE_SIZES:-1000 5000 10000 20000}; IDLE_HOLD=${IDLE_HOLD:-20s}
   FAN_DUR=${FAN_DUR:-10s}; FAN_REFINE=${FAN_REFINE:-1}

@@ -1,8 +1,8 @@
 """Chat semantics over the pipe: typing, presence, and changing a live stream's channels.
 
 Plain Python like service.py (which it builds on); web/chat.py only turns
-requests into these calls. Issue 4; the contract's rows for POST /typing,
-POST /subscriptions and GET /presence/<channel>.
+requests into these calls. docs/API.md: POST /typing, POST /subscriptions and
+GET /presence/<channel>.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Iterator
 
+from werkzeug.datastructures import Accept
+
 # A body smaller than this gains a few dozen bytes at best and costs a zlib state.
 MIN_BODY_BYTES = 1024
 BODY_LEVEL = 6
@@ -29,34 +31,17 @@ _GZIP = 16  # wbits offset that makes zlib write a gzip header and trailer (RFC 
 COMPRESSIBLE_TYPES = frozenset({"application/json", "text/plain", "text/event-stream"})
 
 
-def accepts_gzip(accept_encoding: str | None) -> bool:
-    """True if an Accept-Encoding value allows gzip (RFC 9110, 12.5.3: q=0 refuses, `*` covers it)."""
-    if not accept_encoding:
-        return False
-    gzip_q: float | None = None
-    star_q: float | None = None
-    for item in accept_encoding.split(","):
-        coding, _, params = item.partition(";")
-        coding = coding.strip().lower()
-        q = _qvalue(params)
-        if coding in ("gzip", "x-gzip"):
-            gzip_q = q if gzip_q is None else max(gzip_q, q)
-        elif coding == "*":
-            star_q = q
-    if gzip_q is not None:
-        return gzip_q > 0
-    return star_q is not None and star_q > 0
+def accepts_gzip(accept: Accept) -> bool:
+    """True if a parsed Accept-Encoding (werkzeug's `request.accept_encodings`) allows gzip.
 
-
-def _qvalue(params: str) -> float:
-    for param in params.split(";"):
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "q":
-            try:
-                return min(1.0, max(0.0, float(value.strip())))
-            except ValueError:
-                return 0.0
-    return 1.0
+    RFC 9110, 12.5.3: q=0 refuses, `*` covers a coding not named; x-gzip is gzip
+    (8.4.1.3), so a named gzip or x-gzip decides before `*` does. werkzeug drops
+    an entry whose q is not a number in 0..1.
+    """
+    named = [q for coding, q in accept if coding.lower() in ("gzip", "x-gzip")]
+    if named:
+        return max(named) > 0
+    return accept.quality("*") > 0
 
 
 def gzip_body(data: bytes, level: int = BODY_LEVEL) -> bytes:

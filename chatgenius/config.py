@@ -54,6 +54,8 @@ class Settings:
     max_event_bytes: int = 65536
     idempotency_window: int = 600
     log_level: str = "INFO"
+    log_format: str = "json"
+    metrics_token: str = field(default="", repr=False)  # a credential: never in a repr or a log line
     bind: str = "127.0.0.1:8000"
     workers: int = 1
     # Not in the contract's list; tuning knobs with safe defaults.
@@ -121,6 +123,21 @@ def _limit(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
+    value = raw.strip().lower()
+    if value not in allowed:
+        raise ConfigError(f"{name}: expected {' or '.join(allowed)}, got {raw!r}")
+    return value
+
+
+def _secret(name: str, raw: str, min_length: int) -> str:
+    value = raw.strip()
+    if len(value) < min_length or not re.fullmatch(r"[A-Za-z0-9._~+/=-]+", value):
+        raise ConfigError(f"{name}: expected at least {min_length} characters of [A-Za-z0-9._~+/=-] "
+                          "(e.g. from `openssl rand -hex 32`); the value is not shown")
+    return value
+
+
 def _redis_url(name: str, raw: str) -> str:
     if not re.match(r"^(redis|rediss|unix)://", raw):
         raise ConfigError(f"{name}: expected redis://, rediss:// or unix://, got {raw!r}")
@@ -167,6 +184,8 @@ _PARSERS = {
     "HISTORY_TTL": ("history_ttl", lambda n, r: _int(n, r, 1, 365 * 86400)),
     "MAX_EVENT_BYTES": ("max_event_bytes", lambda n, r: _int(n, r, 64, 16 << 20)),
     "IDEMPOTENCY_WINDOW": ("idempotency_window", lambda n, r: _int(n, r, 1, 7 * 86400)),
+    "LOG_FORMAT": ("log_format", lambda n, r: _choice(n, r, ("json", "text"))),
+    "METRICS_TOKEN": ("metrics_token", lambda n, r: _secret(n, r, 32)),
     "BIND": ("bind", lambda n, r: r.strip()),
     "WEB_CONCURRENCY": ("workers", lambda n, r: _int(n, r, 1, 256)),
     "SSE_QUEUE_MAX_BYTES": ("queue_max_bytes", lambda n, r: _int(n, r, 1024, 1 << 30)),

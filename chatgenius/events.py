@@ -29,6 +29,8 @@ DURABLE_TYPES = frozenset(
     }
 )
 EPHEMERAL_TYPES = frozenset({"user.typing"})
+# In the catalog, but the service's own: presence follows connections, so POST /events refuses it.
+SERVICE_TYPES = frozenset({"user.presence"})
 CATALOG = DURABLE_TYPES | EPHEMERAL_TYPES
 # Frames the server sends to one connection; a publisher may never forge them.
 CONNECTION_FRAMES = frozenset(
@@ -166,6 +168,8 @@ def drafts_from_request(payload: object, max_bytes: int) -> list[Draft]:
     out = []
     for index, item in enumerate(items):
         try:
+            if isinstance(item, dict) and item.get("type") in SERVICE_TYPES:
+                raise EventError(f"{item['type']} is sent by the service itself and cannot be published", "bad_type")
             out.append(draft(item, max_bytes, now))
         except EventError as exc:
             if len(items) > 1:

@@ -27,7 +27,7 @@ from .state.memory import MemoryState
 from .state.redis import RedisState
 from .telemetry import Telemetry
 from .web import admin as admin_web
-from .web import admin_stats, compression, dev, errors, observe, ops, poll, publish, ratelimit, security, static, stream, tickets
+from .web import admin_stats, apidoc, compression, dev, errors, observe, ops, poll, publish, ratelimit, security, static, stream, tickets
 from .web import chat as chat_web
 from .web.publish_fast import FastPublish
 from .wire import remember_start_response
@@ -62,7 +62,7 @@ def build_state(bus: EventBus) -> SharedState:
 
 
 def build_chat(settings: config.Settings, rt: Realtime) -> tuple[Chat, Admin]:
-    """Presence, the control plane and runtime flags: on the bus' Redis, or in process (issue 4)."""
+    """Presence, the control plane and runtime flags: on the bus' Redis, or in process."""
     bus = rt.bus
     if isinstance(bus, RedisBus):
         store, control_store = RedisPresence(bus), RedisControl(bus.client)
@@ -79,7 +79,7 @@ def build_chat(settings: config.Settings, rt: Realtime) -> tuple[Chat, Admin]:
 
 def create_app(settings: config.Settings | None = None, env: Mapping[str, str] | None = None) -> Flask:
     settings = settings or config.load(env)
-    log.setup(settings.log_level)
+    log.setup(settings.log_level, settings.log_format)
     app = Flask(__name__, static_folder=None)
     app.wsgi_app = remember_start_response(app.wsgi_app)  # type: ignore[method-assign]  # streams: wire.py
     if settings.trusted_proxies:
@@ -98,10 +98,11 @@ def create_app(settings: config.Settings | None = None, env: Mapping[str, str] |
     # After-request hooks run in reverse order of registration: compression's runs last, on the final body.
     app.register_blueprint(compression.bp)
     app.register_blueprint(observe.bp)  # first, so the request id is bound before any other hook logs
-    metrics.export(app, telemetry.metrics, guard=admin_stats.admin_only)  # contract: every endpoint but health needs a user
+    # Every endpoint but health needs a user; a scraper may use METRICS_TOKEN instead (it does not expire).
+    metrics.export(app, telemetry.metrics, guard=admin_stats.metrics_guard(settings.metrics_token))
     security.install(app, settings)
     ratelimit.install(app, settings, bus.client.connection_pool if isinstance(bus, RedisBus) else None)
-    for module in (errors, ops, stream, poll, publish, tickets, dev, static, admin_stats, chat_web, admin_web):
+    for module in (errors, ops, stream, poll, publish, tickets, dev, static, apidoc, admin_stats, chat_web, admin_web):
         app.register_blueprint(module.bp)
     # Outermost: the publisher's usual POST /events is answered before Flask (web/publish_fast.py).
     app.wsgi_app = FastPublish(app.wsgi_app, rt, telemetry, security.max_body_bytes(settings))  # type: ignore[method-assign]

@@ -72,10 +72,33 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, separators=(",", ":"))
 
 
-def setup(level: str = "INFO") -> None:
-    """Route every logger (ours, gunicorn's, libraries') through the JSON formatter."""
+class TextFormatter(JsonFormatter):
+    """The same record for a person at a terminal: `12:00:01 info  connection.open user_id=alice ...`.
+
+    Built from the JSON formatter's output, so it redacts exactly what the JSON lines redact.
+    """
+
+    _HEAD = ("ts", "level", "event", "logger", "pid", "message", "error")
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = json.loads(super().format(record))
+        clock = time.strftime("%H:%M:%S", time.localtime(out["ts"]))
+        parts = [clock, f"{out['level']:<7}", out["event"]]
+        if out.get("message"):
+            parts.append(out["message"])
+        error = out.get("error")
+        if error and "\n" not in error:
+            parts.append(f"error={error}")
+        parts += [f"{k}={v if isinstance(v, str) else json.dumps(v, default=str)}"
+                  for k, v in out.items() if k not in self._HEAD and v is not None]
+        line = " ".join(parts)
+        return line + ("\n" + error if error and "\n" in error else "")
+
+
+def setup(level: str = "INFO", fmt: str = "json") -> None:
+    """Route every logger (ours, gunicorn's, libraries') through one formatter: JSON, or text for a terminal."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

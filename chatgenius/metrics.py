@@ -5,7 +5,7 @@ it): each worker writes its values to mmap files there, and `/metrics`
 (prometheus-flask-exporter's multiprocess endpoint) sums every file at scrape time.
 Each gauge says how it is combined; the `live*` modes drop a worker's files when
 gunicorn's `child_exit` marks it dead, so a killed worker's connections do not
-linger (issue 6). Without the variable (`python app.py`) one private registry
+linger. Without the variable (`python app.py`) one private registry
 serves everything; a registry per app keeps test apps apart.
 
 No user or channel label anywhere: their number is unbounded. Labelled
@@ -158,12 +158,18 @@ def export(app: Any, metrics: Metrics, guard: Callable[[Callable[..., Any]], Cal
 
 
 class WorkersCollector(MultiProcessCollector):
-    """The multiprocess collector, minus a scrape-time race of prometheus_client 0.26.
+    """The multiprocess collector, minus a scrape-time race of prometheus_client (0.26 and before).
 
-    A worker that is starting creates its file empty and sizes it an instant
-    later; read in that instant it fails the whole scrape (struct.error). Such
-    a file holds no value yet, so it is left out, and a read that still loses
-    the race is retried.
+    The bug: prometheus/client_python#1199, "MultiProcessCollector fails
+    permanently on an empty metrics file left by a killed worker" (open when
+    written; the fix proposed in client_python#1207 reads an empty file as no
+    values). MmapedDict creates a worker's file empty and sizes it an instant
+    later; read in that instant, `read_all_values_from_file` raises struct.error
+    and the whole scrape fails, every worker's metrics with it. Such a file holds
+    no value yet, so it is left out, and a read that still loses the race is
+    retried. A file removed between the glob and the read (a dead worker's live
+    gauges, client_python#425) is skipped by `_sized` as well. Drop this class
+    once the pinned prometheus_client includes the fix.
     """
 
     def collect(self) -> Iterable[Metric]:

@@ -274,7 +274,7 @@ class Telemetry:
             self.summarize()
 
     def summarize(self) -> None:
-        """One `broadcast` line for the interval, none when nothing moved (issue 6: no line per event)."""
+        """One `broadcast` line for the interval, none when nothing moved (never a line per event: the log would grow with the traffic)."""
         now = time.monotonic()
         if self._by_type or self._dispatched or self._delivered:
             log.event(

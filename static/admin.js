@@ -1,4 +1,6 @@
-// The admin page (static/admin.html): poll GET /admin/stats, keep a short history, draw it.
+// The admin page (static/admin.html, also at /admin): poll GET /admin/stats, keep a short history,
+// draw it; list every open stream (GET /admin/connections) with a button that ends it (DELETE), and
+// flip the runtime flags (GET/PUT /admin/flags). Both actions ask window.confirm() first.
 // Every value reaches the page through textContent; nothing from the server becomes markup.
 
 const POLL_MS = 2000;
@@ -176,6 +178,108 @@ function render(stats, rates) {
   fillTable($("table-workers"), workers);
 }
 
+// -- what the API can do: end a stream, flip a flag (each confirmed first) ----------------
+
+async function api(method, path, body) {
+  const headers = { Authorization: `Bearer ${token}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
+  let data = null;
+  try {
+    data = await resp.json();
+  } catch {
+    /* not JSON: the status says enough */
+  }
+  return { ok: resp.ok, status: resp.status, data };
+}
+
+function say(text) {
+  $("action-status").textContent = text;
+}
+
+function cell(text, tag = "td") {
+  const el = document.createElement(tag);
+  el.textContent = text;
+  return el;
+}
+
+function button(label, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = label;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+const FLAGS = [
+  ["ENABLE_SSE", "Server-Sent Events", "Off: every open stream is told to switch to long-polling, and /stream answers 503."],
+  ["ENABLE_COMPRESSION", "Compression (gzip)", "Applies to new streams and answers; open streams keep what they have."],
+];
+
+function renderFlags(flags) {
+  $("table-flags").replaceChildren(...FLAGS.map(([name, label, effect]) => {
+    const on = flags[name] === true;
+    const tr = document.createElement("tr");
+    tr.dataset.flag = name;
+    const action = cell("");
+    action.append(button(on ? "Turn off" : "Turn on", () => flipFlag(name, !on, effect)));
+    tr.append(cell(`${label} (${name})`), cell(on ? "on" : "off"), action);
+    return tr;
+  }));
+}
+
+async function flipFlag(name, value, effect) {
+  if (!window.confirm(`Turn ${name} ${value ? "on" : "off"} for the whole deployment?\n${effect}`)) {
+    say(`${name}: left as it was`);
+    return;
+  }
+  const r = await api("PUT", "/admin/flags", { [name]: value });
+  if (!r.ok) {
+    say(`PUT /admin/flags: ${r.status} ${r.data?.message ?? ""}`);
+    return;
+  }
+  renderFlags(r.data);
+  say(`${name} is now ${r.data[name] ? "on" : "off"} on every worker`);
+}
+
+function age(opened) {
+  const s = Math.max(0, Date.now() / 1000 - opened);
+  return s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${fmt(s / 3600, 1)} h`;
+}
+
+function renderConnections(body) {
+  const list = body.connections || [];
+  $("streams-count").textContent = `${fmt(list.length)}, from ${fmt(body.processes)} worker${body.processes === 1 ? "" : "s"}`;
+  const head = document.createElement("tr");
+  head.append(...["user", "channels", "open for", "events", "queued", "worker", ""].map((t) => cell(t, "th")));
+  const rows = list.map((c) => {
+    const tr = document.createElement("tr");
+    tr.dataset.connection = c.id;
+    const action = cell("");
+    action.append(button("End", () => kick(c)));
+    tr.append(cell(c.user_id), cell(c.channels.join(", ")), cell(age(c.opened)), cell(fmt(c.events_sent)),
+      cell(fmt(c.queue_depth)), cell(`${c.worker}@${c.host}`), action);
+    return tr;
+  });
+  $("table-connections").replaceChildren(head, ...rows);
+}
+
+async function kick(c) {
+  if (!window.confirm(`End ${c.user_id}'s stream ${c.id}?\nIts client reconnects with its cursor and loses no event.`)) {
+    say("stream left open");
+    return;
+  }
+  const r = await api("DELETE", `/admin/connections/${encodeURIComponent(c.id)}`);
+  say(r.ok ? `ended ${c.user_id}'s stream ${c.id}` : `DELETE /admin/connections: ${r.status} ${r.data?.message ?? ""}`);
+  await refreshControls();
+}
+
+async function refreshControls() {
+  const [connections, flags] = await Promise.all([api("GET", "/admin/connections"), api("GET", "/admin/flags")]);
+  if (connections.ok) renderConnections(connections.data);
+  if (flags.ok) renderFlags(flags.data);
+}
+
 async function poll() {
   try {
     if (!(await ensureToken())) {
@@ -195,6 +299,7 @@ async function poll() {
     }
     const stats = await resp.json();
     render(stats, record(stats));
+    await refreshControls();
     $("status").textContent = `updated ${new Date(stats.ts * 1000).toLocaleTimeString()}`;
   } catch (err) {
     $("status").textContent = `offline (${err.message})`;

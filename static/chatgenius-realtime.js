@@ -113,7 +113,7 @@ export function createEventAssembler() {
     const event = { type: type || 'message', data: data.slice(0, -1), id, lastEventId }
     data = ''
     type = ''
-    return { kind: 'event', event }
+    return /** @type {ParserOutput} */ ({ kind: 'event', event })
   }
   return {
     push(line) {
@@ -193,7 +193,7 @@ export function parseRetryAfter(value, now) {
   return Number.isNaN(at) ? null : Math.max(0, at - now)
 }
 
-/** The silence after which a stream is presumed dead: 2.5 heartbeats (issue 5). */
+/** The silence after which a stream is presumed dead: 2.5 heartbeats. */
 export function watchdogMs(heartbeatIntervalS) {
   return Math.round(2.5 * heartbeatIntervalS * 1000)
 }
@@ -473,6 +473,7 @@ export function withQuery(url, params) {
   return text ? url + (url.includes('?') ? '&' : '?') + text : url
 }
 
+/** @type {Readonly<{transport: 'sse'|'poll', stream_url: string, poll_url: string, heartbeat_interval: number, compression: boolean}>} */
 export const DEFAULT_CONFIG = Object.freeze({
   transport: 'sse',
   stream_url: '/stream',
@@ -610,9 +611,12 @@ const SERVER_FRAMES = new Set(['system.reauth', 'system.reconnect', 'system.fall
  * Creates a realtime client. Nothing happens until connect().
  * @param {object} options see docs/CLIENT.md for every option
  * @param {string} [options.baseUrl] the service root ('' = same origin)
- * @param {(hint: {forceRefresh: boolean, reason: string}) => string|Promise<string>} options.getToken called on every attempt
+ * @param {(hint: {forceRefresh: boolean, reason: string}) => string|null|undefined|Promise<string|null|undefined>} [options.getToken]
+ *   required (a TypeError without it); called on every attempt
  * @param {string[]} [options.channels]
  * @param {Storage|null} [options.storage] where the cursor survives a reload (default sessionStorage; null: memory only)
+ * @param {boolean} [options.share] share one connection between this browser's tabs (default true)
+ * @param {string} [options.shareKey] names the lock, the BroadcastChannel and the storage key
  */
 export function createRealtime(options = {}) {
   const opts = { ...DEFAULT_OPTIONS, ...options }

@@ -1,6 +1,6 @@
 """Shared state: the little the service must agree on across workers and hosts, beside the event bus.
 
-Two things live here (issue 3): single-use stream tickets and per-user
+Two things live here: single-use stream tickets and per-user
 connection leases. Every backend passes the shared contract suite in
 tests/bus/test_contract.py (memory and a real Redis):
 

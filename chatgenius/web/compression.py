@@ -32,7 +32,7 @@ def compress(resp: Response) -> Response:
     if resp.status_code < 200 or resp.status_code in (204, 304) or request.method == "HEAD":
         return resp
     resp.vary.add("Accept-Encoding")
-    if not accepts_gzip(request.headers.get("Accept-Encoding")):
+    if not accepts_gzip(request.accept_encodings):
         return resp
     if resp.is_streamed:
         if resp.mimetype == "text/event-stream":

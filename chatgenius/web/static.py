@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from flask import Blueprint, Response, redirect, send_from_directory
 
-from flask import Blueprint, Response, send_from_directory
+from ..assets import static_dir
 
-STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
+STATIC_DIR = static_dir()
 
 bp = Blueprint("static_files", __name__)
 
@@ -19,3 +19,9 @@ def index() -> Response:
 @bp.get("/static/<path:name>")
 def asset(name: str) -> Response:
     return send_from_directory(STATIC_DIR, name, max_age=0)
+
+
+@bp.get("/admin")
+def admin() -> Response:
+    """The admin page's short address (the page asks for a token with admin:sse; dev mode mints one)."""
+    return redirect("/static/admin.html", 302)  # type: ignore[return-value]

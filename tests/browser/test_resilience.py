@@ -85,7 +85,7 @@ def test_sse_flag_flipped_at_run_time_falls_back_to_polling_and_back_without_los
     status, body = deployment.admin("PUT", "/admin/flags", {"ENABLE_SSE": False})
     if status in (404, 405):
         pytest.fail(
-            f"PUT /admin/flags answered {status}: the runtime flag endpoint (CONTRACT.md, Endpoints) is missing. "
+            f"PUT /admin/flags answered {status}: the runtime flag endpoint (docs/API.md, Endpoints) is missing. "
             "This test must run, not skip: it proves the client's system.fallback -> polling -> SSE path."
         )
     assert status == 200, body

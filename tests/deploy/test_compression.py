@@ -14,6 +14,7 @@ from support.http_json import request
 from support.procs import wait_until
 from support.service import bearer, dev_token, publish, publish_batch
 from support.sse_client import SSEClient
+from werkzeug.wrappers import Request
 
 from chatgenius import config
 from chatgenius.compression import MIN_BODY_BYTES, accepts_gzip, gzip_stream
@@ -29,10 +30,12 @@ from .conftest import Deployment, connected_info, messages, next_message
         (None, False), ("", False), ("gzip", True), ("GZIP", True), ("br, gzip;q=0.5", True), ("gzip;q=0", False),
         ("gzip; q=0.000", False), ("deflate, br", False), ("*", True), ("*;q=0", False), ("gzip;q=0, *", False),
         ("identity;q=1, *;q=0.1", True), ("x-gzip", True), ("gzip;q=bogus", False), (" gzip , deflate", True),
+        ("*;q=0, x-gzip", True), ("x-gzip;q=0, *", False), ("gzip;q=1.5", False),
     ],
 )
 def test_accept_encoding_is_read_with_its_q_values(header, accepted):
-    assert accepts_gzip(header) is accepted
+    environ = {} if header is None else {"HTTP_ACCEPT_ENCODING": header}
+    assert accepts_gzip(Request(environ).accept_encodings) is accepted
 
 
 def test_every_write_of_a_stream_decodes_on_arrival():

@@ -30,7 +30,7 @@ def alice(server: Gunicorn) -> str:
 
 class Client(SSEClient):
     """An SSE client that skips `user.presence`: the service announces a stream's user on its
-    channels (issue 4), and these tests count only the events they publish themselves."""
+    channels, and these tests count only the events they publish themselves."""
 
     def next(self, timeout: float | None = None):
         while True:

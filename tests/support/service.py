@@ -39,7 +39,7 @@ def publish_batch(base: str, token: str, events: list[dict[str, Any]]) -> list[s
 def service_env(redis_url: str | None, **extra: str) -> dict[str, str]:
     """The environment of a test deployment: dev auth, short heartbeat, quiet logs."""
     env = {"AUTH_MODE": "dev", "HEARTBEAT_INTERVAL": "1", "LOG_LEVEL": "INFO"}
-    # Per-user limits (issue 3) out of the way of tests about other things; tests/security sets them tight.
+    # Per-user limits out of the way of tests about other things; tests/security sets them tight.
     env.update(
         MAX_CONNECTIONS_PER_USER="10000", RATE_LIMIT_CONNECT="100000/minute",
         RATE_LIMIT_PUBLISH="100000/minute", RATE_LIMIT_POLL="100000/minute",

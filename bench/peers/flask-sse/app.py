@@ -3,7 +3,7 @@
 GET  /stream?channel=NAME   -> SSE stream (flask-sse's own view)
 POST /publish/NAME          -> sse.publish(<JSON body>, channel=NAME)   (the HTTP publish path)
 
-ChatGenius bench copy: every system is published to over HTTP (issue 9), so the
+ChatGenius bench copy: every system is published to over HTTP, so the
 body is parsed as JSON and published as a dict, as an app would (the shared copy
 published the raw string, which flask-sse would JSON-quote; the shared harness
 published straight to Redis instead).
