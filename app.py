@@ -20,7 +20,7 @@ def main() -> None:
     env = dict(os.environ)
     env.setdefault("AUTH_MODE", "dev")
     env.setdefault("BIND", "127.0.0.1:8000")
-    settings = config.load(env)
+    settings = config.load(env, workers=1)  # one process, whatever WEB_CONCURRENCY says (it is gunicorn's)
     host, _, port = settings.bind.rpartition(":")
     app = create_app(settings)
     bus = "redis" if settings.redis_url else "memory"
