@@ -8,6 +8,11 @@
 - `X-Content-Type-Options: nosniff` and `Referrer-Policy: no-referrer` (a
   stream URL may hold a ticket) on every response; `Cache-Control: no-store`
   on JSON, so no proxy or browser cache keeps an authenticated answer.
+- HTML pages (the demo, and the admin page, which keeps an admin token in
+  `sessionStorage`) get a Content-Security-Policy: scripts only from this
+  origin (no inline script runs, so injected markup cannot reach the token),
+  no framing (`frame-ancestors 'none'`, and `X-Frame-Options: DENY` for old
+  browsers). deploy/nginx.conf sends the same policy with the files it serves.
 - The request body is capped at what the largest valid batch can be, so a
   huge body is a 413 before anything parses it.
 """
@@ -27,6 +32,11 @@ from .errors import error_response
 ALLOW_HEADERS = ["Authorization", "Content-Type", "Last-Event-ID"]
 EXPOSE_HEADERS = ["Retry-After", "WWW-Authenticate"]
 METHODS = ["GET", "POST", "PUT", "DELETE", "OPTIONS"]
+# Inline styles stay allowed: the admin page has a <style> block and both pages set element colours.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 def max_body_bytes(settings: Settings) -> int:
@@ -61,6 +71,9 @@ def security_headers(resp: Response) -> Response:
     resp.headers.setdefault("Referrer-Policy", "no-referrer")
     if resp.mimetype == "application/json" and "Cache-Control" not in resp.headers:
         resp.headers["Cache-Control"] = "no-store"
+    elif resp.mimetype == "text/html":
+        resp.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        resp.headers["X-Frame-Options"] = "DENY"
     return resp
 
 
