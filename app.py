@@ -23,6 +23,8 @@ def main() -> None:
     settings = config.load(env, workers=1)  # one process, whatever WEB_CONCURRENCY says (it is gunicorn's)
     host, _, port = settings.bind.rpartition(":")
     app = create_app(settings)
+    for warning in config.exposure_warnings(settings):
+        print(f"warning: {warning}", flush=True)
     bus = "redis" if settings.redis_url else "memory"
     print(f"ChatGenius realtime: http://{host}:{port}/ (bus: {bus}, auth: {settings.auth_mode})", flush=True)
     WSGIServer((host.strip("[]"), int(port)), app, log=None).serve_forever()

@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from limits import parse_many
 
@@ -239,6 +240,7 @@ def validate(s: Settings) -> Settings:
             raise ConfigError("JWKS_URL: required when AUTH0_DOMAIN is not set")
         if not s.auth0_audience:
             raise ConfigError("AUTH0_AUDIENCE: required when AUTH_MODE=auth0")
+        _check_jwks_url(s.jwks_endpoint)
     if s.auth_mode == "dev" and not is_loopback_bind(s.bind):
         raise ConfigError(
             f"AUTH_MODE: dev mode mints its own tokens and is refused unless every bound address is loopback, got {s.bind!r}"
@@ -249,6 +251,44 @@ def validate(s: Settings) -> Settings:
             "the in-memory bus is one process only"
         )
     return s
+
+
+def _check_jwks_url(url: str) -> None:
+    """The keys that decide who anyone is come over HTTPS; plain http only from this machine."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        raise ConfigError(f"JWKS_URL: not a URL, got {url!r}") from None
+    if parts.scheme == "https" and host:
+        return
+    if parts.scheme == "http" and host and is_loopback_host(host):
+        return
+    raise ConfigError(f"JWKS_URL: must be https:// (http:// only on loopback), got {url!r}")
+
+
+def exposure_warnings(s: Settings) -> list[str]:
+    """Settings that start but deserve a warning line: trusting X-Forwarded-For on a public socket."""
+    if not s.trusted_proxies:
+        return []
+    public = [part.strip() for part in s.bind.split(",") if part.strip() and not _private_bind(part)]
+    if not public:
+        return []
+    return [
+        f"TRUSTED_PROXIES={s.trusted_proxies} on a public bind ({', '.join(public)}): anyone who reaches it directly "
+        "sets X-Forwarded-For and escapes per-address limits; bind to loopback or a private address behind the proxy"
+    ]
+
+
+def _private_bind(part: str) -> bool:
+    host = bind_host(part)
+    if host is None or is_loopback_host(host):
+        return True
+    try:
+        ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False  # a name: it may resolve to anything
+    return ip.is_private and not ip.is_unspecified  # 0.0.0.0 and :: are every interface
 
 
 def is_loopback_host(host: str) -> bool:

@@ -6,7 +6,8 @@ sockets bound elsewhere. So the master judges gunicorn's own settings
 (`server.cfg`) before it binds anything, writes them back into the
 environment every worker's `config.load()` reads, checks the sockets it
 actually bound before the first worker forks, and keeps a TTIN from taking
-the in-memory bus past one process. A refusal is one `config error:` line.
+the in-memory bus past one process. A refusal is one `config error:` line; a
+risky but legal choice (trusted proxies on a public socket) a `config.warning`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def adopt(cfg: Any, environ: MutableMapping[str, str]) -> config.Settings:
     env = effective_env(cfg, environ)
     settings = config.load(env)
     environ["BIND"], environ["WEB_CONCURRENCY"] = env["BIND"], env["WEB_CONCURRENCY"]
+    for warning in config.exposure_warnings(settings):
+        log.event("config.warning", logging.WARNING, warning=warning)
     return settings
 
 
