@@ -33,6 +33,8 @@ CATALOG = DURABLE_TYPES | EPHEMERAL_TYPES
 CONNECTION_FRAMES = frozenset(
     {"system.connected", "system.reset", "system.fallback", "system.reauth", "system.reconnect"}
 )
+# In the catalog, but the service's own: presence follows connections (presence.py), never a publisher.
+SERVICE_TYPES = frozenset({"user.presence"})
 MAX_BATCH = 100
 MAX_DEPTH = 32
 
@@ -138,7 +140,10 @@ def drafts_from_request(payload: object, max_bytes: int) -> list[Draft]:
     out = []
     for index, item in enumerate(items):
         try:
-            out.append(draft(item, max_bytes, now))
+            made = draft(item, max_bytes, now)
+            if made.type in SERVICE_TYPES:
+                raise EventError(f"{made.type} is sent by the service itself and cannot be published", "bad_type")
+            out.append(made)
         except EventError as exc:
             if len(items) > 1:
                 raise EventError(f"events[{index}]: {exc}", exc.code, exc.status) from None

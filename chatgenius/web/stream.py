@@ -27,6 +27,9 @@ def stream() -> Response:
         raise rt.sse_disabled()
     who = identity()
     channels = rt.authorize(who, request.args.get("channels"))
+    if request.method == "HEAD":
+        # The head a GET would get, and nothing else: no lease, no presence, no subscription.
+        return Response(b"", content_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS)
     last_id = request.headers.get("Last-Event-ID")
     if last_id is None:
         last_id = request.args.get("last_event_id")
