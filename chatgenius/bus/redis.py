@@ -31,6 +31,7 @@ from ..cursor import Cursor, new_epoch
 from ..events import Draft
 from ..fanout import Hub, Subscriber
 from .base import BusUnavailable, Quota, QuotaExceeded, Record, Replay
+from .redis_errors import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,8 @@ QUOTA_PREFIX = "cg:q:"  # publish quotas' counters (EventBus.publish)
 _LIVE = "cg:l:"
 READ_BATCH = 256  # live messages handled per turn of the reader (see RedisBus._drain)
 WINDOW_MIN_FANOUT = 64  # the coalescing window applies after fan-outs to at least this many streams
-# ReadOnlyError: a demoted master during failover; NOREPLICAS (min-replicas-to-write) comes
-# as a plain ResponseError subclass-less reply, see _is_unavailable.
-_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError, OSError)
+# What counts as "Redis cannot serve now": the one list every store uses (redis_errors.py).
+_ERRORS = UNAVAILABLE
 
 
 def history_key(channel: str) -> str:
