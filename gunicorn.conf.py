@@ -2,7 +2,11 @@
 
 import os
 import shutil
+import sys
 import tempfile
+
+# The checks below import the package from beside this file, whatever the working directory.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # Underscored: gunicorn reads every public name of this file as a setting (`config` is one).
 import chatgenius.config as _config
