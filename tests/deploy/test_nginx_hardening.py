@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Browser
 from support.http_json import request
 from support.procs import wait_until
+from support.sse_client import SSEClient
 
 from chatgenius.web.security import CONTENT_SECURITY_POLICY
 
@@ -27,7 +28,8 @@ PAGES = ["/", "/static/index.html", "/static/admin.html"]
 @pytest.fixture(scope="module")
 def edge(nginx_binary: str, redis_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     with ExitStack() as stack:
-        yield start_deployment(stack, redis_binary, tmp_path_factory.mktemp("edge"), 1)
+        # The default heartbeat: a closed client must be noticed without one.
+        yield start_deployment(stack, redis_binary, tmp_path_factory.mktemp("edge"), 1, HEARTBEAT_INTERVAL="15")
 
 
 def send(port: int, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
@@ -101,3 +103,14 @@ def test_chromium_runs_both_pages_under_the_policy(edge: Deployment, browser: Br
         assert any("script-src" in v for v in admin.evaluate("window.cspViolations"))
     finally:
         context.close()
+
+
+def test_a_client_closing_at_nginx_frees_its_slot_promptly(edge: Deployment):
+    """nginx closes the upstream connection when its client goes; the app notices without a heartbeat."""
+    user = "edge-closer"
+    client = SSEClient(f"{edge.base}/stream?channels=channel:edge", {"Authorization": f"Bearer {edge.token(user)}"})
+    assert client.status == 200 and client.next(5).event == "system.connected"
+    with edge.redis.client() as redis:
+        assert redis.zcard("cg:c:{" + user + "}") == 1
+        client.close()
+        wait_until(lambda: redis.zcard("cg:c:{" + user + "}") == 0, 5, 0.05, "the lease is released")
