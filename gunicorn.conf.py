@@ -2,11 +2,24 @@
 
 import os
 import shutil
+import sys
 import tempfile
 
-# Set in the environment so every worker's config.load() sees the same values.
-bind = [b.strip() for b in os.environ.setdefault("BIND", "0.0.0.0:8000").split(",") if b.strip()]
-workers = int(os.environ.setdefault("WEB_CONCURRENCY", "2"))
+# The checks below import the package from beside this file, whatever the working directory.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# Underscored: gunicorn reads every public name of this file as a setting (`config` is one).
+import chatgenius.config as _config
+import chatgenius.gunicorn_checks as _checks
+
+# Defaults only: -b/--workers (and GUNICORN_CMD_ARGS) win; on_starting judges and passes on what gunicorn resolved.
+bind = [b.strip() for b in os.environ.get("BIND", "0.0.0.0:8000").split(",") if b.strip()]
+try:
+    workers = _config.workers_default(os.environ)
+    # Checked here: gunicorn configures its loggers from this file, before any hook could name the variable.
+    loglevel = _config.log_level(os.environ).lower()
+except _config.ConfigError as exc:
+    raise SystemExit(f"config error: {exc}") from None
 # Every worker writes its metrics here and /metrics sums them (prometheus_client multiprocess
 # mode); it must be in the environment before a worker imports prometheus_client. Unset: a
 # private directory per master, removed at exit, so two instances on one host never mix.
@@ -26,7 +39,6 @@ control_socket_disable = True
 accesslog = None
 logger_class = "chatgenius.gunicorn_logging.Logger"  # no access-line formatting unless accesslog is set
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -41,14 +53,36 @@ logconfig_dict = {
 
 
 def on_starting(server):
-    """Check the configuration once in the master: a bad value stops start-up with one line."""
-    from chatgenius import config
-
+    """Check the configuration once in the master, with gunicorn's effective bind and worker count,
+    before anything is bound: a bad value stops start-up with one line."""
     try:
-        config.load()
-    except config.ConfigError as exc:
+        _checks.adopt(server.cfg, os.environ)
+    except _config.ConfigError as exc:
         raise SystemExit(f"config error: {exc}") from None
     _reset_metrics_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def when_ready(server):
+    """The sockets really bound (systemd's too) are judged before the first worker forks."""
+    try:
+        _checks.check_listeners(_config.load(), server.LISTENERS)
+    except _config.ConfigError as exc:
+        on_exit(server)
+        raise SystemExit(f"config error: {exc}") from None
+
+
+def on_reload(server):
+    """A reload re-reads the command line and this file: judge the result again."""
+    try:
+        _checks.check_listeners(_checks.adopt(server.cfg, os.environ), server.LISTENERS)
+    except _config.ConfigError as exc:
+        server.log.error("config error: %s", exc)
+        server.halt(reason=f"config error: {exc}", exit_status=1)
+
+
+def nworkers_changed(server, new_value, old_value):
+    """TTIN cannot take the in-memory bus past one process."""
+    _checks.workers_changed(server, new_value, old_value)
 
 
 def _reset_metrics_dir(path):

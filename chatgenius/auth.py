@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -219,14 +220,34 @@ class Verifier:
             reason = {"iss": "bad_issuer", "aud": "bad_audience", "nbf": "not_yet_valid"}.get(exc.claim, "bad_claims")
             raise AuthError(reason, f"token claim {exc.claim!r} is invalid") from None
         sub = claims["sub"]
-        if not isinstance(sub, str) or not sub or len(sub) > 120:
+        if not isinstance(sub, str) or not sub or len(sub) > 120 or not encodable(sub):
             raise AuthError("bad_claims", "token subject is invalid")
         return Identity(
             sub=sub,
             patterns=_claim_patterns(claims.get(self._channels_claim)),
             permissions=_permissions(claims),
-            exp=float(claims["exp"]),
+            exp=_expiry(claims["exp"]),
         )
+
+
+def encodable(text: str) -> bool:
+    """True when `text` is valid Unicode (no lone surrogates): it will go into log lines and Redis keys as UTF-8."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _expiry(value: object) -> float:
+    """`exp` as a finite float; a signer's 10**400 passed the registry's int comparison but overflows here."""
+    try:
+        exp = float(value)  # type: ignore[arg-type]  # the registry checked it is a number
+    except (OverflowError, TypeError, ValueError):
+        raise AuthError("bad_claims", "token claim 'exp' is out of range") from None
+    if not math.isfinite(exp):
+        raise AuthError("bad_claims", "token claim 'exp' is out of range")
+    return exp
 
 
 def _header(token: str) -> dict:

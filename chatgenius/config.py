@@ -8,20 +8,17 @@ else; a bad value stops start-up with one line that names the variable
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from limits import parse_many
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-_LIMIT = re.compile(
-    r"^\s*\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day|month|year)s?\s*"
-    r"(([;,]|\s)\s*\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day|month|year)s?\s*)*$",
-    re.IGNORECASE,
-)
-
-
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message is the one line to print."""
 
@@ -118,8 +115,19 @@ def _float(name: str, raw: str, low: float, high: float) -> float:
 
 
 def _limit(name: str, raw: str) -> str:
-    if not _LIMIT.match(raw):
-        raise ConfigError(f"{name}: expected a rate limit like '30/minute', got {raw!r}")
+    """Checked by `limits`, the parser flask-limiter and the publish quota use on this very string.
+
+    Several limits are joined by `;`, `,` or `|` (`10/minute;100/hour`), each enforced; anything
+    `limits` cannot parse (`10/minute 5/hour`) would make flask-limiter enforce nothing at all.
+    """
+    try:
+        items = parse_many(raw)
+    except ValueError:
+        items = []
+    if not items or any(item.amount < 1 for item in items):
+        raise ConfigError(
+            f"{name}: expected rate limits like '30/minute' or '10/second;300/hour' (joined by ';', ',' or '|'), got {raw!r}"
+        )
     return raw.strip()
 
 
@@ -230,13 +238,24 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     if mode not in ("auth0", "dev"):
         raise ConfigError(f"AUTH_MODE: expected auth0 or dev, got {mode!r}")
     values["auth_mode"] = mode
-    level = (env.get("LOG_LEVEL") or "INFO").strip().upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ConfigError(f"LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
-    values["log_level"] = level
+    values["log_level"] = log_level(env)
     values.update(overrides)
     settings = Settings(**values)  # type: ignore[arg-type]
     return validate(settings)
+
+
+def workers_default(env: Mapping[str, str]) -> int:
+    """WEB_CONCURRENCY for gunicorn.conf.py (2 when unset); `--workers` overrides it (gunicorn_checks)."""
+    raw = env.get("WEB_CONCURRENCY") or "2"
+    return _int("WEB_CONCURRENCY", raw, 1, 256)
+
+
+def log_level(env: Mapping[str, str]) -> str:
+    """LOG_LEVEL, upper-cased; also read by gunicorn.conf.py before gunicorn configures its loggers."""
+    level = (env.get("LOG_LEVEL") or "INFO").strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
+    return level
 
 
 def validate(s: Settings) -> Settings:
@@ -250,20 +269,88 @@ def validate(s: Settings) -> Settings:
             raise ConfigError("JWKS_URL: required when AUTH0_DOMAIN is not set")
         if not s.auth0_audience:
             raise ConfigError("AUTH0_AUDIENCE: required when AUTH_MODE=auth0")
+        _check_jwks_url(s.jwks_endpoint)
     if s.auth_mode == "dev" and not is_loopback_bind(s.bind):
-        raise ConfigError(f"AUTH_MODE: dev mode mints its own tokens and is refused unless BIND is loopback, got {s.bind!r}")
+        raise ConfigError(
+            f"AUTH_MODE: dev mode mints its own tokens and is refused unless every bound address is loopback, got {s.bind!r}"
+        )
     if s.workers > 1 and not (s.redis_url or s.redis_sentinels):
-        raise ConfigError("REDIS_URL: required with more than one worker (WEB_CONCURRENCY>1); the in-memory bus is one process only")
+        raise ConfigError(
+            f"REDIS_URL: required with {s.workers} worker processes (gunicorn --workers or WEB_CONCURRENCY); "
+            "the in-memory bus is one process only"
+        )
     return s
+
+
+def _check_jwks_url(url: str) -> None:
+    """The keys that decide who anyone is come over HTTPS; plain http only from this machine."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        raise ConfigError(f"JWKS_URL: not a URL, got {url!r}") from None
+    if parts.scheme == "https" and host:
+        return
+    if parts.scheme == "http" and host and is_loopback_host(host):
+        return
+    raise ConfigError(f"JWKS_URL: must be https:// (http:// only on loopback), got {url!r}")
+
+
+def exposure_warnings(s: Settings) -> list[str]:
+    """Settings that start but deserve a warning line: trusting X-Forwarded-For on a public socket."""
+    if not s.trusted_proxies:
+        return []
+    public = [part.strip() for part in s.bind.split(",") if part.strip() and not _private_bind(part)]
+    if not public:
+        return []
+    return [
+        f"TRUSTED_PROXIES={s.trusted_proxies} on a public bind ({', '.join(public)}): anyone who reaches it directly "
+        "sets X-Forwarded-For and escapes per-address limits; bind to loopback or a private address behind the proxy"
+    ]
+
+
+def _private_bind(part: str) -> bool:
+    host = bind_host(part)
+    if host is None or is_loopback_host(host):
+        return True
+    try:
+        ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False  # a name: it may resolve to anything
+    return ip.is_private and not ip.is_unspecified  # 0.0.0.0 and :: are every interface
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and loopback IP literals (127.0.0.0/8, ::1, ::ffff:127.x); a name like
+    `127.evil.example` is not an address, so it is not loopback."""
+    host = host.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host.lower() == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def bind_host(part: str) -> str | None:
+    """The host of one gunicorn bind (`host:port`, `[v6]:port`, bare host); None for a unix socket."""
+    part = part.strip()
+    if part.startswith("unix:"):
+        return None
+    if part.startswith("tcp://"):
+        part = part[len("tcp://"):]
+    if part.startswith("["):
+        return part[: part.find("]") + 1] if "]" in part else part
+    if part.count(":") > 1:  # a bare IPv6 address
+        return part
+    return part.rsplit(":", 1)[0] if ":" in part else part
 
 
 def is_loopback_bind(bind: str) -> bool:
     """True when every address in a gunicorn-style bind list is loopback or a unix socket."""
-    for part in bind.split(","):
-        part = part.strip()
-        if part.startswith("unix:"):
-            continue
-        host = part.rsplit(":", 1)[0].strip("[]") if ":" in part else part
-        if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
-            return False
-    return True
+    hosts = [bind_host(part) for part in bind.split(",") if part.strip()]
+    return bool(hosts) and all(host is None or is_loopback_host(host) for host in hosts)

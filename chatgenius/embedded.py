@@ -31,7 +31,7 @@ def settings_for(env: Mapping[str, str], tty: bool) -> config.Settings:
     merged = {**DEFAULTS, **env}
     if not merged.get("LOG_FORMAT"):
         merged["LOG_FORMAT"] = "text" if tty else "json"
-    return config.load(merged)
+    return config.load(merged, workers=1)  # one process, whatever WEB_CONCURRENCY says (it is gunicorn's)
 
 
 def listen(bind: str) -> socket.socket:
@@ -58,6 +58,8 @@ def serve(env: Mapping[str, str] | None = None) -> int:
         print(f"cannot listen on {settings.bind}: {reason} (set BIND to another host:port)", file=sys.stderr)
         return 1
     app = create_app(settings)
+    for warning in config.exposure_warnings(settings):
+        print(f"warning: {warning}", flush=True)
     app.extensions["chatgenius.telemetry"].set_capacity(CONNECTIONS)  # gunicorn's post_worker_init does it there
     server = WSGIServer(listener, app, log=None, spawn=Pool(CONNECTIONS))
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -27,7 +27,23 @@ from .state.memory import MemoryState
 from .state.redis import RedisState
 from .telemetry import Telemetry
 from .web import admin as admin_web
-from .web import admin_stats, apidoc, compression, dev, errors, observe, ops, poll, publish, ratelimit, security, static, stream, tickets
+from .web import (
+    admin_stats,
+    apidoc,
+    compression,
+    dev,
+    errors,
+    methods,
+    observe,
+    ops,
+    poll,
+    publish,
+    ratelimit,
+    security,
+    static,
+    stream,
+    tickets,
+)
 from .web import chat as chat_web
 from .web.publish_fast import FastPublish
 from .wire import remember_start_response
@@ -98,6 +114,7 @@ def create_app(settings: config.Settings | None = None, env: Mapping[str, str] |
     # After-request hooks run in reverse order of registration: compression's runs last, on the final body.
     app.register_blueprint(compression.bp)
     app.register_blueprint(observe.bp)  # first, so the request id is bound before any other hook logs
+    methods.install(app)  # before the exporter: a made-up method would be a new family of series
     # Every endpoint but health needs a user; a scraper may use METRICS_TOKEN instead (it does not expire).
     metrics.export(app, telemetry.metrics, guard=admin_stats.metrics_guard(settings.metrics_token))
     security.install(app, settings)

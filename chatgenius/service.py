@@ -169,7 +169,8 @@ class Realtime:
         return session, connected
 
     def _lease(self, user: str, connection_id: str) -> None:
-        """Take one of the user's MAX_CONNECTIONS_PER_USER slots (all workers and hosts), or 429."""
+        """Take one of the user's MAX_CONNECTIONS_PER_USER slots (streams and waiting long-polls, all
+        workers and hosts), or 429."""
         try:
             lease = self.leases.acquire(user, connection_id)
         except BusUnavailable as exc:
@@ -178,7 +179,8 @@ class Realtime:
             log.event("connection.reject", logging.INFO, user_id=user, reason="connection_limit", held=lease.held)
             retry_after = max(1, min(int(self.leases.ttl), math.ceil(lease.retry_after)))
             raise ServiceError(
-                429, "connection_limit", f"at most {self.leases.limit} concurrent streams per user; close one first",
+                429, "connection_limit",
+                f"at most {self.leases.limit} concurrent streams and long-polls per user; close one first",
                 headers={"Retry-After": str(retry_after)}, extra={"limit": self.leases.limit},
             )
 
@@ -202,17 +204,22 @@ class Realtime:
             if after is None:
                 return {"events": [], "cursor": str(self.bus.head()), "reset": False}
             sub = Subscriber(uuid.uuid4().hex, identity.sub, channels, self.settings.queue_max_bytes)
-            self.bus.attach(sub, channels)
+            # A waiting long-poll holds a connection like a stream: it takes one of the same slots.
+            self._lease(identity.sub, "poll:" + sub.id)
             try:
-                found = self.bus.replay(channels, after, self.settings.history_maxlen)
-                live: list[str] = []
-                if not found.events and not found.reset:
-                    frames = sub.take(timeout)
-                    if any(seq for seq, _ in frames):
-                        found = self.bus.replay(channels, after, self.settings.history_maxlen)
-                    live = [_envelope(f) for seq, f in frames if not seq]
+                self.bus.attach(sub, channels)
+                try:
+                    found = self.bus.replay(channels, after, self.settings.history_maxlen)
+                    live: list[str] = []
+                    if not found.events and not found.reset:
+                        frames = sub.take(timeout)
+                        if any(seq for seq, _ in frames):
+                            found = self.bus.replay(channels, after, self.settings.history_maxlen)
+                        live = [_envelope(f) for seq, f in frames if not seq]
+                finally:
+                    self.bus.detach(sub)
             finally:
-                self.bus.detach(sub)
+                self.leases.release(identity.sub, "poll:" + sub.id)
         except BusUnavailable as exc:
             raise unavailable(exc) from None
         return _poll_result(found, live)

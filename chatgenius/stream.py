@@ -15,11 +15,13 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import log
 from .bus.base import EventBus, Replay
 from .cursor import Cursor
 from .fanout import Subscriber
+from .hangup import unwatch
 from .sse import comment, encode, retry
 from .wire import Wire
 
@@ -64,6 +66,7 @@ class StreamSession:
     wire: Callable[[], Wire | None] | None = None
     request_id: str | None = None  # bound to the log lines the stream writes after its view returned
     on_error: Callable[[BaseException], None] | None = None  # a failure inside the loop (a bug): count, log
+    hangup: Any = None  # the watcher that ends the stream when its client closes (hangup.py)
 
 
 def open_session(
@@ -213,6 +216,9 @@ def _first_write(session: StreamSession, connected: dict) -> bytes:
 
 
 def _release(session: StreamSession) -> None:
+    # First: the socket goes back to the server, which may close it and reuse its descriptor.
+    unwatch(session.hangup)
+    session.hangup = None
     session.bus.detach(session.sub)
     if session.on_close is not None:
         session.on_close(session)

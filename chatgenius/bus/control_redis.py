@@ -7,15 +7,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 import redis
 
 from .base import BusUnavailable
+from .redis_errors import unavailable
 
 FLAGS_KEY = "cg:flags"
 THROTTLE_PREFIX = "cg:ty:"
-_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 class RedisControl:
@@ -25,43 +26,33 @@ class RedisControl:
         self.client = client
 
     def reply(self, mailbox: str, answer: str, ttl: float) -> None:
-        try:
+        with unavailable():
             pipe = self.client.pipeline(transaction=True)
             pipe.rpush(mailbox, answer)
             pipe.pexpire(mailbox, max(1, int(ttl * 1000)))
             pipe.execute()
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
 
     def receive(self, mailbox: str, timeout: float) -> str | None:
         # BLPOP takes seconds with millisecond precision (Redis >= 6); 0 would block forever.
-        try:
+        with unavailable():
             got = self.client.blpop([mailbox], timeout=max(0.01, round(timeout, 3)))
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
         return got[1].decode() if got else None
 
     def discard(self, mailbox: str) -> None:
-        try:
+        with contextlib.suppress(BusUnavailable), unavailable():  # it expires by itself
             self.client.delete(mailbox)
-        except _ERRORS:
-            pass  # it expires by itself
 
     def first_within(self, key: str, seconds: float) -> bool:
-        try:
+        with unavailable():
             return bool(self.client.set(THROTTLE_PREFIX + key, b"1", nx=True, px=max(1, int(seconds * 1000))))
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
 
     def flags(self) -> dict[str, bool]:
-        try:
+        with unavailable():
             raw = self.client.hgetall(FLAGS_KEY)
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
         return {k.decode(): v == b"1" for k, v in raw.items()}
 
     def set_flags(self, changes: Mapping[str, bool | None]) -> None:
-        try:
+        with unavailable():
             pipe = self.client.pipeline(transaction=True)
             for name, value in changes.items():
                 if value is None:
@@ -69,5 +60,3 @@ class RedisControl:
                 else:
                     pipe.hset(FLAGS_KEY, name, "1" if value else "0")
             pipe.execute()
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc

@@ -18,17 +18,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from importlib import resources
 
-import redis
-
 from ..presence import OFFLINE, ONLINE, DraftFor, Lease
-from .base import BusUnavailable
 from .redis import RedisBus
+from .redis_errors import unavailable
 
 LEASES = "cg:pl"
 INDEX = "cg:px"
 DUE = "cg:pd"
 ONLINE_PREFIX = "cg:pu:"
-_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 def online_key(channel: str) -> str:
@@ -70,7 +67,7 @@ class RedisPresence:
         """See PresenceStore.join: one script per lease, all in one round trip."""
         if not leases:
             return []
-        try:
+        with unavailable():
             pipe = self.client.pipeline(transaction=False)
             for lease in leases:
                 pkeys, pargs = self.bus.publish_call([draft_for(lease.channel, lease.user, ONLINE)])
@@ -78,14 +75,12 @@ class RedisPresence:
                 args = [_member(lease), lease.user, f"{lease.channel}\0{lease.user}", int(ttl * 1000), *pargs]
                 self._join(keys=keys, args=args, client=pipe)
             return [bool(r) for r in pipe.execute()]
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
 
     def leave(self, leases: Sequence[Lease], grace: float) -> None:
         """See PresenceStore.leave."""
         if not leases:
             return
-        try:
+        with unavailable():
             pipe = self.client.pipeline(transaction=False)
             for lease in leases:
                 lo, hi = _user_range(lease.channel, lease.user)
@@ -93,23 +88,19 @@ class RedisPresence:
                 args = [_member(lease), lease.user, f"{lease.channel}\0{lease.user}", int(grace * 1000), lo, hi]
                 self._leave(keys=keys, args=args, client=pipe)
             pipe.execute()
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
 
     def refresh(self, leases: Sequence[Lease], ttl: float) -> list[Lease]:
         """See PresenceStore.refresh: one script call for every lease of the process."""
         if not leases:
             return []
         by_member = {_member(lease): lease for lease in leases}
-        try:
+        with unavailable():
             missing = self._refresh(keys=[LEASES], args=[int(ttl * 1000), *by_member])
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
         return [by_member[m.decode()] for m in missing if m.decode() in by_member]
 
     def sweep(self, grace: float, draft_for: DraftFor, limit: int = 200) -> list[tuple[str, str]]:
         """See PresenceStore.sweep: list what is due, then claim and announce each atomically."""
-        try:
+        with unavailable():
             due = self._sweep(keys=[LEASES, INDEX, DUE], args=[int(grace * 1000), limit, ONLINE_PREFIX])
             if not due:
                 return []
@@ -121,12 +112,8 @@ class RedisPresence:
                 keys = [DUE, INDEX, online_key(channel), *pkeys]
                 self._offline(keys=keys, args=[f"{channel}\0{user}", user, lo, hi, *pargs], client=pipe)
             claimed = pipe.execute()
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
         return [(c, u) for (c, u), won in zip(pairs, claimed, strict=True) if won]
 
     def online(self, channel: str) -> list[str]:
-        try:
+        with unavailable():
             return sorted(m.decode() for m in self.client.smembers(online_key(channel)))
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc

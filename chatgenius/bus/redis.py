@@ -31,8 +31,8 @@ from ..cursor import Cursor, new_epoch
 from ..events import Draft
 from ..fanout import Hub, Subscriber
 from .base import BusUnavailable, Published, Quota, Record, Replay
+from .redis_errors import UNAVAILABLE as _ERRORS  # the one list every store uses
 from .redis_publish import EPOCH_KEY, LIVE_PREFIX, SEQ_KEY, PublishScript, history_key, live_channel, meta_key, script_source
-from .redis_publish import ERRORS as _ERRORS
 from .redis_script import Script
 
 log = logging.getLogger(__name__)

@@ -15,14 +15,13 @@ import redis
 from ..cursor import new_epoch
 from ..events import Draft, digest
 from .base import BusUnavailable, IdempotencyConflict, Published, Quota, QuotaExceeded
+from .redis_errors import UNAVAILABLE, is_unavailable
 
 EPOCH_KEY = "cg:epoch"
 SEQ_KEY = "cg:seq"
 QUOTA_PREFIX = "cg:q:"  # publish quotas' counters (EventBus.publish)
 LIVE_PREFIX = "cg:l:"
-# ReadOnlyError: a demoted master during failover; NOREPLICAS (min-replicas-to-write) comes
-# as a plain ResponseError subclass-less reply, see PublishScript._failed.
-ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError, OSError)
+ERRORS = UNAVAILABLE  # Redis cannot serve now (redis_errors.py: the one mapping)
 _REPLAYED = b"="
 
 
@@ -144,6 +143,6 @@ class PublishScript:
         if text.startswith("IDEMPOTENCY "):
             index = int(text.split()[1])
             return IdempotencyConflict(index - 1 if index else None)
-        if text.startswith(("NOREPLICAS", "MASTERDOWN", "LOADING", "BUSY")):
+        if is_unavailable(exc):
             return BusUnavailable(f"redis cannot take writes now: {exc}")
         return exc

@@ -15,10 +15,8 @@ from importlib import resources
 
 import redis
 
-from ..bus.base import BusUnavailable
+from ..bus.redis_errors import unavailable
 from .base import LeaseResult
-
-_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 def ticket_key(key: str) -> str:
@@ -43,28 +41,22 @@ class RedisState:
 
     def put_ticket(self, key: str, value: str, ttl: float) -> bool:
         """See SharedState.put_ticket."""
-        try:
+        with unavailable():
             return bool(self.client.set(ticket_key(key), value, px=max(1, int(ttl * 1000)), nx=True))
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
 
     def take_ticket(self, key: str) -> str | None:
         """See SharedState.take_ticket: GET and DEL in one MULTI, so only one taker sees the value."""
-        try:
+        with unavailable():
             pipe = self.client.pipeline(transaction=True)
             pipe.get(ticket_key(key))
             pipe.delete(ticket_key(key))
             value, _ = pipe.execute()
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
         return value.decode() if value is not None else None
 
     def acquire_lease(self, owner: str, lease: str, limit: int, ttl: float) -> LeaseResult:
         """See SharedState.acquire_lease (lua/lease_acquire.lua)."""
-        try:
+        with unavailable():
             granted, held, wait_ms = self._acquire(keys=[lease_key(owner)], args=[lease, limit, int(ttl * 1000)])
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
         return LeaseResult(bool(granted), int(held), max(0, int(wait_ms)) / 1000)
 
     def refresh_leases(self, leases: Sequence[tuple[str, str]], ttl: float) -> None:
@@ -74,17 +66,13 @@ class RedisState:
             by_owner[owner].append(lease)
         if not by_owner:
             return
-        try:
+        with unavailable():
             pipe = self.client.pipeline(transaction=False)
             for owner, ids in by_owner.items():
                 self._refresh(keys=[lease_key(owner)], args=[int(ttl * 1000), *ids], client=pipe)
             pipe.execute()
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
 
     def release_lease(self, owner: str, lease: str) -> None:
         """See SharedState.release_lease."""
-        try:
+        with unavailable():
             self.client.zrem(lease_key(owner), lease)
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc

@@ -8,6 +8,7 @@ from functools import partial
 
 from flask import Blueprint, Response, request
 
+from .. import hangup
 from ..stream import StreamBody
 from ..wire import wire_for
 from .common import identity, realtime
@@ -27,6 +28,9 @@ def stream() -> Response:
         raise rt.sse_disabled()
     who = identity()
     channels = rt.authorize(who, request.args.get("channels"))
+    if request.method == "HEAD":
+        # The head a GET would get, and nothing else: no lease, no presence, no subscription.
+        return Response(b"", content_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS)
     last_id = request.headers.get("Last-Event-ID")
     if last_id is None:
         last_id = request.args.get("last_event_id")
@@ -43,6 +47,8 @@ def stream() -> Response:
     environ = request.environ
     session.wire = partial(wire_for, environ)
     body = StreamBody(session, connected)
+    # A client's close ends the stream (and frees its lease and presence) at once, not at a heartbeat.
+    session.hangup = hangup.watch(hangup.client_socket(environ), session.sub.end)
     # direct_passthrough: werkzeug hands `body` to the server as it is (see StreamBody).
     resp = Response(body, content_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS, direct_passthrough=True)
     # A body wrapped later (compression) goes back through werkzeug, which calls this on close.

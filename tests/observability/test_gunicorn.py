@@ -219,14 +219,15 @@ def test_metrics_follow_streams_users_and_events_across_both_workers(server: Gun
     finally:
         for c in clients:
             c.close()
-    # Idle streams whose client left are found by the next heartbeat writes.
+    # Idle streams whose client closed are found at once by the read watcher (chatgenius/hangup.py),
+    # not by a heartbeat write: heartbeat failures count only peers that vanished without a FIN.
     watch.settle("chatgenius_connections_active", before("chatgenius_connections_active"))
     watch.settle("chatgenius_users_connected", before("chatgenius_users_connected"))
     now = watch()
     closed = len(clients)
     assert now("chatgenius_connections_closed_total", reason="client_closed") == before(
         "chatgenius_connections_closed_total", reason="client_closed") + closed
-    assert now("chatgenius_heartbeat_write_failures_total") == before("chatgenius_heartbeat_write_failures_total") + closed
+    assert now("chatgenius_heartbeat_write_failures_total") == before("chatgenius_heartbeat_write_failures_total")
     assert now("chatgenius_connection_duration_seconds_count") == before("chatgenius_connection_duration_seconds_count") + closed
     rules = {s.labels.get("url_rule") for s in now.samples if s.name == "flask_http_request_duration_seconds_count"}
     # (/events is there only for publishes a worker answered through Flask: its first with a token,
