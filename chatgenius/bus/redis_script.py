@@ -11,7 +11,9 @@ What the pool's check guarded against cannot happen here: a connection on
 which anything failed (a timeout, a kill, a lost server) is closed and never
 reused, so no half-read reply is left for the next call. A script error
 (a Lua `error_reply`, e.g. the publish quota's) leaves the connection clean and
-it is reused. Nothing is retried: a lost answer may mean the script ran, and
+it is reused; a refusal that says the server cannot serve now (READONLY from a
+primary demoted by a failover, LOADING) closes it, so the next call connects
+again (through Sentinel, to the new primary). Nothing is retried: a lost answer may mean the script ran, and
 only the caller knows whether a retry is safe (Idempotency-Key).
 """
 
@@ -23,6 +25,8 @@ from collections.abc import Sequence
 import redis
 from gevent.lock import BoundedSemaphore
 from redis.exceptions import NoScriptError, ResponseError
+
+from .redis_errors import is_unavailable
 
 MAX_OPEN = 32  # like the command pool's bound: publishes beyond it wait for a connection
 MAX_IDLE = 8
@@ -41,11 +45,15 @@ class Script:
 
     def __call__(self, keys: Sequence[object], args: Sequence[object]) -> object:
         with self._slots:
-            conn = self._idle.pop() if self._idle else self._connect()
+            conn = self._idle.pop() if self._idle else self._new_connection()
             try:
                 reply = self._run(conn, keys, args)
-            except ResponseError:  # the script's own error reply: the connection read all of it
-                self._keep(conn)
+            except ResponseError as exc:
+                if is_unavailable(exc):  # READONLY (a demoted primary), LOADING...: reconnect next time
+                    conn.disconnect()
+                    self.close()
+                else:  # the script's own error reply (a quota): the connection read all of it
+                    self._keep(conn)
                 raise
             except BaseException:
                 conn.disconnect()
@@ -53,6 +61,13 @@ class Script:
                 raise
             self._keep(conn)
             return reply
+
+    def _new_connection(self) -> redis.connection.AbstractConnection:
+        conn = self._connect()
+        # connect() now, as the pool does: a Sentinel-managed connection finds its primary in connect();
+        # the first command's implicit connect would dial the connection's default address instead.
+        conn.connect()
+        return conn
 
     def _run(self, conn: redis.connection.AbstractConnection, keys: Sequence[object], args: Sequence[object]) -> object:
         conn.send_command("EVALSHA", self.sha, len(keys), *keys, *args)

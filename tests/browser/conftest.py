@@ -51,7 +51,10 @@ def new_context(browser: Browser) -> Iterator[Callable[[], BrowserContext]]:
     with ExitStack() as stack:
 
         def make() -> BrowserContext:
-            context = browser.new_context(viewport={"width": 1100, "height": 640})
+            # Playwright polls wait_for_function predicates with eval() inside the page, which the
+            # pages' CSP (no 'unsafe-eval') refuses after the first poll; these tests are about the
+            # client, and the CSP itself is proven with plain contexts (tests/deploy/test_nginx_hardening.py).
+            context = browser.new_context(viewport={"width": 1100, "height": 640}, bypass_csp=True)
             context.set_default_timeout(15_000)
             stack.callback(context.close)
             return context
