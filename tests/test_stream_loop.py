@@ -68,6 +68,19 @@ def test_frames_queued_before_the_loop_starts_are_filtered_at_the_floor_not_beyo
     assert session.floor == parse(cursor).seq + 1
 
 
+def test_an_event_queued_between_the_history_read_and_the_floor_is_kept():
+    # Redis: the reader can queue the next event while open_session waits for the MULTI's reply.
+    bus = RacingBus()
+    cursor = bus.publish([ev(0)])[0]
+    bus.race = [ev(1)]
+    bus.behind = [ev(2)]
+    session, sub = open_(bus, cursor)
+    assert sub.depth == 1  # queued before set_floor, one above the floor
+    loop, written = run(session)
+    frames = finish(sub, loop, written)
+    assert ids(frames) == [session.floor, session.floor + 1]
+
+
 def test_raced_events_whose_live_frames_arrive_after_the_replay_are_dropped_once_at_the_floor():
     bus = RacingBus()
     cursor = bus.publish([ev(0)])[0]

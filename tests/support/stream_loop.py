@@ -20,6 +20,7 @@ class RacingBus(MemoryBus):
         super().__init__(1000, 3600)
         self.race: list = []
         self.late: list | None = None  # when a list: the raced events' live frames wait here (see below)
+        self.behind: list = []  # published once history is read: above the head, queued before the floor is set
 
     def replay(self, channels, after, limit):
         race, self.race = self.race, []
@@ -32,7 +33,11 @@ class RacingBus(MemoryBus):
                     self.publish(race)
                 finally:
                     self.hub.dispatch = dispatch  # type: ignore[method-assign]
-        return super().replay(channels, after, limit)
+        found = super().replay(channels, after, limit)
+        behind, self.behind = self.behind, []
+        if behind:
+            self.publish(behind)
+        return found
 
     def deliver_late(self) -> None:
         for args in self.late or ():
