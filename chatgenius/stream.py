@@ -22,7 +22,7 @@ from typing import Any
 from . import log
 from .bus.base import EventBus, Replay
 from .cursor import Cursor
-from .fanout import Subscriber
+from .fanout import Frame, Subscriber
 from .hangup import unwatch
 from .sse import comment, encode, retry
 from .wire import THROUGH_SERVER, Transport
@@ -118,7 +118,11 @@ def serve(session: StreamSession, connected: dict) -> Iterator[bytes]:
             # nothing rather than the first write (which holds the replay).
             yield b""
         while True:
-            kept, data, last = _next_write(session)
+            _arm(session)
+            step = _next_write(session, sub.take(None))  # waits here (not in a helper: a frame less parked)
+            if step is None:
+                continue
+            kept, data, last = step
             yield from out.write(data)
             if out.closed:
                 return
@@ -139,34 +143,40 @@ def serve(session: StreamSession, connected: dict) -> Iterator[bytes]:
         log.request_id.set(None)
 
 
-def _next_write(session: StreamSession) -> tuple[list[bytes], bytes, bool]:
-    """Wait until there is something to write: (live frames, the bytes to write, last write?).
+def _arm(session: StreamSession) -> None:
+    """Tell the hub's ticker when to wake the loop without frames: heartbeat or deadline (Hub.start_ticker)."""
+    sub = session.sub
+    now = time.monotonic()
+    timeout = session.heartbeat - (now - sub.last_write)
+    if session.deadline is not None:
+        timeout = min(timeout, session.deadline - time.time())
+    sub.due = now + max(0.0, timeout)
 
-    The bytes are the queued frames joined, then the closing frame when the
-    stream ends, or a heartbeat when it was quiet for a heartbeat interval. May
-    be empty when only the rest of a partial send is due (the transport's).
+
+def _next_write(session: StreamSession, frames: list[Frame]) -> tuple[list[bytes], bytes, bool] | None:
+    """What to write after a wake-up with `frames`: (live frames, the bytes to write, last write?),
+    or None when there is nothing to do yet.
+
+    The bytes are the frames joined, then the closing frame when the stream
+    ends, or a heartbeat when it was quiet for a heartbeat interval. May be
+    empty when only the rest of a partial send is due (the transport's).
     """
     sub = session.sub
     stats = session.stats
-    while True:
-        now = time.monotonic()
-        timeout = session.heartbeat - (now - sub.last_write)
-        if session.deadline is not None:
-            timeout = min(timeout, session.deadline - time.time())
-        sub.due = now + max(0.0, timeout)  # the hub's ticker wakes us then (Hub.start_ticker)
-        kept = [f for _, f in sub.take(None)]
-        if sub.end_reason is not None:
-            stats.end_reason = sub.end_reason
-            return kept, b"".join(kept) + (sub.end_frame or b""), True
-        if session.deadline is not None and time.time() >= session.deadline:
-            stats.end_reason = "token_expiring"
-            reauth = control_frame("system.reauth", {"reason": "token_expiring"})
-            return kept, b"".join(kept) + reauth, True
-        if kept or sub.out.rest:
-            return kept, b"".join(kept), False
-        if time.monotonic() - sub.last_write >= session.heartbeat:
-            stats.heartbeat_pending = True  # a stream that ends in this write was found dead by it
-            return kept, comment("hb"), False
+    kept = [f for _, f in frames]
+    if sub.end_reason is not None:
+        stats.end_reason = sub.end_reason
+        return kept, b"".join(kept) + (sub.end_frame or b""), True
+    if session.deadline is not None and time.time() >= session.deadline:
+        stats.end_reason = "token_expiring"
+        reauth = control_frame("system.reauth", {"reason": "token_expiring"})
+        return kept, b"".join(kept) + reauth, True
+    if kept or sub.out.rest:
+        return kept, b"".join(kept), False
+    if time.monotonic() - sub.last_write >= session.heartbeat:
+        stats.heartbeat_pending = True  # a stream that ends in this write was found dead by it
+        return kept, comment("hb"), False
+    return None
 
 
 def _wrote(session: StreamSession, kept: list[bytes]) -> None:
