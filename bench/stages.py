@@ -39,7 +39,7 @@ STAGES = [
     ("reader: socket writes to streams", ["GunicornSocket.send_nowait (chatgenius/wire.py", "GunicornSocket.write"]),
     ("reader: dispatch (hub, subscribers)", ["Hub.dispatch", "Subscriber.offer", "Subscriber.write_now"]),
     ("reader: pub/sub read and parse (redis-py)", ["RedisBus._drain", "RedisBus._serve_feed", "PubSub."]),
-    ("stream loops (queued writes, heartbeats)", ["serve (chatgenius/stream.py", "StreamBody."]),
+    ("stream loops (queued writes, heartbeats)", ["serve (chatgenius/stream.py", "_flush (chatgenius/stream.py", "StreamBody."]),
     ("gunicorn keep-alive loop, accept", ["AsyncWorker.handle (gunicorn/workers/base_async.py", "GeventWorker.handle"]),
     ("gevent hub (event loop, switches)", ["Hub.run (gevent/hub.py"]),
 ]

@@ -37,6 +37,7 @@ class Settings:
     heartbeat_interval: float = 15.0
     enable_sse: bool = True
     enable_compression: bool = False
+    detach_idle_streams: bool = True
     auth_mode: str = "auth0"
     auth0_domain: str = ""
     auth0_audience: str = ""
@@ -183,6 +184,7 @@ _PARSERS = {
     "HEARTBEAT_INTERVAL": ("heartbeat_interval", lambda n, r: _float(n, r, 0.05, 300)),
     "ENABLE_SSE": ("enable_sse", _bool),
     "ENABLE_COMPRESSION": ("enable_compression", _bool),
+    "DETACH_IDLE_STREAMS": ("detach_idle_streams", _bool),
     "AUTH0_DOMAIN": ("auth0_domain", lambda n, r: r.strip()),
     "AUTH0_AUDIENCE": ("auth0_audience", lambda n, r: r.strip()),
     "JWKS_URL": ("jwks_url", lambda n, r: r.strip()),

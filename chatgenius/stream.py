@@ -19,13 +19,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import gevent
+
 from . import log
 from .bus.base import EventBus, Replay
 from .cursor import Cursor
 from .fanout import Frame, Subscriber
-from .hangup import unwatch
+from .hangup import unwatch, watch
 from .sse import comment, encode, retry
-from .wire import THROUGH_SERVER, Transport
+from .wire import THROUGH_SERVER, GunicornSocket, Transport
 
 
 def control_frame(event: str, data: dict) -> bytes:
@@ -69,6 +71,7 @@ class StreamSession:
     request_id: str | None = None  # bound to the log lines the stream writes after its view returned
     on_error: Callable[[BaseException], None] | None = None  # a failure inside the loop (a bug): count, log
     hangup: Any = None  # the watcher that ends the stream when its client closes (hangup.py)
+    detach: bool = False  # DETACH_IDLE_STREAMS: on a gunicorn socket, no greenlet while idle (_detach)
 
 
 def open_session(
@@ -105,6 +108,7 @@ def serve(session: StreamSession, connected: dict) -> Iterator[bytes]:
     """
     sub = session.sub
     stats = session.stats
+    detached = False
     log.request_id.set(session.request_id)
     try:
         yield _first_write(session, connected)
@@ -112,6 +116,10 @@ def serve(session: StreamSession, connected: dict) -> Iterator[bytes]:
         session.replay = _SENT  # the replayed frames are on the wire: do not hold them for the stream's life
         out = session.transport() if session.transport is not None else THROUGH_SERVER
         sub.last_write = time.monotonic()
+        if session.detach and isinstance(out, GunicornSocket):
+            detached = True
+            _detach(session, out)
+            return  # gunicorn closes its copy of the socket and this greenlet ends
         sub.out = out
         if out.direct:
             # The server keeps the last item it wrote until the next one: let that be
@@ -135,12 +143,13 @@ def serve(session: StreamSession, connected: dict) -> Iterator[bytes]:
             session.on_error(exc)
         raise
     finally:
-        sub.out = THROUGH_SERVER  # the socket goes back to the server: the hub must not touch it
-        if sub.end_reason is not None and stats.end_reason == "client_closed":
-            stats.end_reason = sub.end_reason  # ended while blocked in a write (slow consumer)
-        log.request_id.set(session.request_id)
-        _release(session)
-        log.request_id.set(None)
+        if not detached:  # else the connection, and the session's release, belong to _flush
+            sub.out = THROUGH_SERVER  # the socket goes back to the server: the hub must not touch it
+            if sub.end_reason is not None and stats.end_reason == "client_closed":
+                stats.end_reason = sub.end_reason  # ended while blocked in a write (slow consumer)
+            log.request_id.set(session.request_id)
+            _release(session)
+            log.request_id.set(None)
 
 
 def _arm(session: StreamSession) -> None:
@@ -194,6 +203,96 @@ def _wrote(session: StreamSession, kept: list[bytes]) -> None:
 
 
 _SENT = Replay()
+
+class _Resume:
+    """A detached stream's wake-up flag (in place of its Wake): setting it starts a writer greenlet.
+
+    Why: a greenlet parked for an idle stream keeps its C stack and gunicorn's
+    request objects (about 10 KiB, docs/PERFORMANCE.md). A detached stream is
+    its socket, its subscriber and this session; the hub writes to it
+    directly, and a greenlet exists only while there is something to write:
+    a backlog, a heartbeat or a deadline (woken by the hub's ticker), the end.
+    """
+
+    __slots__ = ("session", "running")
+
+    def __init__(self, session: StreamSession) -> None:
+        self.session = session
+        self.running = False
+
+    def set(self) -> None:
+        if not self.running:
+            self.running = True
+            gevent.spawn(_flush, self)
+
+    def clear(self) -> None:
+        pass
+
+    def wait(self, timeout: float | None = None) -> None:
+        pass  # nobody waits: Subscriber.take returns what is queued
+
+
+def _detach(session: StreamSession, out: GunicornSocket) -> None:
+    """After head and replay: take the connection from gunicorn and leave it to the hub and the ticker."""
+    sub = session.sub
+    owned = out.detach()
+    session.transport = None  # holds the request's environ
+    unwatch(session.hangup)  # on gunicorn's descriptor, which it is about to close
+    session.hangup = watch(owned.socket, sub.end)
+    sub.out = owned
+    resume = _Resume(session)
+    sub._wake = resume  # type: ignore[assignment]
+    _arm(session)  # the ticker wakes it for heartbeats and the deadline
+    if sub.depth or sub.end_reason is not None:
+        resume.set()
+
+
+def _flush(resume: _Resume) -> None:
+    """A detached stream's writer: what serve's loop does, until there is nothing left to write."""
+    session = resume.session
+    sub = session.sub
+    out: GunicornSocket = sub.out  # type: ignore[assignment]
+    log.request_id.set(session.request_id)
+    try:
+        while True:
+            _arm(session)
+            step = _next_write(session, sub.take(0))
+            if step is None:
+                return
+            kept, data, last = step
+            if not last:
+                out.write(data)
+                if not out.closed:
+                    _wrote(session, kept)
+                    continue
+                # a failed write: the client is gone, or was too slow (ended while we wrote)
+                _close_detached(session, b"", sub.end_reason or "client_closed")
+                return
+            _close_detached(session, data, session.stats.end_reason, kept)
+            return
+    except Exception as exc:
+        if session.on_error is not None:
+            session.on_error(exc)
+        if not out.closed:
+            _close_detached(session, b"", "client_closed")
+    finally:
+        resume.running = out.closed  # once closed (and released), never again: a late end() is a no-op
+        log.request_id.set(None)
+
+
+def _close_detached(session: StreamSession, final: bytes, reason: str, kept: list[bytes] | None = None) -> None:
+    """Write `final` (holding the live frames `kept`) and the closing chunk, close the connection,
+    release the session."""
+    sub = session.sub
+    unwatch(session.hangup)  # before the descriptor is closed and reused
+    session.hangup = None
+    session.stats.end_reason = reason
+    sub.end(reason)  # the hub stops offering (the first reason stays)
+    try:
+        if sub.out.finish(final) and kept:  # type: ignore[attr-defined]
+            _wrote(session, kept)
+    finally:
+        _release(session)
 
 
 def _first_write(session: StreamSession, connected: dict) -> bytes:

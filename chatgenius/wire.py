@@ -7,7 +7,9 @@ it. This adapter gives the stream a `Transport` once the response head is out:
   of the body is bytes on a socket in gunicorn's chunk framing, so the bus
   reader may send an event to an idle stream itself (one non-blocking
   `send(2)` of bytes framed once per event, no greenlet switch), and the
-  stream's loop writes its backlog with `sendall`. Why: at 1000 subscribers a
+  stream's loop writes its backlog with `sendall`. It can also `detach` the
+  connection from gunicorn, so that no greenlet waits for an idle stream
+  (stream.py, DETACH_IDLE_STREAMS). Why: at 1000 subscribers a
   delivery through the WSGI stack (wake, switch, iterator layers,
   `write_chunk`, `sendall` with its `getsockopt`) cost several times the
   `send(2)` itself (docs/PERFORMANCE.md).
@@ -25,6 +27,7 @@ off under it (a gunicorn upgrade cannot silently turn it off).
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import ssl
 from collections.abc import Callable
@@ -137,10 +140,11 @@ def _chunk(data: bytes) -> bytes:
 class GunicornSocket:
     """The plain-TCP socket under gunicorn's HTTP/1.x response, written around its iterator loop."""
 
-    __slots__ = ("_sock", "_send", "_frame", "busy", "rest", "closed")
+    __slots__ = ("_sock", "_send", "_frame", "busy", "rest", "closed", "_resp")
     direct = True
 
-    def __init__(self, sock: Any, raw: Any, chunked: bool) -> None:
+    def __init__(self, sock: Any, raw: Any, chunked: bool, resp: Any = None) -> None:
+        self._resp = resp  # gunicorn's response, while gunicorn owns the connection (see detach)
         self._sock = sock
         self._send: Callable[[bytes], int] = raw.send
         self._frame: Callable[[bytes], bytes] = _chunk if chunked else bytes
@@ -164,11 +168,48 @@ class GunicornSocket:
         raw = getattr(sock, "_sock", None)  # gevent's socket keeps the OS socket non-blocking here
         if raw is None or raw.gettimeout() != 0.0:
             return None
-        return cls(sock, raw, bool(resp.chunked))
+        return cls(sock, raw, bool(resp.chunked), resp)
+
+    def detach(self) -> GunicornSocket:
+        """Take the connection over from gunicorn, so the greenlet serving it can end.
+
+        A duplicate descriptor keeps the TCP connection open when gunicorn closes
+        its own. gunicorn is told to close after this response (no keep-alive: its
+        greenlet would wait on the socket for a next request) and to write no
+        closing chunk; `finish` writes it when the stream ends. The returned
+        transport owns the connection; this one must not be used again.
+        """
+        resp, self._resp = self._resp, None
+        sock = socket.socket(fileno=os.dup(self._sock.fileno()))  # gevent's socket: the service is patched
+        sock.settimeout(self._sock.gettimeout())
+        out = GunicornSocket(sock, sock._sock, self._frame is _chunk)
+        resp.chunked = False
+        resp.force_close()
+        self.closed = True
+        return out
+
+    def finish(self, final: bytes) -> bool:
+        """End a detached response: `final`, the closing chunk, then close the connection.
+        True when `final` went out."""
+        self.write(final)
+        sent = not self.closed
+        if self._frame is _chunk:
+            self.write_raw(b"0\r\n\r\n")
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        return sent
+
+    @property
+    def socket(self) -> Any:
+        """The socket (for the hang-up watcher of a detached stream)."""
+        return self._sock
 
     def send_nowait(self, data: bytes) -> int:
         if self.busy or self.rest:
             return QUEUED  # behind the loop's write, or behind the rest of a chunk
+        if self.closed:
+            return CLOSED
         framed = self._frame(data)
         try:
             sent = self._send(framed)
@@ -185,10 +226,14 @@ class GunicornSocket:
         """Send the rest of a partial chunk, then `data`, yielding while the socket is full
         (it honours the socket's timeout). On failure the socket is shut, so the server's
         closing chunk fails at once (EPIPE) instead of waiting out the timeout again."""
-        out = self.rest + self._frame(data) if data else self.rest
+        self.write_raw(self.rest + self._frame(data) if data else self.rest)
+        return ()
+
+    def write_raw(self, out: bytes) -> None:
+        """Send bytes as they are (`rest` included by the caller); on failure `closed`."""
         self.rest = b""
-        if not out:
-            return ()
+        if not out or self.closed:
+            return
         self.busy = True
         try:
             self._sock.sendall(out)
@@ -198,4 +243,3 @@ class GunicornSocket:
                 self._sock.shutdown(socket.SHUT_RDWR)
         finally:
             self.busy = False
-        return ()

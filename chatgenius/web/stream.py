@@ -46,6 +46,7 @@ def stream() -> Response:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int((2 * beat + 5) * 1000))
     environ = request.environ
     session.transport = partial(transport_for, environ)
+    session.detach = rt.settings.detach_idle_streams
     body = StreamBody(session, connected)
     # A client's close ends the stream (and frees its lease and presence) at once, not at a heartbeat.
     session.hangup = hangup.watch(hangup.client_socket(environ), session.sub.end)
