@@ -106,6 +106,13 @@ def on_exit(server):
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
+def worker_exit(server, worker):
+    """In the worker: wait for detached streams to drain (chatgenius/drain.py finish)."""
+    from chatgenius.drain import finish
+
+    finish(worker)
+
+
 def post_worker_init(worker):
     """Give the service its worker number and start watching for shutdown (drain)."""
     import gc

@@ -36,10 +36,10 @@ STAGES = [
     ("fast path: the rest", ["FastPublish."]),
     ("request parsing (gunicorn)", ["Request.__init__ (gunicorn/http/message.py", "Parser.__next__ (gunicorn/http/parser.py",
                                     "create (gunicorn/http/wsgi.py", "environ (gunicorn/http/wsgi.py"]),
-    ("reader: socket writes to streams", ["Wire.send_nowait (chatgenius/wire.py", "Wire.sendall"]),
+    ("reader: socket writes to streams", ["GunicornSocket.send_nowait (chatgenius/wire.py", "GunicornSocket.write"]),
     ("reader: dispatch (hub, subscribers)", ["Hub.dispatch", "Subscriber.offer", "Subscriber.write_now"]),
     ("reader: pub/sub read and parse (redis-py)", ["RedisBus._drain", "RedisBus._serve_feed", "PubSub."]),
-    ("stream loops (queued writes, heartbeats)", ["serve (chatgenius/stream.py", "StreamBody."]),
+    ("stream loops (queued writes, heartbeats)", ["serve (chatgenius/stream.py", "_flush (chatgenius/stream.py", "StreamBody."]),
     ("gunicorn keep-alive loop, accept", ["AsyncWorker.handle (gunicorn/workers/base_async.py", "GeventWorker.handle"]),
     ("gevent hub (event loop, switches)", ["Hub.run (gevent/hub.py"]),
 ]

@@ -37,6 +37,7 @@ class Settings:
     heartbeat_interval: float = 15.0
     enable_sse: bool = True
     enable_compression: bool = False
+    detach_idle_streams: bool = True
     auth_mode: str = "auth0"
     auth0_domain: str = ""
     auth0_audience: str = ""
@@ -66,7 +67,9 @@ class Settings:
     flag_refresh: float = 1.0
     trusted_proxies: int = 0
     broadcast_log_interval: float = 10.0
-    fanout_window_ms: int = 30
+    # Deprecated and ignored (batching follows the backlog, see bus/redis.py): still parsed so
+    # deployments that set FANOUT_WINDOW_MS start, with a warning (exposure_warnings).
+    fanout_window_ms: int | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -181,6 +184,7 @@ _PARSERS = {
     "HEARTBEAT_INTERVAL": ("heartbeat_interval", lambda n, r: _float(n, r, 0.05, 300)),
     "ENABLE_SSE": ("enable_sse", _bool),
     "ENABLE_COMPRESSION": ("enable_compression", _bool),
+    "DETACH_IDLE_STREAMS": ("detach_idle_streams", _bool),
     "AUTH0_DOMAIN": ("auth0_domain", lambda n, r: r.strip()),
     "AUTH0_AUDIENCE": ("auth0_audience", lambda n, r: r.strip()),
     "JWKS_URL": ("jwks_url", lambda n, r: r.strip()),
@@ -297,13 +301,20 @@ def _check_jwks_url(url: str) -> None:
 
 
 def exposure_warnings(s: Settings) -> list[str]:
-    """Settings that start but deserve a warning line: trusting X-Forwarded-For on a public socket."""
+    """Settings that start but deserve a warning line: trusting X-Forwarded-For on a public socket,
+    a deprecated variable that no longer does anything."""
+    out = []
+    if s.fanout_window_ms is not None:
+        out.append(
+            f"FANOUT_WINDOW_MS={s.fanout_window_ms} is deprecated and ignored: the bus reader batches what "
+            "arrives while it writes, without a fixed window; remove the variable"
+        )
     if not s.trusted_proxies:
-        return []
+        return out
     public = [part.strip() for part in s.bind.split(",") if part.strip() and not _private_bind(part)]
     if not public:
-        return []
-    return [
+        return out
+    return out + [
         f"TRUSTED_PROXIES={s.trusted_proxies} on a public bind ({', '.join(public)}): anyone who reaches it directly "
         "sets X-Forwarded-For and escapes per-address limits; bind to loopback or a private address behind the proxy"
     ]

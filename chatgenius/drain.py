@@ -9,7 +9,9 @@ cursor, so nothing is lost and nothing repeats.
 
 from __future__ import annotations
 
+import os
 import random
+import time
 
 import gevent
 
@@ -35,10 +37,23 @@ def spread_for(graceful_timeout: float) -> float:
     return max(0.5, min(5.0, graceful_timeout / 3))
 
 
+def finish(worker) -> None:
+    """gunicorn's worker_exit hook, run in the worker once its pool is empty: streams detached from
+    the pool (stream.py) do not keep gunicorn waiting, so wait here, a little past the drain's
+    spread, until each was told to reconnect and is gone. A no-op in the master."""
+    rt: Realtime | None = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("chatgenius")
+    if rt is None or worker.pid != os.getpid():
+        return
+    deadline = time.monotonic() + spread_for(worker.cfg.graceful_timeout) + 2
+    while rt.bus.hub.subscribers and time.monotonic() < deadline:
+        gevent.sleep(0.1)
+
+
 def watch(worker) -> None:
     """Called from gunicorn's post_worker_init: wait for shutdown, then drain."""
     rt: Realtime = worker.wsgi.extensions["chatgenius"]
     rt.worker_id = worker.pid
+    rt.capacity = worker.cfg.worker_connections
     spread = spread_for(worker.cfg.graceful_timeout)
 
     def loop() -> None:

@@ -56,7 +56,7 @@ def build_bus(settings: config.Settings, realtime_frame) -> EventBus:
         return RedisBus(
             client, feed, settings.history_maxlen, settings.history_ttl, realtime_frame,
             ping_interval=min(5.0, max(0.5, settings.heartbeat_interval)),
-            window=settings.fanout_window_ms / 1000, idempotency_window=settings.idempotency_window,
+            idempotency_window=settings.idempotency_window,
         )
     return MemoryBus(settings.history_maxlen, settings.history_ttl, idempotency_window=settings.idempotency_window)
 

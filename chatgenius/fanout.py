@@ -6,11 +6,14 @@ the channel. A subscriber's queue is bounded in bytes; a full queue does not
 grow, it ends the stream with `system.reconnect` (the client resumes from
 history), so a stuck client costs at most `max_bytes` of memory.
 
-A stream whose response head has gone out hands the hub its `Wire`: while its
-queue is empty and its greenlet is not writing, the hub sends the frame to the
-socket itself (one non-blocking send, no greenlet switch); only when the
-socket is full, or the send was partial, does the frame wait in the queue for
-the stream's own loop (stream.serve), which then writes the backlog in one go.
+Each `Subscriber` is its connection's sink, the one thing the hub calls: try
+to send these bytes now (`offer`: SENT, QUEUED or CLOSED) and end with a final
+frame (`end`). Once a stream's head is out it has a `Transport` (wire.py, one
+per server kind): while its queue is empty and its loop is not writing, the
+hub's bytes go to the socket at once (one non-blocking send, no greenlet
+switch); otherwise, or when the socket is full, they wait in the queue for the
+stream's own loop (stream.serve), which writes the backlog in one go. The hub
+knows nothing of HTTP framing: the transport frames what it sends.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable, Iterable
 import gevent
 from gevent.hub import Waiter, get_hub
 
-from .wire import Wire, chunk
+from .wire import CLOSED, QUEUED, SENT, THROUGH_SERVER, Transport
 
 Frame = tuple[int, bytes]  # (seq, wire bytes); seq 0 = no cursor (ephemeral)
 
@@ -68,12 +71,12 @@ class Wake:
 
 
 class Subscriber:
-    """One stream's (or one long-poll's) live queue; fed by the hub, drained by its loop."""
+    """One stream's (or one long-poll's) sink: fed by the hub, written by its transport or its loop."""
 
     __slots__ = (
         "id", "user_id", "channels", "max_bytes", "opened", "resumed", "sent", "worker",
         "_frames", "_bytes", "_wake", "end_reason", "end_frame", "due",
-        "wire", "writing", "last_write", "floor", "_head",
+        "out", "last_write", "floor",
     )
 
     def __init__(self, id: str, user_id: str, channels: Iterable[str], max_bytes: int) -> None:
@@ -93,60 +96,65 @@ class Subscriber:
         # Monotonic time by which the loop wants to run even without frames (heartbeat,
         # deadline); the hub's ticker wakes it then. See Hub.tick.
         self.due = float("inf")
-        self.wire: Wire | None = None  # set by the stream once the server sent the head
-        self.writing = False  # the stream's greenlet is in a write: frames must queue behind it
+        # The writer under the stream (wire.py); the server's own path until the head is out
+        # and the stream connects a transport that can send around it (stream.serve).
+        self.out: Transport = THROUGH_SERVER
         self.last_write = time.monotonic()
         self.floor = 0  # live frames at or below this seq were replayed (stream.open_session)
-        self._head = b""  # the rest of a chunk the hub could only partly send: goes out first
 
-    def offer(self, seq: int, frame: bytes, framed: bytes | None = None) -> bool:
-        """Write one frame now if the stream is idle on a wire, else queue it; True when written.
+    def offer(self, seq: int, frame: bytes) -> int:
+        """Send one frame now if the stream is idle on a direct transport, else queue it.
 
-        `framed` is the frame in chunk framing, made once per event by the hub.
+        SENT (written now), QUEUED (the loop will write it), CLOSED (the stream
+        ended; nothing taken). A durable frame at or below the replay floor is
+        not taken either (QUEUED would be wrong; it was replayed): CLOSED.
         Hot path: a few attribute reads and either one send or one append.
         """
         if self.end_reason is not None:
-            return False
+            return CLOSED
         if self.floor and seq:
             if seq <= self.floor:
-                return False
+                return CLOSED
             self.floor = 0  # past the replay overlap
-        if self.write_now(frame, framed):
-            return True
+        done = self.write_now(frame)
+        if done != QUEUED:
+            return done
         self._frames.append((seq, frame))
         self._bytes += len(frame)
         if self._bytes > self.max_bytes:
             self._frames.clear()
             self._bytes = 0
             self.end("slow_consumer")
-        elif len(self._frames) == 1:
+            return CLOSED
+        if len(self._frames) == 1:
             self._wake.set()
-        return False
+        return QUEUED
 
-    def write_now(self, frame: bytes, framed: bytes | None = None, count: int = 1) -> bool:
-        """Send `frame` (`count` events' frames) to the socket if the stream is idle on a wire.
+    def write_now(self, data: bytes, count: int = 1) -> int:
+        """Send `data` (`count` events' frames) if nothing is queued before it: SENT, QUEUED or CLOSED.
 
-        True when the kernel took it, or part of it: the rest is kept as the next
-        bytes to write, and the loop is woken to write it. False when the stream
-        is not idle or the socket is full: the caller queues the frames.
+        QUEUED here means not taken: the caller queues the frames. A partial send
+        counts as SENT: the transport keeps the rest and the loop is woken to write it.
         """
-        wire = self.wire
-        if wire is None or self._frames or self.writing or self._head or self.end_reason is not None:
-            return False
-        data = (framed or chunk(frame)) if wire.chunked else frame
-        try:
-            sent = wire.send_nowait(data)
-        except OSError:  # the peer is gone: let the loop end the response
-            self.end("client_closed")
-            return False
-        if not sent:
-            return False
-        self.sent += count
-        self.last_write = time.monotonic()
-        if sent < len(data):
-            self._head = data[sent:]
-            self._wake.set()
-        return True
+        if self._frames or self.end_reason is not None:
+            return QUEUED
+        out = self.out
+        done = out.send_nowait(data)
+        if done == SENT:
+            self.sent += count
+            self.last_write = time.monotonic()
+            if out.rest:
+                self._wake.set()
+        elif done == CLOSED:
+            self.end("client_closed")  # the loop ends the response
+        return done
+
+    def set_floor(self, floor: int) -> None:
+        """Live frames at or below `floor` were replayed: drop those already queued, and later ones."""
+        self.floor = floor
+        if floor and self._frames:
+            self._frames = [(s, f) for s, f in self._frames if not s or s > floor]
+            self._bytes = sum(len(f) for _, f in self._frames)
 
     def end(self, reason: str, frame: bytes | None = None) -> None:
         """Ask the loop to stop after writing `frame`; the first reason wins."""
@@ -156,22 +164,16 @@ class Subscriber:
         self._wake.set()
 
     def take(self, timeout: float | None) -> list[Frame]:
-        """Wait up to `timeout` (None: until woken) for frames; return them all (maybe none)."""
-        if not self._frames and self.end_reason is None and not self._head:
+        """Wait up to `timeout` (None: until woken) for frames; return them all (maybe none).
+
+        Also returns (with none) when the stream ended or its transport holds the
+        rest of a partial send: the loop writes that before anything else.
+        """
+        if not self._frames and self.end_reason is None and not self.out.rest:
             self._wake.wait(timeout)
         self._wake.clear()
         frames, self._frames, self._bytes = self._frames, [], 0
         return frames
-
-    @property
-    def head_pending(self) -> bool:
-        """The hub left part of a chunk unsent: the loop must write it before anything else."""
-        return bool(self._head)
-
-    def take_head(self) -> bytes:
-        """The unsent rest of a chunk the hub began: the next bytes on the wire, whatever follows."""
-        head, self._head = self._head, b""
-        return head
 
     @property
     def depth(self) -> int:
@@ -236,10 +238,9 @@ class Hub:
         subs = self._channels.get(channel)
         if not subs:
             return 0
-        framed = chunk(frame)
         written = 0
         for sub in subs:
-            if sub.offer(seq, frame, framed):
+            if sub.offer(seq, frame) == SENT:
                 written += 1
         if self.on_dispatch is not None:
             self.on_dispatch(frame, len(subs), written)
@@ -252,7 +253,7 @@ class Hub:
         fell behind), one send of all of them per stream costs about what one
         event costs; an event at a time would cost a send per event per stream.
         Order is kept: the run is consecutive in the feed. A stream still before
-        its wire or inside its replay overlap gets the frames one by one.
+        its transport or inside its replay overlap gets the frames one by one.
         """
         if len(frames) == 1:
             return self.dispatch(channel, *frames[0])
@@ -261,11 +262,10 @@ class Hub:
             return 0
         first = frames[0][0]
         joined = b"".join(f for _, f in frames)
-        framed = chunk(joined)
         count = len(frames)
         written = 0
         for sub in subs:
-            if not (sub.floor and first <= sub.floor) and sub.write_now(joined, framed, count):
+            if not (sub.floor and first <= sub.floor) and sub.write_now(joined, count) == SENT:
                 written += count
             else:  # queued one by one: the loop counts and filters frames, not runs
                 for seq, frame in frames:

@@ -21,18 +21,12 @@ from typing import Any
 
 from gevent.hub import get_hub
 
-from .wire import START_RESPONSE
+from .wire import client_socket
+
+__all__ = ["client_socket", "unwatch", "watch"]
 
 _READ = 1  # libev EV_READ
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
-
-
-def client_socket(environ: dict) -> Any | None:
-    """The request's socket: gunicorn's, or the one of gevent's pywsgi handler (python app.py)."""
-    sock = environ.get("gunicorn.socket")
-    if sock is None:  # pywsgi: start_response is a method of the connection's handler
-        sock = getattr(getattr(environ.get(START_RESPONSE), "__self__", None), "socket", None)
-    return sock
 
 
 def watch(sock: Any, on_hangup: Callable[[str], None]) -> Any | None:

@@ -65,6 +65,9 @@ class Realtime:
         self.flags = Flags(settings)
         self.worker_id = 0
         self.draining = False
+        # Streams this process accepts (gunicorn's worker_connections, set by drain.watch): a
+        # detached stream (stream.py) leaves gunicorn's pool, so the pool no longer counts it.
+        self.capacity: int | None = None
         # Observers (telemetry.py): called after the fact, never able to refuse.
         self.stream_opened: list[Callable[[StreamSession], None]] = []
         self.stream_closed: list[Callable[[StreamSession], None]] = []
@@ -132,6 +135,8 @@ class Realtime:
             raise self.sse_disabled()
         if self.draining:
             raise ServiceError(503, "draining", "this worker is shutting down; retry", headers={"Retry-After": "1"})
+        if self.capacity is not None and len(self.bus.hub.subscribers) >= self.capacity:
+            raise ServiceError(503, "at_capacity", "this worker holds as many streams as it may; retry", headers={"Retry-After": "1"})
         after = _cursor(last_event_id)
         sub = Subscriber(uuid.uuid4().hex, identity.sub, channels, self.settings.queue_max_bytes)
         sub.resumed = after is not None

@@ -2,9 +2,11 @@
 
 Opening is split from serving so every refusal (bad cursor, bus down) happens
 before the 200 is sent and can still be a JSON error. The loop owns the
-connection (Mercure's shape): it waits on its subscriber's queue with the
-heartbeat as timeout, coalesces whatever queued into one write, and ends with a
-frame that tells the client what to do next. Plain values only: no Flask here.
+connection (Mercure's shape): it waits on its subscriber's queue (woken by the
+hub's ticker for heartbeats and deadlines), coalesces whatever queued into one
+write, and ends with a frame that tells the client what to do next. It writes
+through its transport (wire.py), which either writes itself or hands the bytes
+back to be yielded to the server. Plain values only: no Flask here.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import gevent
+
 from . import log
 from .bus.base import EventBus, Replay
 from .cursor import Cursor
-from .fanout import Subscriber
-from .hangup import unwatch
+from .fanout import Frame, Subscriber
+from .hangup import unwatch, watch
 from .sse import comment, encode, retry
-from .wire import Wire
+from .wire import THROUGH_SERVER, GunicornSocket, Transport
 
 
 def control_frame(event: str, data: dict) -> bytes:
@@ -62,11 +66,12 @@ class StreamSession:
     stats: StreamStats = field(default_factory=StreamStats)
     on_heartbeat: Callable[[], None] | None = None
     on_write: Callable[[list[bytes]], None] | None = None  # after each write of live frames (metrics)
-    # Called once the head has gone out: the socket to write around the server, or None (wire.py).
-    wire: Callable[[], Wire | None] | None = None
+    # Called once the head has gone out: the transport to write through (wire.transport_for).
+    transport: Callable[[], Transport] | None = None
     request_id: str | None = None  # bound to the log lines the stream writes after its view returned
     on_error: Callable[[BaseException], None] | None = None  # a failure inside the loop (a bug): count, log
     hangup: Any = None  # the watcher that ends the stream when its client closes (hangup.py)
+    detach: bool = False  # DETACH_IDLE_STREAMS: on a gunicorn socket, no greenlet while idle (_detach)
 
 
 def open_session(
@@ -89,117 +94,205 @@ def open_session(
     # History was read up to the head of one consistent snapshot: any live frame at or
     # below it was either replayed or is older than the cursor. Drop those, keep the rest.
     floor = found.head.seq if after is not None and found.head is not None else 0
-    sub.floor = floor  # the hub drops such frames from now on; serve() filters those already queued
+    sub.set_floor(floor)  # drops those already queued; the hub drops later ones
     return StreamSession(bus, sub, found, floor, heartbeat, retry_ms, deadline)
-
-
-def _write(sub: Subscriber, wire: Wire, data: bytes) -> bool:
-    """Write `data` as one chunk, after any chunk the hub left half-sent; False when the peer is gone."""
-    sub.writing = True  # the hub queues behind us until we are done
-    try:
-        wire.sendall(sub.take_head() + (wire.framed(data) if data else b""))
-    except OSError:
-        wire.abort()
-        return False
-    finally:
-        sub.writing = False
-    sub.last_write = time.monotonic()
-    return True
 
 
 def serve(session: StreamSession, connected: dict) -> Iterator[bytes]:
     """The response body: first frames, replay, live frames, heartbeats, one closing frame.
 
-    The first chunk goes through the server, which sends the head with it. After
-    that, if the server lets us (`session.wire`), every write goes to the socket
-    directly, and so can the hub's (fanout.Subscriber.offer); otherwise each
-    write is yielded to the server as before.
+    The first chunk goes through the server, which sends the head with it.
+    Then the stream connects its transport (wire.py): from there on the hub
+    may send to an idle socket itself, and each write of the loop either goes
+    to the socket or comes back to be yielded to the server.
     """
     sub = session.sub
     stats = session.stats
-    wire: Wire | None = None
+    detached = False
     log.request_id.set(session.request_id)
     try:
         yield _first_write(session, connected)
         del connected
         session.replay = _SENT  # the replayed frames are on the wire: do not hold them for the stream's life
-        if session.wire is not None:
-            wire = session.wire()
-            if wire is not None and wire.ready():
-                sub.wire = wire  # from here on the hub may write to the socket itself
-                # The server keeps the last item it wrote until the next one: let that be
-                # nothing rather than the first write (which holds the replay).
-                yield b""
-            else:
-                wire = None
-        floor = session.floor
+        out = session.transport() if session.transport is not None else THROUGH_SERVER
         sub.last_write = time.monotonic()
+        if session.detach and isinstance(out, GunicornSocket):
+            detached = True
+            _detach(session, out)
+            return  # gunicorn closes its copy of the socket and this greenlet ends
+        sub.out = out
+        if out.direct:
+            # The server keeps the last item it wrote until the next one: let that be
+            # nothing rather than the first write (which holds the replay).
+            yield b""
         while True:
-            now = time.monotonic()
-            timeout = session.heartbeat - (now - sub.last_write)
-            if session.deadline is not None:
-                timeout = min(timeout, session.deadline - time.time())
-            sub.due = now + max(0.0, timeout)  # the hub's ticker wakes us then (Hub.start_ticker)
-            frames = sub.take(None)
-            kept: list[bytes] = []
-            if frames:
-                if floor:
-                    kept = [f for s, f in frames if not s or s > floor]
-                    if max(s for s, _ in frames) > floor:
-                        floor = 0  # past the replay overlap: no more checks needed
-                else:
-                    kept = [f for _, f in frames]
-            if wire is not None:
-                if (kept or sub.head_pending) and not _write(sub, wire, b"".join(kept)):
-                    return
-            elif kept:
-                yield b"".join(kept)
-                sub.last_write = time.monotonic()
-            if kept:
-                sub.sent += len(kept)
-                if session.on_write is not None:
-                    session.on_write(kept)
-            if sub.end_reason is not None:
-                stats.end_reason = sub.end_reason
-                if sub.end_frame:
-                    if wire is None:
-                        yield sub.end_frame
-                    elif not _write(sub, wire, sub.end_frame):
-                        return
+            _arm(session)
+            step = _next_write(session, sub.take(None))  # waits here (not in a helper: a frame less parked)
+            if step is None:
+                continue
+            kept, data, last = step
+            yield from out.write(data)
+            if out.closed:
                 return
-            if session.deadline is not None and time.time() >= session.deadline:
-                stats.end_reason = "token_expiring"
-                reauth = control_frame("system.reauth", {"reason": "token_expiring"})
-                if wire is None:
-                    yield reauth
-                elif not _write(sub, wire, reauth):
-                    return
+            _wrote(session, kept)
+            if last:
                 return
-            if time.monotonic() - sub.last_write >= session.heartbeat:
-                stats.heartbeat_pending = True
-                if wire is None:
-                    yield comment("hb")
-                    sub.last_write = time.monotonic()
-                elif not _write(sub, wire, comment("hb")):
-                    return
-                stats.heartbeat_pending = False
-                if session.on_heartbeat is not None:
-                    session.on_heartbeat()
     except Exception as exc:
         if session.on_error is not None:
             log.request_id.set(session.request_id)
             session.on_error(exc)
         raise
     finally:
-        sub.wire = None
-        if sub.end_reason is not None and stats.end_reason == "client_closed":
-            stats.end_reason = sub.end_reason  # ended while blocked in a write (slow consumer)
-        log.request_id.set(session.request_id)
-        _release(session)
-        log.request_id.set(None)
+        if not detached:  # else the connection, and the session's release, belong to _flush
+            sub.out = THROUGH_SERVER  # the socket goes back to the server: the hub must not touch it
+            if sub.end_reason is not None and stats.end_reason == "client_closed":
+                stats.end_reason = sub.end_reason  # ended while blocked in a write (slow consumer)
+            log.request_id.set(session.request_id)
+            _release(session)
+            log.request_id.set(None)
+
+
+def _arm(session: StreamSession) -> None:
+    """Tell the hub's ticker when to wake the loop without frames: heartbeat or deadline (Hub.start_ticker)."""
+    sub = session.sub
+    now = time.monotonic()
+    timeout = session.heartbeat - (now - sub.last_write)
+    if session.deadline is not None:
+        timeout = min(timeout, session.deadline - time.time())
+    sub.due = now + max(0.0, timeout)
+
+
+def _next_write(session: StreamSession, frames: list[Frame]) -> tuple[list[bytes], bytes, bool] | None:
+    """What to write after a wake-up with `frames`: (live frames, the bytes to write, last write?),
+    or None when there is nothing to do yet.
+
+    The bytes are the frames joined, then the closing frame when the stream
+    ends, or a heartbeat when it was quiet for a heartbeat interval. May be
+    empty when only the rest of a partial send is due (the transport's).
+    """
+    sub = session.sub
+    stats = session.stats
+    kept = [f for _, f in frames]
+    if sub.end_reason is not None:
+        stats.end_reason = sub.end_reason
+        return kept, b"".join(kept) + (sub.end_frame or b""), True
+    if session.deadline is not None and time.time() >= session.deadline:
+        stats.end_reason = "token_expiring"
+        reauth = control_frame("system.reauth", {"reason": "token_expiring"})
+        return kept, b"".join(kept) + reauth, True
+    if kept or sub.out.rest:
+        return kept, b"".join(kept), False
+    if time.monotonic() - sub.last_write >= session.heartbeat:
+        stats.heartbeat_pending = True  # a stream that ends in this write was found dead by it
+        return kept, comment("hb"), False
+    return None
+
+
+def _wrote(session: StreamSession, kept: list[bytes]) -> None:
+    """After a write went out: count live frames, and the heartbeat."""
+    sub = session.sub
+    sub.last_write = time.monotonic()
+    if kept:
+        sub.sent += len(kept)
+        if session.on_write is not None:
+            session.on_write(kept)
+    if session.stats.heartbeat_pending:
+        session.stats.heartbeat_pending = False
+        if session.on_heartbeat is not None:
+            session.on_heartbeat()
 
 
 _SENT = Replay()
+
+class _Resume:
+    """A detached stream's wake-up flag (in place of its Wake): setting it starts a writer greenlet.
+
+    Why: a greenlet parked for an idle stream keeps its C stack and gunicorn's
+    request objects (about 10 KiB, docs/PERFORMANCE.md). A detached stream is
+    its socket, its subscriber and this session; the hub writes to it
+    directly, and a greenlet exists only while there is something to write:
+    a backlog, a heartbeat or a deadline (woken by the hub's ticker), the end.
+    """
+
+    __slots__ = ("session", "running")
+
+    def __init__(self, session: StreamSession) -> None:
+        self.session = session
+        self.running = False
+
+    def set(self) -> None:
+        if not self.running:
+            self.running = True
+            gevent.spawn(_flush, self)
+
+    def clear(self) -> None:
+        pass
+
+    def wait(self, timeout: float | None = None) -> None:
+        pass  # nobody waits: Subscriber.take returns what is queued
+
+
+def _detach(session: StreamSession, out: GunicornSocket) -> None:
+    """After head and replay: take the connection from gunicorn and leave it to the hub and the ticker."""
+    sub = session.sub
+    owned = out.detach()
+    session.transport = None  # holds the request's environ
+    unwatch(session.hangup)  # on gunicorn's descriptor, which it is about to close
+    session.hangup = watch(owned.socket, sub.end)
+    sub.out = owned
+    resume = _Resume(session)
+    sub._wake = resume  # type: ignore[assignment]
+    _arm(session)  # the ticker wakes it for heartbeats and the deadline
+    if sub.depth or sub.end_reason is not None:
+        resume.set()
+
+
+def _flush(resume: _Resume) -> None:
+    """A detached stream's writer: what serve's loop does, until there is nothing left to write."""
+    session = resume.session
+    sub = session.sub
+    out: GunicornSocket = sub.out  # type: ignore[assignment]
+    log.request_id.set(session.request_id)
+    try:
+        while True:
+            _arm(session)
+            step = _next_write(session, sub.take(0))
+            if step is None:
+                return
+            kept, data, last = step
+            if not last:
+                out.write(data)
+                if not out.closed:
+                    _wrote(session, kept)
+                    continue
+                # a failed write: the client is gone, or was too slow (ended while we wrote)
+                _close_detached(session, b"", sub.end_reason or "client_closed")
+                return
+            _close_detached(session, data, session.stats.end_reason, kept)
+            return
+    except Exception as exc:
+        if session.on_error is not None:
+            session.on_error(exc)
+        if not out.closed:
+            _close_detached(session, b"", "client_closed")
+    finally:
+        resume.running = out.closed  # once closed (and released), never again: a late end() is a no-op
+        log.request_id.set(None)
+
+
+def _close_detached(session: StreamSession, final: bytes, reason: str, kept: list[bytes] | None = None) -> None:
+    """Write `final` (holding the live frames `kept`) and the closing chunk, close the connection,
+    release the session."""
+    sub = session.sub
+    unwatch(session.hangup)  # before the descriptor is closed and reused
+    session.hangup = None
+    session.stats.end_reason = reason
+    sub.end(reason)  # the hub stops offering (the first reason stays)
+    try:
+        if sub.out.finish(final) and kept:  # type: ignore[attr-defined]
+            _wrote(session, kept)
+    finally:
+        _release(session)
 
 
 def _first_write(session: StreamSession, connected: dict) -> bytes:

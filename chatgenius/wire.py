@@ -1,41 +1,96 @@
-"""A stream's socket, written directly once the server has sent the response head.
+"""The one module that knows server internals: how a stream's bytes reach its socket.
 
-Why: at 1000 subscribers a delivery through the WSGI stack (wake the stream's
-greenlet, switch to it, resume five iterator layers, gunicorn's `write_chunk`,
-gevent's `sendall` with its `getsockopt`) costs several times the `send(2)`
-itself (docs/PERFORMANCE.md). Once gunicorn has sent the status line and
-headers, the rest of the body is bytes on a socket in gunicorn's chunk framing.
-So the bus reader writes an event to every idle stream itself: one
-non-blocking send each, of one framed copy of the bytes shared by all. A
-stream whose socket is full, or whose own greenlet is writing, falls back to
-its queue (fanout.Subscriber).
+A stream has one writer at a time, and which one depends on the server under
+it. This adapter gives the stream a `Transport` once the response head is out:
 
-Only gunicorn's plain-TCP response is recognised (its `Response` is the
-`__self__` of the `start_response` it passes the app); anything else (TLS, the
-embedded pywsgi server, a compressed stream) keeps the WSGI path.
+- `GunicornSocket` (gunicorn's gevent worker, plain TCP, HTTP/1.x): the rest
+  of the body is bytes on a socket in gunicorn's chunk framing, so the bus
+  reader may send an event to an idle stream itself (one non-blocking
+  `send(2)` of bytes framed once per event, no greenlet switch), and the
+  stream's loop writes its backlog with `sendall`. It can also `detach` the
+  connection from gunicorn, so that no greenlet waits for an idle stream
+  (stream.py, DETACH_IDLE_STREAMS). Why: at 1000 subscribers a
+  delivery through the WSGI stack (wake, switch, iterator layers,
+  `write_chunk`, `sendall` with its `getsockopt`) cost several times the
+  `send(2)` itself (docs/PERFORMANCE.md).
+- `THROUGH_SERVER` (the embedded pywsgi server of `python app.py`, TLS,
+  HTTP/2, a compressed stream, any server not recognised): nothing goes
+  around the server; every write is yielded to it by the stream's loop.
+
+Recognising gunicorn's response means private attributes: the `Response`
+behind the `start_response` it passes the app (`__self__`) and gevent's OS
+socket (`sock._sock`). That probing lives here and nowhere else; the pinned
+gunicorn is checked by tests/test_wire.py, which fails if the fast path is
+off under it (a gunicorn upgrade cannot silently turn it off).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 try:  # gevent's SSLSocket is not a subclass of the stdlib's when gevent is not patched
     from gevent.ssl import SSLSocket as _GeventSSLSocket
 except ImportError:  # pragma: no cover - gevent is a hard dependency
     _GeventSSLSocket = ssl.SSLSocket
 
+try:
+    from gunicorn.http.wsgi import Response as _GunicornResponse
+except ImportError:  # pragma: no cover - gunicorn is a hard dependency
+    _GunicornResponse = None
+
 # environ keys: the server's start_response (remember_start_response), and a mark set by
-# any hook that rewrites a stream's bytes (compression): such a body must stay on the WSGI path.
+# any hook that rewrites a stream's bytes (compression): such a body must stay on the server's path.
 START_RESPONSE = "chatgenius.start_response"
 REWRITTEN = "chatgenius.body_rewritten"
 
+# What an attempt to send now did (Transport.send_nowait, fanout.Subscriber.offer).
+SENT = 1  # the kernel took the bytes (or part of them: the transport keeps the rest, see `rest`)
+QUEUED = 0  # not sent: the caller queues them for the stream's loop
+CLOSED = -1  # the peer is gone, or the stream ended
+
+
+class Transport(Protocol):
+    """The writer under one stream once its head is out; one implementation per server kind."""
+
+    direct: bool  # True: bytes may go to the socket around the server (send_nowait can send)
+    rest: bytes  # the unsent end of a partial send_nowait: the next bytes on the wire
+    closed: bool  # a write failed: the peer is gone
+
+    def send_nowait(self, data: bytes) -> int:
+        """Try to send `data` (one or more whole SSE frames) now: SENT, QUEUED or CLOSED."""
+        ...
+
+    def write(self, data: bytes) -> tuple[bytes, ...]:
+        """The loop's write of `data` (after `rest`): returns what the server itself must still
+        write (yielded by the loop), empty when the transport wrote it. On failure: `closed`."""
+        ...
+
+
+class _ThroughServer:
+    """Every byte through the server's own write loop: the loop yields it."""
+
+    __slots__ = ()
+    direct = False
+    rest = b""
+    closed = False
+
+    def send_nowait(self, data: bytes) -> int:
+        return QUEUED
+
+    def write(self, data: bytes) -> tuple[bytes, ...]:
+        return (data,) if data else ()
+
+
+THROUGH_SERVER: Transport = _ThroughServer()
+
 
 def remember_start_response(wsgi_app: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap the app so a view can find the server's response object (Wire.of)."""
+    """Wrap the app so a view can find the server's response object (transport_for, client_socket)."""
 
     def app(environ: dict, start_response: Callable[..., Any]) -> Any:
         environ[START_RESPONSE] = start_response
@@ -44,66 +99,147 @@ def remember_start_response(wsgi_app: Callable[..., Any]) -> Callable[..., Any]:
     return app
 
 
-def wire_for(environ: dict) -> Wire | None:
-    """The wire under this request's response, unless its body is being rewritten."""
+def transport_for(environ: dict) -> Transport:
+    """The transport for this request's response; call it once the server has sent the head."""
     if environ.get(REWRITTEN):
-        return None
-    return Wire.of(environ.get(START_RESPONSE))
+        return THROUGH_SERVER
+    return GunicornSocket.of(environ.get(START_RESPONSE)) or THROUGH_SERVER
 
 
-def chunk(data: bytes) -> bytes:
-    """One HTTP/1.1 chunk holding `data` (the framing gunicorn uses for each write)."""
-    return b"%X\r\n%b\r\n" % (len(data), data)
+def client_socket(environ: dict) -> Any | None:
+    """The request's socket: gunicorn's, or the one of gevent's pywsgi handler (python app.py)."""
+    sock = environ.get("gunicorn.socket")
+    if sock is None:  # pywsgi: start_response is a method of the connection's handler
+        sock = getattr(getattr(environ.get(START_RESPONSE), "__self__", None), "socket", None)
+    return sock
 
 
-class Wire:
-    """The socket under one streamed response, for writes that bypass the server's iterator loop."""
+def force_close(environ: dict) -> None:
+    """Ask gunicorn to close the connection after this response (no keep-alive); no-op elsewhere."""
+    server_response = getattr(environ.get(START_RESPONSE), "__self__", None)
+    if hasattr(server_response, "force_close"):
+        server_response.force_close()
 
-    __slots__ = ("_resp", "_sock", "_send", "chunked")
 
-    def __init__(self, resp: Any, sock: Any, raw: Any) -> None:
-        self._resp = resp
+_last: list[Any] = [object(), b""]  # the last data framed, and its chunk (see _chunk)
+
+
+def _chunk(data: bytes) -> bytes:
+    """One HTTP/1.1 chunk holding `data` (gunicorn's framing of each write).
+
+    The reader sends the same bytes object to every idle stream of a channel:
+    the first stream frames it, the others reuse that chunk (an identity check).
+    """
+    if data is _last[0]:
+        return _last[1]
+    framed = b"%X\r\n%b\r\n" % (len(data), data)
+    _last[0], _last[1] = data, framed
+    return framed
+
+
+class GunicornSocket:
+    """The plain-TCP socket under gunicorn's HTTP/1.x response, written around its iterator loop."""
+
+    __slots__ = ("_sock", "_send", "_frame", "busy", "rest", "closed", "_resp")
+    direct = True
+
+    def __init__(self, sock: Any, raw: Any, chunked: bool, resp: Any = None) -> None:
+        self._resp = resp  # gunicorn's response, while gunicorn owns the connection (see detach)
         self._sock = sock
         self._send: Callable[[bytes], int] = raw.send
-        self.chunked = False
+        self._frame: Callable[[bytes], bytes] = _chunk if chunked else bytes
+        self.busy = False  # the loop is in a write: a send now would cut into it
+        self.rest = b""
+        self.closed = False
 
     @classmethod
-    def of(cls, start_response: object) -> Wire | None:
-        """The wire under gunicorn's response, or None when the server is not one we can write around."""
+    def of(cls, start_response: object) -> GunicornSocket | None:
+        """The socket under gunicorn's response, or None when this is not one we can write around.
+
+        Exactly gunicorn's HTTP/1 `Response` (its HTTP/2 subclass frames bytes
+        its own way), head sent, not TLS, and gevent's OS socket non-blocking.
+        """
         resp = getattr(start_response, "__self__", None)
-        sock = getattr(resp, "sock", None)
-        if sock is None or not all(hasattr(resp, a) for a in ("chunked", "headers_sent")):
+        if _GunicornResponse is None or type(resp) is not _GunicornResponse or not resp.headers_sent:
             return None
-        if isinstance(sock, (ssl.SSLSocket, _GeventSSLSocket)) or getattr(getattr(resp, "cfg", None), "is_ssl", False):
+        sock = resp.sock
+        if isinstance(sock, (ssl.SSLSocket, _GeventSSLSocket)) or getattr(resp.cfg, "is_ssl", False):
             return None
         raw = getattr(sock, "_sock", None)  # gevent's socket keeps the OS socket non-blocking here
         if raw is None or raw.gettimeout() != 0.0:
             return None
-        return cls(resp, sock, raw)
+        return cls(sock, raw, bool(resp.chunked), resp)
 
-    def ready(self) -> bool:
-        """True once the server has sent the head: from then on, body bytes may go around it."""
-        if not self._resp.headers_sent:
-            return False
-        self.chunked = bool(self._resp.chunked)
-        return True
+    def detach(self) -> GunicornSocket:
+        """Take the connection over from gunicorn, so the greenlet serving it can end.
 
-    def framed(self, data: bytes) -> bytes:
-        return chunk(data) if self.chunked else data
+        A duplicate descriptor keeps the TCP connection open when gunicorn closes
+        its own. gunicorn is told to close after this response (no keep-alive: its
+        greenlet would wait on the socket for a next request) and to write no
+        closing chunk; `finish` writes it when the stream ends. The returned
+        transport owns the connection; this one must not be used again.
+        """
+        resp, self._resp = self._resp, None
+        sock = socket.socket(fileno=os.dup(self._sock.fileno()))  # gevent's socket: the service is patched
+        sock.settimeout(self._sock.gettimeout())
+        out = GunicornSocket(sock, sock._sock, self._frame is _chunk)
+        resp.chunked = False
+        resp.force_close()
+        self.closed = True
+        return out
+
+    def finish(self, final: bytes) -> bool:
+        """End a detached response: `final`, the closing chunk, then close the connection.
+        True when `final` went out."""
+        self.write(final)
+        sent = not self.closed
+        if self._frame is _chunk:
+            self.write_raw(b"0\r\n\r\n")
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        return sent
+
+    @property
+    def socket(self) -> Any:
+        """The socket (for the hang-up watcher of a detached stream)."""
+        return self._sock
 
     def send_nowait(self, data: bytes) -> int:
-        """Send what the kernel takes now, without waiting; 0 when the socket is full."""
+        if self.busy or self.rest:
+            return QUEUED  # behind the loop's write, or behind the rest of a chunk
+        if self.closed:
+            return CLOSED
+        framed = self._frame(data)
         try:
-            return self._send(data)
+            sent = self._send(framed)
         except BlockingIOError:
-            return 0
+            return QUEUED
+        except OSError:  # the peer is gone: the loop ends the response
+            self.closed = True
+            return CLOSED
+        if sent < len(framed):
+            self.rest = framed[sent:]
+        return SENT
 
-    def sendall(self, data: bytes) -> None:
-        """Send all of `data`, yielding to other greenlets while the socket is full (honours its timeout)."""
-        self._sock.sendall(data)
+    def write(self, data: bytes) -> tuple[bytes, ...]:
+        """Send the rest of a partial chunk, then `data`, yielding while the socket is full
+        (it honours the socket's timeout). On failure the socket is shut, so the server's
+        closing chunk fails at once (EPIPE) instead of waiting out the timeout again."""
+        self.write_raw(self.rest + self._frame(data) if data else self.rest)
+        return ()
 
-    def abort(self) -> None:
-        """After a failed write: shut the socket so the server's closing chunk fails at once (EPIPE)
-        instead of waiting out the send timeout a second time on a stuck peer."""
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
+    def write_raw(self, out: bytes) -> None:
+        """Send bytes as they are (`rest` included by the caller); on failure `closed`."""
+        self.rest = b""
+        if not out or self.closed:
+            return
+        self.busy = True
+        try:
+            self._sock.sendall(out)
+        except OSError:
+            self.closed = True
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            self.busy = False

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 CONTROL = b"cg:ctl"
 _LIVE = LIVE_PREFIX
 READ_BATCH = 256  # live messages handled per turn of the reader (see RedisBus._drain)
-WINDOW_MIN_FANOUT = 64  # the coalescing window applies after fan-outs to at least this many streams
+BUSY_FANOUT = 64  # after a fan-out to at least this many streams the reader yields once (see _serve_feed)
 
 
 def frame_from_live(payload: bytes) -> tuple[bytes, int, bytes]:
@@ -64,7 +64,6 @@ class RedisBus:
         reconnect_frame: Callable[[Subscriber], bytes | None],
         ping_interval: float = 5.0,
         subscribe_timeout: float = 5.0,
-        window: float = 0.0,
         idempotency_window: int = 600,
     ) -> None:
         self.hub = Hub(on_first=self._subscribe, on_last=self._unsubscribe)
@@ -73,13 +72,7 @@ class RedisBus:
         self._reconnect_frame = reconnect_frame
         self._ping_interval = ping_interval
         self._subscribe_timeout = subscribe_timeout
-        # Coalescing window (FANOUT_WINDOW_MS): an event arriving within `window` of the last
-        # large fan-out (WINDOW_MIN_FANOUT streams) waits for the window's end and goes out
-        # with whatever followed it, one write per stream. The first event after a quiet
-        # spell goes at once, so only bursts on big channels wait (see _serve_feed).
-        self._window = window
         self.read_batch = READ_BATCH
-        self._flushed = float("-inf")
         # The one publish implementation, shared with the standalone publisher (chatgenius/publisher.py),
         # here over connections of its own (redis_script.py: no pool checks on the hot path).
         self._script = Script(client, script_source())
@@ -282,13 +275,12 @@ class RedisBus:
                     continue
                 self.last_rx = now
                 pinged = False
-                hold = self._flushed + self._window - now
-                if hold > 0:
-                    gevent.sleep(hold)  # a burst: what arrives meanwhile joins this fan-out's writes
-                if self._drain(pubsub, conn, msg) >= WINDOW_MIN_FANOUT:
-                    self._flushed = time.monotonic()
-                else:
-                    self._flushed = float("-inf")  # small fan-outs gain nothing from waiting
+                if self._drain(pubsub, conn, msg) >= BUSY_FANOUT:
+                    # Batching follows the backlog, not a clock: an event goes out as soon as it
+                    # is read, and what arrives while a fan-out's writes run is read next, as one
+                    # run (one write per stream). After a large fan-out, yield once first: stream
+                    # loops with a backlog write it, and what arrives meanwhile joins the next run.
+                    gevent.sleep(0)
         finally:
             pubsub.reset()
 

@@ -32,7 +32,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..config import Settings
 from ..events import MAX_BATCH
-from ..wire import START_RESPONSE
+from ..wire import force_close
 from .errors import error_response
 
 ALLOW_HEADERS = ["Authorization", "Content-Type", "Last-Event-ID"]
@@ -101,7 +101,5 @@ def security_headers(resp: Response) -> Response:
 
 
 def too_large(exc: RequestEntityTooLarge) -> Response:
-    server_response = getattr(request.environ.get(START_RESPONSE), "__self__", None)
-    if hasattr(server_response, "force_close"):
-        server_response.force_close()  # gunicorn: do not drain the rest of a huge body for keep-alive
+    force_close(request.environ)  # gunicorn: do not drain the rest of a huge body for keep-alive
     return error_response(413, {"error": "too_large", "message": "the request body is larger than any valid request"})

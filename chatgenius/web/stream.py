@@ -10,7 +10,7 @@ from flask import Blueprint, Response, request
 
 from .. import hangup
 from ..stream import StreamBody
-from ..wire import wire_for
+from ..wire import transport_for
 from .common import identity, realtime
 
 bp = Blueprint("stream", __name__)
@@ -45,7 +45,8 @@ def stream() -> Response:
         with contextlib.suppress(OSError, AttributeError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int((2 * beat + 5) * 1000))
     environ = request.environ
-    session.wire = partial(wire_for, environ)
+    session.transport = partial(transport_for, environ)
+    session.detach = rt.settings.detach_idle_streams
     body = StreamBody(session, connected)
     # A client's close ends the stream (and frees its lease and presence) at once, not at a heartbeat.
     session.hangup = hangup.watch(hangup.client_socket(environ), session.sub.end)

@@ -1,0 +1,155 @@
+"""An idle stream holds no greenlet (DETACH_IDLE_STREAMS, stream._detach), against gunicorn's own objects.
+
+After head and replay, the stream takes its connection from gunicorn: the
+greenlet that served the request ends, gunicorn closes its copy of the socket,
+and the stream lives on as its socket, subscriber and session. The hub writes
+to it directly; a greenlet comes back only to write a backlog, a heartbeat or
+the deadline's frame (woken by the hub's ticker), or the closing frame.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import gevent
+import pytest
+from support.gunicorn_wire import Connection, serve_like_gunicorn
+from support.stream_loop import CHAN, RacingBus, ev, frames_of, ids
+
+from chatgenius.cursor import parse
+from chatgenius.fanout import Subscriber
+from chatgenius.stream import StreamSession, open_session
+from chatgenius.wire import SENT, transport_for
+
+
+def until(cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        gevent.sleep(0.01)
+
+
+def detached(bus: RacingBus, conn: Connection, after: str | None = None, heartbeat: float = 3600.0,
+             deadline: float | None = None, max_bytes: int = 1 << 20) -> tuple[StreamSession, Subscriber, list]:
+    sub = Subscriber("s", "u", [CHAN], max_bytes)
+    session = open_session(bus, sub, parse(after) if after else None, 1000, heartbeat, 1000, deadline)
+    session.transport = lambda: transport_for(conn.environ)
+    session.detach = True
+    closed: list[StreamSession] = []
+    session.on_close = closed.append
+    loop = serve_like_gunicorn(conn, session)
+    loop.join(5)
+    assert loop.dead and loop.successful(), "the greenlet that served the request ended after the first write"
+    assert conn.server.fileno() == -1, "gunicorn closed its copy of the socket"
+    return session, sub, closed
+
+
+def test_a_detached_stream_gets_every_event_once_in_order_and_a_proper_end():
+    bus = RacingBus()
+    cursor = bus.publish([ev(0)])[0]
+    bus.race = [ev(1)]
+    conn = Connection()
+    try:
+        session, sub, closed = detached(bus, conn, cursor)
+        live = [parse(bus.publish([ev(n)])[0]).seq for n in range(2, 12)]
+        assert sub.sent == 1 + len(live)  # the replayed one, then each written by the hub itself
+        assert not closed
+        sub.end("test", b"event: test.end\ndata: {}\n\n")
+        frames = frames_of(conn.read_all())  # checks the chunk framing and the closing chunk
+        assert ids(frames) == [live[0] - 1, *live] and frames[-1]["event"] == "test.end"
+        until(lambda: closed == [session])
+        assert session.stats.end_reason == "test" and not bus.hub.subscribers
+        sub.end("drain", b"late")  # e.g. a drain that listed it before it closed: released once only
+        gevent.sleep(0.05)
+        assert closed == [session]
+    finally:
+        conn.close()
+
+
+def test_heartbeats_and_the_deadline_come_from_the_ticker_without_a_parked_greenlet():
+    bus = RacingBus()
+    bus.hub.start_ticker(0.02)
+    conn = Connection()
+    try:
+        session, sub, closed = detached(bus, conn, heartbeat=0.1, deadline=time.time() + 0.6)
+        beats: list[None] = []
+        session.on_heartbeat = lambda: beats.append(None)
+        raw = conn.read_all(10)
+        assert raw.count(b": hb\n\n") >= 2 and len(beats) >= 2
+        assert frames_of(raw)[-1]["event"] == "system.reauth"
+        until(lambda: closed == [session])
+        assert session.stats.end_reason == "token_expiring"
+    finally:
+        conn.close()
+
+
+def test_a_client_that_hangs_up_releases_a_detached_stream_at_once():
+    bus = RacingBus()
+    conn = Connection()
+    try:
+        session, sub, closed = detached(bus, conn)
+        conn.client.close()
+        until(lambda: closed == [session], 5)
+        assert session.stats.end_reason == "client_closed" and not bus.hub.subscribers
+    finally:
+        conn.close()
+
+
+def test_a_full_socket_brings_a_writer_back_and_every_byte_arrives_once():
+    bus = RacingBus()
+    conn = Connection(rcvbuf=4096)
+    try:
+        session, sub, closed = detached(bus, conn, max_bytes=64 << 20)
+        pad = "y" * 3001
+        seqs, outcomes = [], []
+        bus.hub.on_dispatch = lambda frame, subs, written: outcomes.append(written)
+        for n in range(300):
+            d = ev(n)
+            seqs.append(parse(bus.publish([type(d)(d.channel, d.type, d.body.replace('"n":', f'"pad":"{pad}","n":'))])[0]).seq)
+        assert 0 < sum(outcomes) < len(seqs), "the hub wrote until the socket filled, then frames queued"
+        reader = gevent.spawn(conn.read_all, 30)
+        until(lambda: sub.sent == len(seqs), 30)
+        sub.end("test", b"event: test.end\ndata: {}\n\n")
+        frames = frames_of(reader.get(timeout=30))
+        assert ids(frames) == seqs and frames[-1]["event"] == "test.end"
+        until(lambda: closed == [session])
+    finally:
+        conn.close()
+
+
+def test_a_stuck_client_is_cut_off_as_a_slow_consumer():
+    bus = RacingBus()
+    conn = Connection(rcvbuf=4096)
+    try:
+        session, sub, closed = detached(bus, conn, max_bytes=64 << 10)
+        sub.out._sock.settimeout(0.5)  # the send timeout web/stream.py sets, short for the test
+        results = [sub.offer(n + 1, b"data: " + b"z" * 2000 + b"\n\n") for n in range(400)]
+        assert SENT in results and sub.end_reason == "slow_consumer"
+        until(lambda: closed == [session], 10)
+        assert session.stats.end_reason == "slow_consumer"
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_only_a_detached_stream_lets_go_of_gunicorns_greenlet(detach):
+    bus = RacingBus()
+    conn = Connection()
+    try:
+        sub = Subscriber("s", "u", [CHAN], 1 << 20)
+        session = open_session(bus, sub, None, 1000, 3600.0, 1000, None)
+        session.transport = lambda: transport_for(conn.environ)
+        session.detach = detach
+        loop = serve_like_gunicorn(conn, session)
+        gevent.sleep(0.05)
+        assert loop.dead is detach
+        assert bus.publish([ev(1)]) and sub.sent == 1
+        sub.end("test")
+        conn.client.settimeout(5)
+        conn.client.shutdown(socket.SHUT_WR)
+        until(lambda: not bus.hub.subscribers)
+        loop.join(5)
+        assert loop.dead
+    finally:
+        conn.close()
