@@ -16,6 +16,7 @@
 # and stopped by the PID it recorded; everything is on 127.0.0.1.
 set -uo pipefail
 BENCH_DIR="$(cd "$(dirname "$0")" && pwd)"
+[[ -n ${OUT_DIR:-} && ${OUT_DIR:0:1} != / ]] && OUT_DIR="$PWD/$OUT_DIR"  # relative to where it was called from
 cd "$BENCH_DIR"
 source "$BENCH_DIR/lib.sh"
 
