@@ -15,7 +15,7 @@ in a subprocess the test drives; do not drop the monkey patching, the support
 code (Redis clients, SSEClient) relies on it.
 
 Chromium is Debian's (/usr/bin/chromium, installed by .ci/run); no browser is
-ever downloaded. Without it the suite skips locally and fails under CI=true.
+ever downloaded. Without it the suite skips locally and fails under CI (any truthy CI).
 """
 
 from __future__ import annotations
