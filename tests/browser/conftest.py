@@ -27,6 +27,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, expect
 
 from .chat import Deployment
+from .wire import WIRE_TAP
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -52,6 +53,7 @@ def new_context(browser: Browser) -> Iterator[Callable[[], BrowserContext]]:
 
         def make() -> BrowserContext:
             context = browser.new_context(viewport={"width": 1100, "height": 640})
+            context.add_init_script(WIRE_TAP)  # what the server sent, before the client de-duplicates
             context.set_default_timeout(15_000)
             stack.callback(context.close)
             return context
