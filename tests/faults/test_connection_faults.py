@@ -21,7 +21,7 @@ from support.gunicorn import Gunicorn
 from support.http_json import get_json
 from support.jwks_server import AUDIENCE, ISSUER, Issuer, JWKSServer
 from support.procs import free_port, require_binary, skip_or_fail, wait_until
-from support.service import bearer, dev_token, publish_batch, service_env
+from support.service import bearer, dev_token, publish, publish_batch, service_env
 from support.sse_client import SSEClient
 
 CHAN = "channel:faults"
@@ -76,6 +76,16 @@ def test_peer_that_vanishes_without_fin_is_found_by_heartbeat_and_released(redis
                    "REDIS_URL": redis_url, "HEARTBEAT_INTERVAL": "1", "BIND": f"127.0.0.1:{port},{host_ip}:{port}"}
             with Gunicorn(workers=1, port=port, env=env) as g:
                 token = issuer.token("ghost", [CHAN])
+                # A healthy client on the same channel: what was published meanwhile reaches it exactly.
+                backend = issuer.token("healthy", [CHAN], ["publish:events"])
+                healthy = SSEClient(f"{g.base_url}/stream?channels={CHAN}", bearer(backend), timeout=5)
+                healthy.next(5)
+                published: list[str | None] = []
+
+                def released() -> bool:
+                    published.append(publish(g.base_url, backend, CHAN, {"n": len(published)}))
+                    return any(x.get("event") == "connection.close" and x.get("user_id") == "ghost" for x in g.json_logs())
+
                 client = subprocess.Popen(
                     ["ip", "netns", "exec", ns, sys.executable, "-c", NS_CLIENT, host_ip, str(port), token, CHAN],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -85,14 +95,20 @@ def test_peer_that_vanishes_without_fin_is_found_by_heartbeat_and_released(redis
                     assert r.pubsub_numsub(f"cg:l:{CHAN}")[0][1] == 1
                     gone_at = time.monotonic()
                     _ip("link", "del", host_if)  # the link vanishes: the server hears nothing at all
-                    wait_until(lambda: any(x.get("event") == "connection.close" and x.get("user_id") == "ghost"
-                                           for x in g.json_logs()), 30, message="half-open stream released")
+                    wait_until(released, 30, 0.5, message="half-open stream released (events published meanwhile)")
                     released_after = time.monotonic() - gone_at
                     assert released_after < 20, f"released after {released_after:.1f}s"
+                    published.append(publish(g.base_url, backend, CHAN, {"n": len(published)}))
+                    while messages(healthy) < len(published):
+                        assert healthy.pump(5.0), "the healthy stream must keep flowing"
+                    healthy.pump(0.5)  # a duplicate would arrive now
+                    assert [f.id for f in healthy.frames if f.event == "message.created"] == published
+                    healthy.close()
                     wait_until(lambda: r.pubsub_numsub(f"cg:l:{CHAN}")[0][1] == 0, 5, message="subscription released")
                 finally:
                     client.kill()
                     client.wait(5)
+                    healthy.close()
     finally:
         subprocess.run(["ip", "link", "del", host_if], capture_output=True)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
