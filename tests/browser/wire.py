@@ -6,7 +6,8 @@ app saw cannot show a server that sent an event twice. This init script wraps
 scripts run): a `/stream` body is passed through a stream that records each
 frame's `id` and `event` as the bytes go by (cancel is forwarded, so the
 connection closes when the client lets go), and a `/poll` answer is read from a
-clone. Records land in `window.__wire` as `{via, id, event}`.
+clone. Records land in `window.__wire` as `{via, id, event}`; every fetch the
+page makes is in `window.__requests` as `{path, at, status, error, retryAfter}`.
 """
 
 from __future__ import annotations
@@ -28,9 +29,20 @@ WIRE_TAP = r"""
     }
     if (id) wire.push({ via, id, event })
   }
+  const requests = (globalThis.__requests = [])
   globalThis.fetch = async (input, init) => {
-    const res = await original(input, init)
     const path = pathOf(input)
+    const request = { path, at: Date.now(), status: null, error: null }
+    requests.push(request)
+    let res
+    try {
+      res = await original(input, init)
+    } catch (err) {
+      request.error = String(err?.name ?? err)
+      throw err
+    }
+    request.status = res.status
+    request.retryAfter = res.headers.get('Retry-After')
     if (path === '/stream' && res.body) {
       const source = res.body.getReader()
       const decoder = new TextDecoder()
@@ -67,6 +79,13 @@ WIRE_TAP = r"""
 
 def wire_records(page: Page) -> list[dict[str, Any]]:
     return page.evaluate("() => globalThis.__wire ?? null")
+
+
+def requests(page: Page, path: str | None = None) -> list[dict[str, Any]]:
+    """Every fetch of the page (optionally to `path`): when it started (ms), its status or error."""
+    found = page.evaluate("() => globalThis.__requests ?? null")
+    assert found is not None, "the wire tap is not installed (new_context adds it)"
+    return [r for r in found if path is None or r["path"] == path]
 
 
 def wire_ids(page: Page, event: str = "message.created") -> list[str]:
