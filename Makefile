@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test install install-dev lint js-test py-test bench clean
+.PHONY: run test install install-dev lint js-test py-test bench soak mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ py-test:
 ## bench: the side-by-side benchmark (see docs/PERFORMANCE.md)
 bench: install-dev
 	bench/run.sh
+
+## soak: the long soak (default 2 hours, 2 % of the clients reconnecting each second); not part of `make test`
+SOAK_MINUTES ?= 120
+SOAK_CHURN   ?= 0.02
+SOAK_OUT     ?= bench/results/soak/soak
+soak: install-dev
+	$(BIN)/python bench/soak.py --minutes $(SOAK_MINUTES) --churn $(SOAK_CHURN) --sample 60 --clients 200 --rate 40 --out $(SOAK_OUT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
