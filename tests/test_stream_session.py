@@ -9,17 +9,20 @@ frames, heartbeats, the token deadline, an ended subscriber and the release.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 
+import gevent
 import pytest
-from support.sse_parse import Comment, EventParser, Frame
+from support.sse_parse import ChunkedDecoder, Comment, EventParser, Frame
 
 from chatgenius.bus.memory import MemoryBus
 from chatgenius.cursor import Cursor, parse
 from chatgenius.events import draft
 from chatgenius.fanout import Subscriber
 from chatgenius.stream import StreamBody, control_frame, jittered, open_session, serve
+from chatgenius.wire import Wire
 
 A, B = "channel:a", "channel:b"
 
@@ -186,4 +189,101 @@ def test_json_of_the_connected_frame_is_what_the_view_passed(bus: MemoryBus):
     _, gen, _ = open_stream(bus)
     connected = parsed(next(gen))[0]
     assert json.loads(connected.data)["connection_id"].startswith("s")
+    gen.close()
+
+
+# -- the direct-write path: after the head, writes go to the socket itself (chatgenius/wire.py) --------
+# A real socket pair stands for the connection; the response object only says the head was sent.
+
+
+class Sent:
+    """The response-object side gunicorn offers: the head is out, the body is chunked."""
+
+    headers_sent = True
+    chunked = True
+
+
+@pytest.fixture
+def socket_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    server, client = socket.socketpair()
+    server.setblocking(False)  # gevent's socket keeps the OS socket non-blocking, as Wire.of requires
+    yield server, client
+    server.close()
+    client.close()
+
+
+def read_until(sock: socket.socket, want: bytes, timeout: float = 5.0) -> bytes:
+    got = b""
+    sock.settimeout(0.1)
+    deadline = time.monotonic() + timeout
+    while want not in got:
+        assert time.monotonic() < deadline, f"never got {want!r}; got {got!r}"
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        assert data, f"peer closed; got {got!r}"
+        got += data
+    return got
+
+
+def on_wire(bus: MemoryBus, server: socket.socket, **kw):
+    session, gen, closed = open_stream(bus, **kw)
+    session.wire = lambda: Wire(Sent(), server, server)
+    head = next(gen)  # the first write goes through the server: it carries the head
+    assert b"system.connected" in head
+    assert next(gen) == b""  # then nothing for the server to hold; every later write is direct
+    runner = gevent.spawn(lambda: list(gen))  # the server would now wait for the generator's end
+    gevent.sleep(0)
+    return session, runner, closed
+
+
+def test_on_the_wire_live_frames_are_written_by_the_hub_as_chunks(bus: MemoryBus, socket_pair):
+    server, client = socket_pair
+    session, runner, closed = on_wire(bus, server)
+    assert session.sub.wire is not None
+    ids = [publish(bus, A, n) for n in range(3)]
+    got = read_until(client, ids[-1].encode())
+    frames = EventParser().feed(ChunkedDecoder().feed(got))
+    assert [f.id for f in frames] == ids
+    size, body = got.split(b"\r\n")[:2]
+    assert int(size, 16) == len(body)  # chunk-framed: the hub wrote them in HTTP/1.1 chunks
+    assert session.sub.sent == 3
+    session.sub.end("slow_consumer", control_frame("system.reconnect", {"retry_ms": 5}))
+    assert runner.get(timeout=5) == []  # nothing went through the server
+    tail = read_until(client, b"system.reconnect")
+    assert tail.endswith(b"\r\n") and session.stats.end_reason == "slow_consumer"
+    assert closed == [session] and session.sub.wire is None
+
+
+def test_on_the_wire_heartbeats_and_the_reauth_are_written_directly(bus: MemoryBus, socket_pair):
+    server, client = socket_pair
+    session, runner, closed = on_wire(bus, server, heartbeat=0.05, deadline=time.time() + 0.5)
+    assert read_until(client, b"6\r\n: hb\n\n\r\n")
+    read_until(client, b'event: system.reauth\ndata: {"reason":"token_expiring"}\n\n\r\n')
+    assert runner.get(timeout=5) == []
+    assert session.stats.end_reason == "token_expiring" and closed == [session]
+
+
+def test_on_the_wire_a_peer_that_is_gone_ends_the_stream(bus: MemoryBus, socket_pair):
+    server, client = socket_pair
+    session, runner, closed = on_wire(bus, server, heartbeat=0.05)
+    client.close()
+    assert runner.get(timeout=5) == []  # the heartbeat's write failed: the loop returned
+    assert closed == [session]
+
+
+def test_the_replay_overlap_is_dropped_even_when_it_arrives_in_separate_wakeups(bus: MemoryBus):
+    """Frames at or below the floor may come in several takes; only one above it ends the check."""
+    start = publish(bus, A, 0)
+    replayed = [publish(bus, A, n) for n in (1, 2)]
+    session, gen, _ = open_stream(bus, parse(start))
+    next(gen)
+    session.sub.floor = 0  # let the hub queue the overlap, as frames already queued before the floor was set
+    runner = gevent.spawn(next, gen)
+    for cursor in reversed(replayed):  # the newest overlap first, then an older one, each its own wake-up
+        bus.hub.dispatch(A, parse(cursor).seq, b"id: " + cursor.encode() + b"\nevent: message.created\ndata: {}\n\n")
+        gevent.sleep(0.05)
+    live = publish(bus, A, 3)
+    assert [f.id for f in parsed(runner.get(timeout=5))] == [live]
     gen.close()
