@@ -47,5 +47,15 @@ SOAK_OUT     ?= bench/results/soak/soak
 soak: install-dev
 	$(BIN)/python bench/soak.py --minutes $(SOAK_MINUTES) --churn $(SOAK_CHURN) --sample 60 --clients 200 --rate 40 --out $(SOAK_OUT)
 
+## mutation: mutmut over cursor, stream, fan-out, events, auth and leases with the fast unit tests
+## (setup.cfg [mutmut]); not part of `make test` (too slow for CI: see docs/TESTING.md for how long it takes)
+MUTATION_JOBS ?= 2
+mutation: install-dev
+	rm -rf mutants
+	mkdir -p bench/results/mutation
+	start=$$(date +%s); $(BIN)/mutmut run --max-children $(MUTATION_JOBS); echo "mutmut run took $$(( $$(date +%s) - start )) s"
+	$(BIN)/mutmut results --all true > bench/results/mutation/results.txt
+	$(BIN)/python tests/support/mutation_summary.py bench/results/mutation/results.txt bench/results/mutation/summary.md
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
