@@ -7,6 +7,8 @@ release gives back, and that a state outage on release is survived.
 
 from __future__ import annotations
 
+import logging
+
 import gevent
 import pytest
 
@@ -82,16 +84,40 @@ def test_refresh_with_nothing_held_makes_no_round_trip(clock: Clock):
     leases.close()
 
 
-def test_a_release_while_the_state_is_down_is_logged_not_raised(clock: Clock):
+def test_a_release_while_the_state_is_down_is_logged_not_raised(clock: Clock, caplog: pytest.LogCaptureFixture):
     class Down(MemoryState):
         def release_lease(self, owner, lease):  # noqa: ANN001
             raise BusUnavailable("redis unavailable")
 
     leases = ConnectionLeases(Down(clock), limit=2, ttl=30)
     assert leases.acquire("alice", "c1").granted
-    leases.release("alice", "c1")  # must not raise: the lease expires within the TTL by itself
+    with caplog.at_level(logging.WARNING, logger="chatgenius"):
+        leases.release("alice", "c1")  # must not raise: the lease expires within the TTL by itself
     assert leases.held == 0
+    [record] = [r for r in caplog.records if getattr(r, "event", None) == "lease.release_failed"]
+    assert record.levelno == logging.WARNING
+    assert (record.user_id, record.connection_id, record.error) == ("alice", "c1", "redis unavailable")
     leases.close()
+
+
+def test_a_failed_refresh_is_logged_and_the_refresher_keeps_going(clock: Clock, caplog: pytest.LogCaptureFixture):
+    class Flaky(MemoryState):
+        fails = 1
+
+        def refresh_leases(self, leases, ttl):  # noqa: ANN001
+            if Flaky.fails:
+                Flaky.fails -= 1
+                raise BusUnavailable("redis unavailable")
+            super().refresh_leases(leases, ttl)
+
+    leases = ConnectionLeases(Flaky(clock), limit=1, ttl=0.15)
+    with caplog.at_level(logging.WARNING, logger="chatgenius"):
+        assert leases.acquire("alice", "c1").granted
+        gevent.sleep(0.2)  # four refresh periods: the first fails, the next ones succeed
+    leases.close()
+    failed = [r for r in caplog.records if getattr(r, "event", None) == "lease.refresh_failed"]
+    assert len(failed) == 1 and failed[0].leases == 1 and "redis unavailable" in failed[0].error
+    assert Flaky.fails == 0
 
 
 def test_the_refresher_runs_every_third_of_the_ttl(clock: Clock):
