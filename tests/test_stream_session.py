@@ -287,3 +287,20 @@ def test_the_replay_overlap_is_dropped_even_when_it_arrives_in_separate_wakeups(
     live = publish(bus, A, 3)
     assert [f.id for f in parsed(runner.get(timeout=5))] == [live]
     gen.close()
+
+
+def test_on_the_wire_frames_queued_while_behind_are_written_by_the_loop_in_order(bus: MemoryBus, socket_pair):
+    """The hub queues when the stream is not idle (here: its loop is mid-write); the loop then writes them itself."""
+    server, client = socket_pair
+    session, runner, _ = on_wire(bus, server)
+    session.sub.writing = True  # as if the loop were in a write: the hub must queue, not interleave
+    ids = [publish(bus, A, n) for n in range(3)]
+    assert session.sub.sent == 0  # nothing went out directly
+    session.sub.writing = False
+    session.sub._wake.set()  # the loop wakes for its queue (as after its own write)
+    got = read_until(client, ids[-1].encode())
+    assert [f.id for f in EventParser().feed(ChunkedDecoder().feed(got))] == ids
+    size, body = got.split(b"\r\n")[:2]
+    assert int(size, 16) == len(body) and body.count(b"id: ") == 3  # one chunk holds the three
+    session.sub.end("client_closed")
+    runner.get(timeout=5)
