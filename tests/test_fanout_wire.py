@@ -150,3 +150,15 @@ def test_a_gone_peer_ends_the_stream_as_client_closed(pair):
     assert sub.end_reason == "client_closed"
     hub.dispatch(CH, 99, frame(99))
     assert (99, frame(99)) not in sub.take(0)  # an ended stream takes nothing more
+
+
+def test_a_run_of_one_is_an_ordinary_dispatch_on_its_channel(pair):
+    server, client = pair
+    hub = Hub()
+    sub = wired(server, hub)
+    other = Subscriber("o", "u", [], 1 << 20)
+    hub.add(other, ["channel:other"])
+    assert hub.dispatch_run(CH, [(1, frame(1))]) == 1
+    assert hub.dispatch_run("channel:none", [(2, frame(2)), (3, frame(3))]) == 0
+    assert recv_all(client, len(chunk(frame(1)))) == chunk(frame(1))
+    assert other.take(0) == [] and sub.sent == 1
