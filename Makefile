@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test install install-dev lint types js-test py-test bench clean
+.PHONY: run test install install-dev lint types js-test py-test bench soak mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,23 @@ py-test:
 ## bench: the side-by-side benchmark (see docs/PERFORMANCE.md)
 bench: install-dev
 	bench/run.sh
+
+## soak: the long soak (default 2 hours, 2 % of the clients reconnecting each second); not part of `make test`
+SOAK_MINUTES ?= 120
+SOAK_CHURN   ?= 0.02
+SOAK_OUT     ?= bench/results/soak/soak
+soak: install-dev
+	$(BIN)/python bench/soak.py --minutes $(SOAK_MINUTES) --churn $(SOAK_CHURN) --sample 60 --clients 200 --rate 40 --out $(SOAK_OUT)
+
+## mutation: mutmut over cursor, stream, fan-out, events, auth and leases with the fast unit tests
+## (setup.cfg [mutmut]); not part of `make test` (too slow for CI: see docs/TESTING.md for how long it takes)
+MUTATION_JOBS ?= 2
+mutation: install-dev
+	rm -rf mutants
+	mkdir -p bench/results/mutation
+	start=$$(date +%s); $(BIN)/mutmut run --max-children $(MUTATION_JOBS); echo "mutmut run took $$(( $$(date +%s) - start )) s"
+	$(BIN)/mutmut results --all true > bench/results/mutation/results.txt
+	$(BIN)/python tests/support/mutation_summary.py bench/results/mutation/results.txt bench/results/mutation/summary.md
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache

@@ -115,14 +115,13 @@ def worker_exit(server, worker):
 
 def post_worker_init(worker):
     """Give the service its worker number and start watching for shutdown (drain)."""
-    import gc
-
+    from chatgenius import heap
     from chatgenius.drain import watch
 
     watch(worker)
     worker.wsgi.extensions["chatgenius.telemetry"].set_capacity(worker.cfg.worker_connections)
     # Everything loaded so far (modules, the app) lives as long as the worker: keep it out of
     # the collector's full passes. Those passes stopped a loaded worker for 40-80 ms at a time,
-    # which showed up as the fan-out's p99 (docs/PERFORMANCE.md).
-    gc.collect()
-    gc.freeze()
+    # which showed up as the fan-out's p99 (docs/PERFORMANCE.md). heap.freeze() also remembers the
+    # greenlets alive now, which gc.get_objects() stops listing, so the greenlet gauge still counts them.
+    heap.freeze()

@@ -3,7 +3,9 @@
 Starts a private redis-server and gunicorn (2 gevent workers), then for `--minutes`:
 - a publisher at `--rate` events/s on a few channels;
 - `--clients` resilient clients (tests/support/actors.py) that reconnect with their cursor;
-- churn: every second a few random clients disconnect and reconnect (resume with Last-Event-ID).
+- reconnect churn: every second `--churn` of the clients (default 2 %, at least one) lose their
+  connection and resume with Last-Event-ID: half by a TCP reset (abort), half by a clean close,
+  so both ways a stream ends are exercised for the whole run.
 Every `--sample` seconds it records RSS per worker, open file descriptors, Redis memory,
 the service's own greenlet count (/admin/stats) and open streams. At the end it checks:
 - nothing lost, nothing duplicated: every client holds every acknowledged event once;
@@ -12,7 +14,8 @@ the service's own greenlet count (/admin/stats) and open streams. At the end it 
   greenlets < 20/10 min).
 Writes a Markdown table and a PNG plot (matplotlib) to --out.
 
-    .venv/bin/python bench/soak.py --minutes 30 --out docs/soak      # the documented run
+    make soak                                                          # 2 hours (SOAK_MINUTES), churn 2 %/s
+    .venv/bin/python bench/soak.py --minutes 120 --churn 0.02 --out bench/results/soak/soak
     .venv/bin/python bench/soak.py --minutes 1 --sample 5             # the short form (tests)
 """
 
@@ -70,7 +73,28 @@ def sample(g: Gunicorn, redis: RedisServer, admin: str, t0: float) -> dict:
     }
 
 
-def run(minutes: float, rate: float, clients: int, every: float, out: Path | None) -> bool:
+def churn(readers: list[ResilientClient], fraction: float) -> tuple[int, int]:
+    """End the connections of `fraction` of the readers (at least one): half reset, half closed cleanly.
+
+    Each reader then reconnects with its cursor (Last-Event-ID), as the bundled client does.
+    Returns (aborted, closed).
+    """
+    picked = random.sample(readers, max(1, round(len(readers) * fraction)))
+    aborted = closed = 0
+    for n, r in enumerate(picked):
+        client = r._client
+        if client is None or client.closed:
+            continue
+        if n % 2 == 0:
+            client.abort()  # TCP RST: the server finds out on its next write
+            aborted += 1
+        else:
+            client.close()  # FIN: the server finds out at once
+            closed += 1
+    return aborted, closed
+
+
+def run(minutes: float, rate: float, clients: int, every: float, out: Path | None, churn_fraction: float = 0.02) -> bool:
     with RedisServer() as redis, Gunicorn(workers=2, env=service_env(
         redis.url, HEARTBEAT_INTERVAL="5", LOG_LEVEL="WARNING", MAX_CONNECTIONS_PER_USER="50",
         RATE_LIMIT_CONNECT="100000/minute", RATE_LIMIT_PUBLISH="100000/minute",
@@ -87,10 +111,12 @@ def run(minutes: float, rate: float, clients: int, every: float, out: Path | Non
         t0 = time.monotonic()
         samples = [sample(g, redis, admin, t0)]
         next_sample = every
+        ended = [0, 0]
         while time.monotonic() - t0 < minutes * 60:
-            for r in random.sample(readers, max(1, clients // 50)):
-                if r._client is not None:
-                    r._client.abort()  # churn: the reader resumes with its cursor
+            if churn_fraction > 0:
+                aborted, closed = churn(readers, churn_fraction)
+                ended[0] += aborted
+                ended[1] += closed
             gevent.sleep(1.0)
             if time.monotonic() - t0 >= next_sample:
                 samples.append(sample(g, redis, admin, t0))
@@ -118,7 +144,7 @@ def run(minutes: float, rate: float, clients: int, every: float, out: Path | Non
         # A run shorter than FLATNESS_MINUTES is mostly warm-up (history filling to HISTORY_MAXLEN,
         # pools growing): it proves delivery and sampling, and reports the slopes without judging them.
         ok = lost == 0 and dupes == 0 and (flat or minutes < FLATNESS_MINUTES)
-        report = render(minutes, rate, clients, samples, slopes, published, connects, lost, dupes, ok)
+        report = render(minutes, rate, clients, samples, slopes, published, connects, lost, dupes, ok, churn_fraction, ended)
         print(report)
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -128,9 +154,10 @@ def run(minutes: float, rate: float, clients: int, every: float, out: Path | Non
         return ok
 
 
-def render(minutes, rate, clients, samples, slopes, published, connects, lost, dupes, ok) -> str:  # noqa: PLR0913
+def render(minutes, rate, clients, samples, slopes, published, connects, lost, dupes, ok, churn_fraction, ended) -> str:  # noqa: PLR0913
     lines = [
-        f"Soak: {minutes:g} min, {rate:g} events/s over 4 channels, {clients} clients with churn; "
+        f"Soak: {minutes:g} min, {rate:g} events/s over 4 channels, {clients} clients, reconnect churn "
+        f"{churn_fraction:.1%} of them a second ({ended[0]} reset, {ended[1]} closed); "
         f"{published} events published, {connects} connects (resumes included), lost {lost}, duplicated {dupes}.",
         "",
         "| t (s) | RSS/worker (MiB) | fds/worker | Redis (MiB) | greenlets | streams |",
@@ -167,13 +194,17 @@ def plot(samples: list[dict], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--minutes", type=float, default=30)
+    ap.add_argument("--minutes", type=float, default=120, help="duration (default 120: the documented 2-hour soak)")
     ap.add_argument("--rate", type=float, default=40)
     ap.add_argument("--clients", type=int, default=200)
     ap.add_argument("--sample", type=float, default=60)
+    ap.add_argument("--churn", type=float, default=0.02,
+                    help="fraction of the clients whose connection ends each second (half reset, half closed); 0 for none")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    sys.exit(0 if run(args.minutes, args.rate, args.clients, args.sample, args.out) else 1)
+    if not 0 <= args.churn <= 1:
+        ap.error("--churn is a fraction between 0 and 1")
+    sys.exit(0 if run(args.minutes, args.rate, args.clients, args.sample, args.out, args.churn) else 1)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ from playwright.sync_api import Browser, sync_playwright  # noqa: E402
 from support.procs import REPO_ROOT, find_redis_server, free_port, require_binary  # noqa: E402
 from support.redis_server import RedisServer  # noqa: E402
 
+# Under CI (any truthy CI) a run that skipped anything fails: see support/ci_guard.py.
+pytest_plugins = ["support.ci_guard"]
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
@@ -31,7 +34,7 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def redis_binary() -> str:
-    """A runnable redis-server; skips locally, fails under CI=true, if there is none."""
+    """A runnable redis-server; skips locally, fails under CI, if there is none."""
     return require_binary("redis-server", find_redis_server())
 
 
@@ -88,7 +91,7 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """Debian's Chromium; skips locally, fails under CI=true, when it is missing."""
+    """Debian's Chromium; skips locally, fails under CI, when it is missing."""
     path = "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else shutil.which("chromium")
     return require_binary("chromium", path)
 

@@ -38,8 +38,11 @@ def test_require_binary_skips_locally_but_fails_under_ci(monkeypatch: pytest.Mon
     with pytest.raises(pytest.skip.Exception):
         require_binary("nope", None)
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+    with pytest.raises(pytest.fail.Exception, match="CI=true forbids skipping"):
         require_binary("nope", "/nonexistent/nope")
+    monkeypatch.setenv("CI", "1")  # CI=1 is CI too: an exact "true" comparison let it skip silently
+    with pytest.raises(pytest.fail.Exception, match="CI=1 forbids skipping"):
+        require_binary("nope", None)
     assert require_binary("sh", "/bin/sh") == "/bin/sh"
 
 

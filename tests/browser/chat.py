@@ -20,6 +20,8 @@ from support.http_json import request
 from support.procs import free_port
 from support.service import bearer, dev_token, publish, service_env
 
+from .wire import wire_ids
+
 WORKERS = 2
 GENERAL = "channel:general"
 RANDOM = "channel:random"
@@ -140,6 +142,10 @@ class ChatPage:
     def messages(self) -> list[dict[str, Any]]:
         return [e for e in self.events() if e["type"] == "message.created"]
 
+    def wire_ids(self) -> list[str]:
+        """message.created ids the server sent to this page, duplicates kept (tests/browser/wire.py)."""
+        return wire_ids(self.page)
+
     def statuses(self) -> list[str]:
         return [s["status"] for s in self.page.evaluate("() => window.chatDemo.statuses")]
 
@@ -180,10 +186,20 @@ def ids(envelopes: list[dict[str, Any]]) -> list[str]:
     return [e["id"] for e in envelopes]
 
 
-def assert_exactly_once_in_order(got: list[str], published: list[str]) -> None:
-    """Every published id delivered once, in publish order, nothing else."""
+def assert_exactly_once_in_order(got: list[str], published: list[str], wire: list[str] | None = None) -> None:
+    """Every published id delivered once, in publish order, nothing else.
+
+    `wire` (tests/browser/wire.py) is what the server sent to the page before
+    the client's de-duplication: given, it must hold each published id exactly
+    once too, so a server that sends an event twice fails even though the app
+    saw it once.
+    """
     duplicates = sorted({i for i in got if got.count(i) > 1})
     assert not duplicates, f"delivered more than once: {duplicates}"
     missing = [i for i in published if i not in got]
     assert not missing, f"never delivered: {missing}"
     assert got == published, f"out of order or unexpected: got {got}, published {published}"
+    if wire is not None:
+        sent_twice = sorted({i for i in wire if wire.count(i) > 1})
+        assert not sent_twice, f"the server sent these more than once (the client hid it): {sent_twice}"
+        assert wire == published, f"on the wire: {wire}, published {published}"

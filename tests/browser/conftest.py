@@ -15,7 +15,7 @@ in a subprocess the test drives; do not drop the monkey patching, the support
 code (Redis clients, SSEClient) relies on it.
 
 Chromium is Debian's (/usr/bin/chromium, installed by .ci/run); no browser is
-ever downloaded. Without it the suite skips locally and fails under CI=true.
+ever downloaded. Without it the suite skips locally and fails under CI (any truthy CI).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, expect
 
 from .chat import Deployment
+from .wire import WIRE_TAP
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -55,6 +56,7 @@ def new_context(browser: Browser) -> Iterator[Callable[[], BrowserContext]]:
             # pages' CSP (no 'unsafe-eval') refuses after the first poll; these tests are about the
             # client, and the CSP itself is proven with plain contexts (tests/deploy/test_nginx_hardening.py).
             context = browser.new_context(viewport={"width": 1100, "height": 640}, bypass_csp=True)
+            context.add_init_script(WIRE_TAP)  # what the server sent, before the client de-duplicates
             context.set_default_timeout(15_000)
             stack.callback(context.close)
             return context

@@ -48,7 +48,7 @@ def test_server_restart_shows_reconnecting_then_open_and_delivers_everything_onc
     alice.wait_status("open", "sse")
     published += numbered(deployment, "live", 3)
     got = alice.wait_messages(13)
-    assert_exactly_once_in_order(ids(got), published)
+    assert_exactly_once_in_order(ids(got), published, alice.wire_ids())
     assert after(alice.statuses(), "open", "reconnecting", "open"), alice.statuses()
     opened = [r for r in deployment.generations[-1].json_logs() if r.get("event") == "connection.open" and r.get("user_id") == "alice"]
     assert len(opened) == 1 and opened[0]["resumed"] is True and opened[0]["replayed"] >= 5, opened
@@ -61,7 +61,7 @@ def test_sse_disabled_at_start_polls_and_returns_to_sse_when_enabled(deploy, new
     alice.wait_status("polling", "poll")
     alice.wait_cursor()  # the first poll (no cursor) has answered with the newest position
     published = numbered(deployment, "polled", 4)
-    assert_exactly_once_in_order(ids(alice.wait_messages(4)), published)
+    assert_exactly_once_in_order(ids(alice.wait_messages(4)), published, alice.wire_ids())
     assert deployment.log_events("connection.open", "alice") == []  # never streamed
 
     # The operator turns streaming on (a restart with the flag; see the next test for run time):
@@ -71,7 +71,7 @@ def test_sse_disabled_at_start_polls_and_returns_to_sse_when_enabled(deploy, new
     published += numbered(deployment, "streamed", 4)
     alice.wait_status("open", "sse")
     got = alice.wait_messages(8)
-    assert_exactly_once_in_order(ids(got), published)
+    assert_exactly_once_in_order(ids(got), published, alice.wire_ids())
     assert after(alice.statuses(), "polling", "open"), alice.statuses()
 
 
@@ -100,7 +100,7 @@ def test_sse_flag_flipped_at_run_time_falls_back_to_polling_and_back_without_los
     alice.wait_status("open", "sse")
     published += numbered(deployment, "streamed", 3)
     got = alice.wait_messages(len(published))
-    assert_exactly_once_in_order(ids(got), published)
+    assert_exactly_once_in_order(ids(got), published, alice.wire_ids())
     assert after(alice.statuses(), "open", "polling", "open"), alice.statuses()
 
 
@@ -123,7 +123,7 @@ def test_token_refresh_before_expiry_is_seamless(deploy, new_context) -> None:
     published += numbered(deployment, "last", 3)
     alice.wait_status("open", "sse")
     got = alice.wait_messages(len(published))
-    assert_exactly_once_in_order(ids(got), published)
+    assert_exactly_once_in_order(ids(got), published, alice.wire_ids())
 
     history = alice.page.evaluate("() => window.chatDemo.statuses")
     assert "error" not in [s["status"] for s in history]

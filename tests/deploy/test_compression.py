@@ -63,9 +63,11 @@ def test_closing_the_compressed_stream_closes_the_stream_loop():
 def test_chat_payload_saving_matches_the_documented_numbers():
     rows = {r.label.split(" (")[0]: r for r in measure(chat_frames())}
     shipped = rows["stream, shipped"]
-    assert shipped.saved >= 0.75, shipped
+    # docs/PERFORMANCE.md, "Bytes saved on a chat": 80 % (32,234 of 159,310 B) and 87 % (20,343 B).
+    # The frames are seeded, so the bytes are deterministic for one zlib; the margin is for another zlib build.
+    assert shipped.saved >= 0.79, shipped
     assert shipped.state_bytes <= 40 * 1024, shipped
-    assert rows["one gzip body"].saved >= 0.8
+    assert rows["one gzip body"].saved >= 0.86, rows["one gzip body"]
 
 
 # -- the after-request hook, in process -------------------------------------------------------
@@ -210,7 +212,8 @@ def test_gzip_stream_saves_most_bytes_of_a_chat_on_the_wire(deployment: Deployme
         plain_bytes = plain.raw_bytes_received - start[0]
         zipped_bytes = zipped.raw_bytes_received - start[1]
     saved = 1 - zipped_bytes / plain_bytes
-    assert saved > 0.65, f"{len(chat)} chat events through nginx: plain {plain_bytes} B, gzip {zipped_bytes} B, saved {saved:.0%}"
+    # docs/PERFORMANCE.md documents 79 % on the wire; heartbeats and chunk framing vary a little with timing.
+    assert saved >= 0.78, f"{len(chat)} chat events through nginx: plain {plain_bytes} B, gzip {zipped_bytes} B, saved {saved:.0%}"
 
 
 @pytest.mark.nginx

@@ -6,6 +6,7 @@ reconnect with their cursor as the contract asks, a publisher at 20 events/s.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -108,8 +109,16 @@ def test_redis_paused_longer_than_the_heartbeat_loses_nothing(make_redis):
     for g in deployment(redis):
         pub, readers = start_actors(g.base_url)
         wait_until(lambda: len(pub.acked) >= 20, 10)
+        endings = [len(r.endings) for r in readers]
         redis.pause()
-        gevent.sleep(4.0)  # the fault itself: four heartbeat intervals of a frozen Redis
+        paused_at = time.monotonic()
+        # The pause must be noticed, not slept through: the readers' unanswered PING ends every stream.
+        wait_until(lambda: all("system.reconnect" in r.endings[n:] for r, n in zip(readers, endings, strict=True)), 15,
+                   message="every stream told to reconnect while Redis is frozen")
+        assert redis.paused, "Redis was still frozen when the streams were ended"
+        acked_while_paused = len(pub.acked)
+        gevent.sleep(max(0.0, 4.0 - (time.monotonic() - paused_at)))  # four heartbeat intervals of a frozen Redis
+        assert len(pub.acked) == acked_while_paused, "nothing can be acknowledged by a frozen Redis"
         redis.resume()
         wait_until(lambda: len(pub.acked) >= 80, 30)
         settle(pub, readers)

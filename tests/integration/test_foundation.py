@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Iterator
 
@@ -308,4 +307,3 @@ def test_embedded_default_serves_demo_and_events(tmp_path, repo_root):
     finally:
         proc.terminate()
         proc.wait(10)
-    assert json.loads  # the module is used above for clarity of intent

@@ -315,7 +315,8 @@ def test_logs_tell_each_connection_story_without_credentials(server: Gunicorn, t
     assert one("connection.open", connection_id=again_id)["resumed"] is True
     assert one("connection.open", connection_id=again_id)["replayed"] >= 1
     closed = one("connection.close", connection_id=first.id)
-    assert closed["reason"] == "client_closed" and closed["events_sent"] >= 2 and closed["duration"] >= 0
+    assert closed["reason"] == "client_closed" and closed["events_sent"] >= 2
+    assert isinstance(closed["duration"], float) and closed["duration"] > 0, closed
     assert closed["request_id"] == rid and closed["user_id"] == "alice"
     assert one("auth.ok", user_id="alice")["level"] == "debug"
     assert one("auth.fail", reason="bad_signature")["level"] == "warning"

@@ -19,6 +19,7 @@ from urllib.parse import quote, urlencode
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from support.procs import wait_until
 
 from chatgenius import config
 from chatgenius.factory import create_app
@@ -129,13 +130,39 @@ def test_no_request_gets_a_5xx(target: Deployment, data: st.DataObject):
         assert ctype.startswith("application/json") and "error" in json.loads(raw), (method, target_url, raw[:300])
 
 
+def probe_with_tokens(target: Deployment) -> tuple[list[str], int]:
+    """Send credentials everywhere a request can carry one; return them and how many were refused with 401.
+
+    This makes the log check below stand on its own: run alone (no sweep before
+    it), it still has logs that saw tokens, valid and tampered, in every place.
+    """
+    valid = [target.issuer.token("auth0|fuzz-probe", ("channel:*",), perms) for perms in ((), ("publish:events",))]
+    tampered = [t[:-4] + ("AAAA" if not t.endswith("AAAA") else "BBBB") for t in valid]
+    refused = 0
+    for tok in [*valid, *tampered]:
+        for method, path in (("GET", "/stream?channels=channel:probe"), ("GET", "/poll?channels=channel:probe&timeout=0"),
+                             ("POST", "/events")):
+            body = b'{"channel":"channel:probe","type":"message.created","data":{}}' if method == "POST" else None
+            status, _, _ = send(target.base, method, path, {"Authorization": f"Bearer {tok}", "Content-Type": "application/json",
+                                                            "Last-Event-ID": tok}, body)
+            refused += status == 401
+        for key in ("access_token", "token", "ticket"):
+            send(target.base, "GET", f"/stream?channels=channel:probe&{key}={tok}", {}, None)
+    return [*valid, *tampered], refused
+
+
 def test_the_sweep_left_no_error_and_no_token_in_the_logs(target: Deployment):
+    failures_before = len([r for r in target.server.json_logs() if r.get("event") == "auth.fail"])
+    tokens, refused = probe_with_tokens(target)
+    assert refused >= 6, "every tampered token must be refused"  # 2 tampered tokens x 3 routes
+    # Each refusal is logged (auth.fail with its reason): the logs below did see these requests.
+    wait_until(lambda: len([r for r in target.server.json_logs() if r.get("event") == "auth.fail"])
+               >= failures_before + refused, 10, message=f"{refused} auth.fail lines for the probes")
     assert target.server.returncode is None  # the master is alive
     logs = target.server.log_lines()
     errors = [line for line in logs if '"level":"error"' in line or line.startswith("Traceback")]
     assert not errors, errors[:5]
     text = "\n".join(logs)
-    for who in ("user", "publisher"):
-        token = target.issuer.token(f"auth0|fuzz-{who}", ("channel:*", "dm:*"))
-        assert token.split(".")[2] not in text
+    for token in tokens:
+        assert token.split(".")[2] not in text and token.split(".")[1] not in text
     assert not re.search(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.", text)

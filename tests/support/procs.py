@@ -19,10 +19,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import NoReturn, Self, TypeVar
 
 import psutil
 import pytest
+
+from .ci import under_ci
 
 T = TypeVar("T")
 
@@ -103,15 +105,20 @@ def find_redis_server() -> str | None:
 
 
 def require_binary(name: str, path: str | None) -> str:
-    """Return `path` if it is executable; otherwise skip locally but fail under CI=true.
+    """Return `path` if it is executable; otherwise skip locally but fail under CI (any truthy CI).
 
     CI must never go green by skipping the parts it exists to exercise.
     """
     if path and os.access(path, os.X_OK):
         return path
     reason = f"required binary {name!r} not found (got {path!r})"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason + " and CI=true forbids skipping")
+    skip_or_fail(reason)
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip with `reason` locally; under CI (any truthy CI) fail with it instead."""
+    if under_ci():
+        pytest.fail(f"{reason}; CI={os.environ.get('CI')} forbids skipping")
     pytest.skip(reason)
 
 

@@ -1,0 +1,164 @@
+"""The hub's direct writes (chatgenius/fanout.py) to a real socket pair: what goes out, once and in order.
+
+A stream idle on its wire is written by the hub itself; one that is behind,
+writing, or inside its replay overlap gets frames queued instead. These pin
+that split, the partial-send remainder, the run joining and the counts the
+telemetry reads, fast enough for the mutation run.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from chatgenius.fanout import Hub, Subscriber
+from chatgenius.wire import Wire, chunk
+
+CH = "channel:w"
+
+
+class Sent:
+    headers_sent = True
+    chunked = True
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    server, client = socket.socketpair()
+    server.setblocking(False)
+    yield server, client
+    server.close()
+    client.close()
+
+
+def wired(server: socket.socket, hub: Hub, name: str = "s") -> Subscriber:
+    sub = Subscriber(name, "u", [], 1 << 20)
+    hub.add(sub, [CH])
+    wire = Wire(Sent(), server, server)
+    assert wire.ready() and wire.chunked
+    sub.wire = wire
+    return sub
+
+
+def recv_all(sock: socket.socket, size: int, timeout: float = 5.0) -> bytes:
+    sock.settimeout(0.2)
+    got = b""
+    deadline = time.monotonic() + timeout
+    while len(got) < size and time.monotonic() < deadline:
+        try:
+            got += sock.recv(size - len(got))
+        except TimeoutError:
+            continue
+    return got
+
+
+def frame(n: int) -> bytes:
+    return b"id: e-%d\nevent: message.created\ndata: {}\n\n" % n
+
+
+def test_an_idle_wired_stream_is_written_by_the_hub_in_one_chunk(pair):
+    server, client = pair
+    hub = Hub()
+    sub = wired(server, hub)
+    seen = []
+    hub.on_dispatch = lambda f, subs, written: seen.append((subs, written))
+    assert hub.dispatch(CH, 1, frame(1)) == 1
+    assert recv_all(client, len(chunk(frame(1)))) == chunk(frame(1))
+    assert sub.take(0) == [] and sub.sent == 1 and seen == [(1, 1)]
+
+
+def test_a_stream_that_is_writing_or_behind_gets_the_frame_queued_not_written(pair):
+    server, client = pair
+    hub = Hub()
+    sub = wired(server, hub)
+    sub.writing = True  # its loop is in a write: the hub must not interleave bytes
+    hub.dispatch(CH, 1, frame(1))
+    sub.writing = False
+    hub.dispatch(CH, 2, frame(2))  # frames are queued: this one goes behind them, not around
+    assert sub.take(0) == [(1, frame(1)), (2, frame(2))] and sub.sent == 0
+    client.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        client.recv(10)
+
+
+def test_frames_inside_the_replay_overlap_are_dropped_and_the_first_above_it_ends_the_check(pair):
+    server, client = pair
+    hub = Hub()
+    sub = wired(server, hub)
+    sub.floor = 5
+    hub.dispatch(CH, 5, frame(5))
+    hub.dispatch(CH, 4, frame(4))
+    assert recv_all(client, 1, timeout=0.3) == b"" and sub.take(0) == []
+    hub.dispatch(CH, 6, frame(6))
+    assert sub.floor == 0
+    assert recv_all(client, len(chunk(frame(6)))) == chunk(frame(6))
+
+
+def test_a_run_goes_as_one_chunk_to_an_idle_stream_and_counts_every_event(pair):
+    server, client = pair
+    hub = Hub()
+    sub = wired(server, hub)
+    seen = []
+    hub.on_dispatch = lambda f, subs, written: seen.append((f, subs, written))
+    frames = [(n, frame(n)) for n in (1, 2, 3)]
+    assert hub.dispatch_run(CH, frames) == 1
+    joined = b"".join(f for _, f in frames)
+    assert recv_all(client, len(chunk(joined))) == chunk(joined)  # one chunk, in order
+    assert sub.sent == 3
+    assert seen == [(frame(1), 1, 0), (frame(2), 1, 0), (frame(3), 1, 3)]
+
+
+def test_a_run_that_starts_inside_the_overlap_is_queued_frame_by_frame_and_filtered(pair):
+    server, client = pair
+    hub = Hub()
+    sub = wired(server, hub)
+    sub.floor = 2
+    hub.dispatch_run(CH, [(n, frame(n)) for n in (2, 3, 4)])
+    # 2 is at the floor (already replayed): dropped; 3 ends the overlap and goes to the wire; 4 follows it.
+    got = recv_all(client, len(chunk(frame(3))) + len(chunk(frame(4))))
+    assert got == chunk(frame(3)) + chunk(frame(4))
+    assert sub.take(0) == []
+
+
+def test_a_partial_send_keeps_the_rest_as_the_next_bytes_and_wakes_the_loop(pair):
+    server, client = pair
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    hub = Hub()
+    sub = wired(server, hub)
+    big = b"data: " + b"x" * 400_000 + b"\n\n"
+    hub.dispatch(CH, 1, big)
+    assert sub.head_pending, "the kernel took part of it: the rest is the stream's next write"
+    rest = sub.take_head()
+    assert rest and not sub.head_pending
+    hub.dispatch(CH, 2, frame(2))  # while a head was pending this would have queued; now it is idle again
+    whole = chunk(big)
+    assert whole.endswith(rest)
+
+
+def test_a_gone_peer_ends_the_stream_as_client_closed(pair):
+    server, client = pair
+    hub = Hub()
+    sub = wired(server, hub)
+    client.close()
+    for n in range(1, 50):  # the first send may still succeed into the buffer; the peer's RST ends it
+        hub.dispatch(CH, n, frame(n))
+        if sub.end_reason:
+            break
+    assert sub.end_reason == "client_closed"
+    hub.dispatch(CH, 99, frame(99))
+    assert (99, frame(99)) not in sub.take(0)  # an ended stream takes nothing more
+
+
+def test_a_run_of_one_is_an_ordinary_dispatch_on_its_channel(pair):
+    server, client = pair
+    hub = Hub()
+    sub = wired(server, hub)
+    other = Subscriber("o", "u", [], 1 << 20)
+    hub.add(other, ["channel:other"])
+    assert hub.dispatch_run(CH, [(1, frame(1))]) == 1
+    assert hub.dispatch_run("channel:none", [(2, frame(2)), (3, frame(3))]) == 0
+    assert recv_all(client, len(chunk(frame(1)))) == chunk(frame(1))
+    assert other.take(0) == [] and sub.sent == 1
