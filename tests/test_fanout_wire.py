@@ -1,9 +1,12 @@
-"""The hub's direct writes (chatgenius/fanout.py) to a real socket pair: what goes out, once and in order.
+"""The hub's direct writes (chatgenius/fanout.py) through a GunicornSocket over a real socket pair.
 
-A stream idle on its wire is written by the hub itself; one that is behind,
-writing, or inside its replay overlap gets frames queued instead. These pin
-that split, the partial-send remainder, the run joining and the counts the
-telemetry reads, fast enough for the mutation run.
+A stream idle on a direct transport is written by the hub itself (Subscriber.offer
+-> SENT); one whose loop is writing, that has frames queued, or that holds the
+rest of a partial send gets frames queued instead (QUEUED); a frame inside the
+replay overlap, or for an ended stream, is not taken (CLOSED). These pin that
+split, the partial-send remainder, the run joining and the counts the telemetry
+reads, fast enough for the mutation run (`make mutation`). The transport against
+gunicorn's own objects, and the stream loop over it, are tests/test_wire.py's.
 """
 
 from __future__ import annotations
@@ -12,35 +15,37 @@ import socket
 import time
 from collections.abc import Iterator
 
+import gevent
 import pytest
 
 from chatgenius.fanout import Hub, Subscriber
-from chatgenius.wire import Wire, chunk
+from chatgenius.wire import CLOSED, QUEUED, GunicornSocket
 
 CH = "channel:w"
 
 
-class Sent:
-    headers_sent = True
-    chunked = True
-
-
 @pytest.fixture
 def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    # gevent's sockets (tests/conftest.py patches): the OS socket under one is non-blocking,
+    # as GunicornSocket.of requires of gunicorn's.
     server, client = socket.socketpair()
-    server.setblocking(False)
     yield server, client
     server.close()
     client.close()
 
 
 def wired(server: socket.socket, hub: Hub, name: str = "s") -> Subscriber:
+    """A subscriber of CH whose head is out: its transport is the server end, chunked (HTTP/1.1)."""
     sub = Subscriber(name, "u", [], 1 << 20)
     hub.add(sub, [CH])
-    wire = Wire(Sent(), server, server)
-    assert wire.ready() and wire.chunked
-    sub.wire = wire
+    sub.out = GunicornSocket(server, server._sock, True)
+    assert sub.out.direct
     return sub
+
+
+def chunk(data: bytes) -> bytes:
+    """One HTTP/1.1 chunk (written here, not taken from wire.py: the framing is checked too)."""
+    return b"%X\r\n%b\r\n" % (len(data), data)
 
 
 def recv_all(sock: socket.socket, size: int, timeout: float = 5.0) -> bytes:
@@ -74,9 +79,9 @@ def test_a_stream_that_is_writing_or_behind_gets_the_frame_queued_not_written(pa
     server, client = pair
     hub = Hub()
     sub = wired(server, hub)
-    sub.writing = True  # its loop is in a write: the hub must not interleave bytes
+    sub.out.busy = True  # its loop is in a write: the hub must not interleave bytes
     hub.dispatch(CH, 1, frame(1))
-    sub.writing = False
+    sub.out.busy = False
     hub.dispatch(CH, 2, frame(2))  # frames are queued: this one goes behind them, not around
     assert sub.take(0) == [(1, frame(1)), (2, frame(2))] and sub.sent == 0
     client.settimeout(0.2)
@@ -88,7 +93,7 @@ def test_frames_inside_the_replay_overlap_are_dropped_and_the_first_above_it_end
     server, client = pair
     hub = Hub()
     sub = wired(server, hub)
-    sub.floor = 5
+    sub.set_floor(5)
     hub.dispatch(CH, 5, frame(5))
     hub.dispatch(CH, 4, frame(4))
     assert recv_all(client, 1, timeout=0.3) == b"" and sub.take(0) == []
@@ -115,12 +120,12 @@ def test_a_run_that_starts_inside_the_overlap_is_queued_frame_by_frame_and_filte
     server, client = pair
     hub = Hub()
     sub = wired(server, hub)
-    sub.floor = 2
+    sub.set_floor(2)
     hub.dispatch_run(CH, [(n, frame(n)) for n in (2, 3, 4)])
     # 2 is at the floor (already replayed): dropped; 3 ends the overlap and goes to the wire; 4 follows it.
     got = recv_all(client, len(chunk(frame(3))) + len(chunk(frame(4))))
     assert got == chunk(frame(3)) + chunk(frame(4))
-    assert sub.take(0) == []
+    assert sub.take(0) == [] and sub.sent == 2
 
 
 def test_a_partial_send_keeps_the_rest_as_the_next_bytes_and_wakes_the_loop(pair):
@@ -128,14 +133,20 @@ def test_a_partial_send_keeps_the_rest_as_the_next_bytes_and_wakes_the_loop(pair
     server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     hub = Hub()
     sub = wired(server, hub)
+    loop = gevent.spawn(sub.take, None)  # the stream's loop, parked with nothing to write
+    gevent.sleep(0)
     big = b"data: " + b"x" * 400_000 + b"\n\n"
     hub.dispatch(CH, 1, big)
-    assert sub.head_pending, "the kernel took part of it: the rest is the stream's next write"
-    rest = sub.take_head()
-    assert rest and not sub.head_pending
-    hub.dispatch(CH, 2, frame(2))  # while a head was pending this would have queued; now it is idle again
-    whole = chunk(big)
-    assert whole.endswith(rest)
+    rest = sub.out.rest
+    assert rest, "the kernel took part of it: the transport keeps the rest"
+    assert chunk(big).endswith(rest) and rest != chunk(big)
+    assert sub.sent == 1, "a partial send counts as sent"
+    assert loop.get(timeout=5) == [], "the parked loop is woken to write the rest"
+    assert sub.offer(2, frame(2)) == QUEUED  # behind the rest, not cut into it
+    # The loop's next write (stream.serve): the rest, then what queued behind it.
+    reader = gevent.spawn(recv_all, client, len(chunk(big)) + len(chunk(frame(2))), 30)
+    assert sub.out.write(b"".join(f for _, f in sub.take(0))) == () and not sub.out.rest
+    assert reader.get(timeout=30) == chunk(big) + chunk(frame(2))
 
 
 def test_a_gone_peer_ends_the_stream_as_client_closed(pair):
@@ -147,8 +158,8 @@ def test_a_gone_peer_ends_the_stream_as_client_closed(pair):
         hub.dispatch(CH, n, frame(n))
         if sub.end_reason:
             break
-    assert sub.end_reason == "client_closed"
-    hub.dispatch(CH, 99, frame(99))
+    assert sub.end_reason == "client_closed" and sub.out.closed
+    assert sub.offer(99, frame(99)) == CLOSED
     assert (99, frame(99)) not in sub.take(0)  # an ended stream takes nothing more
 
 

@@ -4,6 +4,8 @@ The stream's end-to-end behaviour is proven on gunicorn elsewhere; these run the
 same open_session/serve generator directly, fast enough for the mutation run
 (`make mutation`): the first write, resume and reset, the replay overlap, live
 frames, heartbeats, the token deadline, an ended subscriber and the release.
+The last tests give the stream a GunicornSocket over a real socket pair as its
+transport: the direct-write path, where the hub and the loop write to the socket.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from chatgenius.cursor import Cursor, parse
 from chatgenius.events import draft
 from chatgenius.fanout import Subscriber
 from chatgenius.stream import StreamBody, control_frame, jittered, open_session, serve
-from chatgenius.wire import Wire
+from chatgenius.wire import THROUGH_SERVER, GunicornSocket
 
 A, B = "channel:a", "channel:b"
 
@@ -192,21 +194,14 @@ def test_json_of_the_connected_frame_is_what_the_view_passed(bus: MemoryBus):
     gen.close()
 
 
-# -- the direct-write path: after the head, writes go to the socket itself (chatgenius/wire.py) --------
-# A real socket pair stands for the connection; the response object only says the head was sent.
-
-
-class Sent:
-    """The response-object side gunicorn offers: the head is out, the body is chunked."""
-
-    headers_sent = True
-    chunked = True
+# -- the direct-write path: after the first write, a GunicornSocket is the stream's transport (chatgenius/wire.py) --
+# A real socket pair stands for the connection: the hub and the loop write HTTP/1.1 chunks to it themselves.
 
 
 @pytest.fixture
 def socket_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    # gevent's sockets (tests/conftest.py patches): the OS socket under one is non-blocking, as under gunicorn.
     server, client = socket.socketpair()
-    server.setblocking(False)  # gevent's socket keeps the OS socket non-blocking, as Wire.of requires
     yield server, client
     server.close()
     client.close()
@@ -229,7 +224,7 @@ def read_until(sock: socket.socket, want: bytes, timeout: float = 5.0) -> bytes:
 
 def on_wire(bus: MemoryBus, server: socket.socket, **kw):
     session, gen, closed = open_stream(bus, **kw)
-    session.wire = lambda: Wire(Sent(), server, server)
+    session.transport = lambda: GunicornSocket(server, server._sock, True)
     head = next(gen)  # the first write goes through the server: it carries the head
     assert b"system.connected" in head
     assert next(gen) == b""  # then nothing for the server to hold; every later write is direct
@@ -241,7 +236,7 @@ def on_wire(bus: MemoryBus, server: socket.socket, **kw):
 def test_on_the_wire_live_frames_are_written_by_the_hub_as_chunks(bus: MemoryBus, socket_pair):
     server, client = socket_pair
     session, runner, closed = on_wire(bus, server)
-    assert session.sub.wire is not None
+    assert isinstance(session.sub.out, GunicornSocket)
     ids = [publish(bus, A, n) for n in range(3)]
     got = read_until(client, ids[-1].encode())
     frames = EventParser().feed(ChunkedDecoder().feed(got))
@@ -253,7 +248,7 @@ def test_on_the_wire_live_frames_are_written_by_the_hub_as_chunks(bus: MemoryBus
     assert runner.get(timeout=5) == []  # nothing went through the server
     tail = read_until(client, b"system.reconnect")
     assert tail.endswith(b"\r\n") and session.stats.end_reason == "slow_consumer"
-    assert closed == [session] and session.sub.wire is None
+    assert closed == [session] and session.sub.out is THROUGH_SERVER  # the socket is the server's again
 
 
 def test_on_the_wire_heartbeats_and_the_reauth_are_written_directly(bus: MemoryBus, socket_pair):
@@ -270,37 +265,21 @@ def test_on_the_wire_a_peer_that_is_gone_ends_the_stream(bus: MemoryBus, socket_
     session, runner, closed = on_wire(bus, server, heartbeat=0.05)
     client.close()
     assert runner.get(timeout=5) == []  # the heartbeat's write failed: the loop returned
-    assert closed == [session]
-
-
-def test_the_replay_overlap_is_dropped_even_when_it_arrives_in_separate_wakeups(bus: MemoryBus):
-    """Frames at or below the floor may come in several takes; only one above it ends the check."""
-    start = publish(bus, A, 0)
-    replayed = [publish(bus, A, n) for n in (1, 2)]
-    session, gen, _ = open_stream(bus, parse(start))
-    next(gen)
-    session.sub.floor = 0  # let the hub queue the overlap, as frames already queued before the floor was set
-    runner = gevent.spawn(next, gen)
-    for cursor in reversed(replayed):  # the newest overlap first, then an older one, each its own wake-up
-        bus.hub.dispatch(A, parse(cursor).seq, b"id: " + cursor.encode() + b"\nevent: message.created\ndata: {}\n\n")
-        gevent.sleep(0.05)
-    live = publish(bus, A, 3)
-    assert [f.id for f in parsed(runner.get(timeout=5))] == [live]
-    gen.close()
+    assert closed == [session] and session.stats.end_reason == "client_closed"
 
 
 def test_on_the_wire_frames_queued_while_behind_are_written_by_the_loop_in_order(bus: MemoryBus, socket_pair):
     """The hub queues when the stream is not idle (here: its loop is mid-write); the loop then writes them itself."""
     server, client = socket_pair
     session, runner, _ = on_wire(bus, server)
-    session.sub.writing = True  # as if the loop were in a write: the hub must queue, not interleave
+    session.sub.out.busy = True  # as if the loop were in a write: the hub must queue, not interleave
     ids = [publish(bus, A, n) for n in range(3)]
-    assert session.sub.sent == 0  # nothing went out directly
-    session.sub.writing = False
-    session.sub._wake.set()  # the loop wakes for its queue (as after its own write)
+    assert session.sub.sent == 0 and session.sub.depth == 3  # nothing went out directly
+    session.sub.out.busy = False  # the first queued frame woke the loop; it runs at the next switch
     got = read_until(client, ids[-1].encode())
     assert [f.id for f in EventParser().feed(ChunkedDecoder().feed(got))] == ids
     size, body = got.split(b"\r\n")[:2]
     assert int(size, 16) == len(body) and body.count(b"id: ") == 3  # one chunk holds the three
+    assert session.sub.sent == 3
     session.sub.end("client_closed")
     runner.get(timeout=5)
