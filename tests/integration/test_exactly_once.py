@@ -8,27 +8,14 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 
 import gevent
-import pytest
 from support.gunicorn import Gunicorn
 from support.http_json import post_json
-from support.service import bearer, dev_token, publish, service_env
+from support.service import bearer, publish
 from support.sse_client import Frame, SSEClient
 
 CHAN = "channel:general"
-
-
-@pytest.fixture
-def server(redis_url: str) -> Iterator[Gunicorn]:
-    with Gunicorn(workers=2, env=service_env(redis_url)) as g:
-        yield g
-
-
-@pytest.fixture
-def alice(server: Gunicorn) -> str:
-    return dev_token(server.base_url, "alice", ["channel:*"], ["publish:events"])
 
 
 def open_stream(server: Gunicorn, token: str, last_event_id: str | None = None) -> SSEClient:

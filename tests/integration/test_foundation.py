@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -14,17 +13,6 @@ from support.service import bearer, dev_token, publish, publish_batch, service_e
 from support.sse_client import SSEClient
 
 CHAN = "channel:general"
-
-
-@pytest.fixture
-def server(redis_url: str) -> Iterator[Gunicorn]:
-    with Gunicorn(workers=2, env=service_env(redis_url)) as g:
-        yield g
-
-
-@pytest.fixture
-def alice(server: Gunicorn) -> str:
-    return dev_token(server.base_url, "alice", ["channel:*"], ["publish:events"])
 
 
 class Client(SSEClient):

@@ -36,7 +36,8 @@ def raw(header: dict[str, Any], claims: dict[str, Any], key: RSAKey = KEY) -> st
 
 def claims(**changes: Any) -> dict[str, Any]:
     now = int(time.time())
-    out = {"iss": ISS, "aud": [AUD, "https://issuer.unit/userinfo"], "sub": "auth0|alice", "iat": now, "exp": now + 600,
+    # exp a day ahead: parametrized tokens are made at collection, and a full suite reaches them minutes later
+    out = {"iss": ISS, "aud": [AUD, "https://issuer.unit/userinfo"], "sub": "auth0|alice", "iat": now, "exp": now + 86400,
            CLAIM: ["channel:*"], "permissions": ["publish:events"]}
     out.update(changes)
     return {k: v for k, v in out.items() if v is not None}
@@ -104,7 +105,8 @@ HEADER = {"alg": "RS256", "kid": KEY.kid}
     (raw(HEADER, claims(exp=None)), "bad_claims"),
     (raw(HEADER, claims(exp="tomorrow")), "bad_claims"),
     (raw(HEADER, claims(exp=int(time.time()) - LEEWAY - 60)), "expired"),
-    (raw(HEADER, claims(nbf=int(time.time()) + LEEWAY + 60)), "not_yet_valid"),
+    # a day ahead: the parameters are built at collection, minutes before a full suite runs this
+    (raw(HEADER, claims(nbf=int(time.time()) + 86400)), "not_yet_valid"),
     (raw(HEADER, claims(iss="https://evil.example/")), "bad_issuer"),
     (raw(HEADER, claims(iss=None)), "bad_issuer"),
     (raw(HEADER, claims(aud=["https://other.example"])), "bad_audience"),
