@@ -104,3 +104,15 @@ def browser(chromium: str) -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def socket_pair() -> Iterator[tuple[Any, Any]]:
+    """A connected pair of gevent sockets (patched above): the OS socket under one is non-blocking,
+    as under gunicorn, so a GunicornSocket can be built on it."""
+    import socket
+
+    server, client = socket.socketpair()
+    yield server, client
+    server.close()
+    client.close()

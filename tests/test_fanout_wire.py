@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 
 import gevent
 import pytest
@@ -25,13 +24,8 @@ CH = "channel:w"
 
 
 @pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    # gevent's sockets (tests/conftest.py patches): the OS socket under one is non-blocking,
-    # as GunicornSocket.of requires of gunicorn's.
-    server, client = socket.socketpair()
-    yield server, client
-    server.close()
-    client.close()
+def pair(socket_pair: tuple[socket.socket, socket.socket]) -> tuple[socket.socket, socket.socket]:
+    return socket_pair
 
 
 def wired(server: socket.socket, hub: Hub, name: str = "s") -> Subscriber:

@@ -198,15 +198,6 @@ def test_json_of_the_connected_frame_is_what_the_view_passed(bus: MemoryBus):
 # A real socket pair stands for the connection: the hub and the loop write HTTP/1.1 chunks to it themselves.
 
 
-@pytest.fixture
-def socket_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    # gevent's sockets (tests/conftest.py patches): the OS socket under one is non-blocking, as under gunicorn.
-    server, client = socket.socketpair()
-    yield server, client
-    server.close()
-    client.close()
-
-
 def read_until(sock: socket.socket, want: bytes, timeout: float = 5.0) -> bytes:
     got = b""
     sock.settimeout(0.1)

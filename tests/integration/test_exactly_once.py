@@ -12,18 +12,14 @@ import socket
 import gevent
 from support.gunicorn import Gunicorn
 from support.http_json import post_json
-from support.service import bearer, publish
+from support.service import bearer, connected_stream, publish
 from support.sse_client import Frame, SSEClient
 
 CHAN = "channel:general"
 
 
 def open_stream(server: Gunicorn, token: str, last_event_id: str | None = None) -> SSEClient:
-    headers = bearer(token) | ({"Last-Event-ID": last_event_id} if last_event_id else {})
-    client = SSEClient(f"{server.base_url}/stream?channels={CHAN}", headers, timeout=10)
-    assert client.status == 200
-    client.read_until(lambda f: f.event == "system.connected", 5)
-    return client
+    return connected_stream(server.base_url, token, CHAN, last_event_id)
 
 
 def messages(client: SSEClient, until: int) -> list[Frame]:

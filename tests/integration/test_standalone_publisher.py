@@ -11,7 +11,7 @@ import textwrap
 import pytest
 from support.gunicorn import Gunicorn
 from support.procs import REPO_ROOT
-from support.service import bearer, dev_token, publish, service_env
+from support.service import connected_stream, dev_token, publish, service_env
 from support.sse_client import SSEClient
 
 from chatgenius.config import ConfigError
@@ -42,11 +42,7 @@ WORKER = textwrap.dedent(
 
 
 def stream(g: Gunicorn, token: str, last_event_id: str | None = None) -> SSEClient:
-    headers = bearer(token) | ({"Last-Event-ID": last_event_id} if last_event_id else {})
-    client = SSEClient(f"{g.base_url}/stream?channels={CHAN}", headers, timeout=10)
-    assert client.status == 200
-    client.read_until(lambda f: f.event == "system.connected", 5)
-    return client
+    return connected_stream(g.base_url, token, CHAN, last_event_id)
 
 
 def test_a_process_without_flask_publishes_to_live_streams_and_history(redis_url):

@@ -48,3 +48,14 @@ def service_env(redis_url: str | None, **extra: str) -> dict[str, str]:
         env["REDIS_URL"] = redis_url
     env.update(extra)
     return env
+
+
+def connected_stream(base: str, token: str, channels: str, last_event_id: str | None = None):
+    """An open SSE stream on `channels`, read up to its system.connected frame."""
+    from .sse_client import SSEClient
+
+    headers = bearer(token) | ({"Last-Event-ID": last_event_id} if last_event_id else {})
+    client = SSEClient(f"{base}/stream?channels={channels}", headers, timeout=10)
+    assert client.status == 200
+    client.read_until(lambda f: f.event == "system.connected", 5)
+    return client
