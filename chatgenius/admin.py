@@ -1,7 +1,7 @@
 """The operator's view: every stream on every worker and host, kicking one, runtime flags.
 
 Permission `admin:sse` is checked by web/admin.py before any of this runs.
-Listing and kicking go over the control plane (control.py): every process
+Listing and kicking go over the control plane (control/service.py): every process
 answers for its own streams, so the view is live (events sent and queue depth
 as of now), not a registry that lags by a refresh interval.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from . import log
 from .bus.base import BusUnavailable
-from .control import ControlPlane
+from .control.service import ControlPlane
 from .errors import ServiceError, unavailable
 from .flags import NAMES, RuntimeFlags
 from .service import Realtime

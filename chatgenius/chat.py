@@ -13,10 +13,10 @@ from typing import Any
 from . import log
 from .auth import Identity
 from .bus.base import BusUnavailable
-from .control import ControlPlane
+from .control.service import ControlPlane
 from .errors import ServiceError, unavailable
 from .events import draft, valid_channel
-from .presence import Presence
+from .presence.service import Presence
 from .service import Realtime
 from .stream import StreamSession
 

@@ -11,16 +11,16 @@ from . import config, log, metrics
 from .admin import Admin
 from .auth import DevIssuer, KeySource, Verifier, http_fetcher
 from .bus.base import EventBus
-from .bus.control_memory import MemoryControl
-from .bus.control_redis import RedisControl
 from .bus.memory import MemoryBus
-from .bus.presence_memory import MemoryPresence
-from .bus.presence_redis import RedisPresence
 from .bus.redis import RedisBus, make_clients
 from .chat import Chat
-from .control import ControlPlane
+from .control.memory import MemoryControl
+from .control.redis import RedisControl
+from .control.service import ControlPlane
 from .flags import RuntimeFlags
-from .presence import Presence
+from .presence.memory import MemoryPresence
+from .presence.redis import RedisPresence
+from .presence.service import Presence
 from .service import Realtime
 from .state.base import SharedState
 from .state.memory import MemoryState

@@ -22,7 +22,7 @@ import gevent
 
 from . import log
 from .config import Settings
-from .control import ControlStore
+from .control.base import ControlStore
 from .service import Flags
 from .stream import StreamSession, control_frame
 

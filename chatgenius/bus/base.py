@@ -165,7 +165,7 @@ class EventBus(Protocol):
     def setnx(self, key: str, value: str) -> str:
         """Store `value` under `key` unless one is there; return the stored one (dev keys, epochs)."""
 
-    # The control channel (chatgenius/control.py owns `on_control`): one message to every process
+    # The control channel (control/service.py owns `on_control`): one message to every process
     # of the deployment, this one included, e.g. "change stream X's channels", "flags changed".
     on_control: Callable[[bytes], None] | None
 

@@ -30,8 +30,8 @@ from redis.retry import Retry
 from ..cursor import Cursor, new_epoch
 from ..events import Draft
 from ..fanout import Hub, Subscriber
+from ..redis_errors import UNAVAILABLE as _ERRORS  # the one list every store uses
 from .base import BusUnavailable, Published, Quota, Record, Replay
-from .redis_errors import UNAVAILABLE as _ERRORS  # the one list every store uses
 from .redis_publish import EPOCH_KEY, LIVE_PREFIX, SEQ_KEY, PublishScript, history_key, live_channel, meta_key, script_source
 from .redis_script import Script
 
@@ -127,7 +127,7 @@ class RedisBus:
 
     def publish_call(self, drafts: Sequence[Draft]) -> tuple[list[str], list[object]]:
         """KEYS and ARGV of lua/publish.lua for `drafts`, for scripts that publish atomically with a
-        state change of their own (bus/presence_redis.py embeds publish.lua as a function)."""
+        state change of their own (presence/redis.py embeds publish.lua as a function)."""
         return self._publisher.call_args(drafts)
 
     def head(self) -> Cursor:

@@ -14,8 +14,8 @@ import redis
 
 from ..cursor import new_epoch
 from ..events import Draft, digest
+from ..redis_errors import UNAVAILABLE, is_unavailable
 from .base import BusUnavailable, IdempotencyConflict, Published, Quota, QuotaExceeded
-from .redis_errors import UNAVAILABLE, is_unavailable
 
 EPOCH_KEY = "cg:epoch"
 SEQ_KEY = "cg:seq"
@@ -70,7 +70,7 @@ class PublishScript:
 
     def call_args(self, drafts: Sequence[Draft]) -> tuple[list[str], list[object]]:
         """KEYS and ARGV of lua/publish.lua for `drafts` alone (no quotas, no idempotency): also what
-        scripts that publish atomically with a state change of their own pass (presence_redis.py)."""
+        scripts that publish atomically with a state change of their own pass (presence/redis.py)."""
         keys: list[str] = [EPOCH_KEY, SEQ_KEY]
         args: list[object] = [new_epoch(), self.maxlen, self.ttl, self.meta_ttl, len(drafts)]
         for d in drafts:

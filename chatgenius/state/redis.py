@@ -15,7 +15,7 @@ from importlib import resources
 
 import redis
 
-from ..bus.redis_errors import unavailable
+from ..redis_errors import unavailable
 from .base import LeaseResult
 
 

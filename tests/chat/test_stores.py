@@ -8,14 +8,15 @@ import time
 import gevent
 import pytest
 
-from chatgenius.bus.control_memory import MemoryControl
-from chatgenius.bus.control_redis import RedisControl
 from chatgenius.bus.memory import MemoryBus
-from chatgenius.bus.presence_memory import MemoryPresence
-from chatgenius.bus.presence_redis import RedisPresence
 from chatgenius.bus.redis import RedisBus, make_clients
+from chatgenius.control.memory import MemoryControl
+from chatgenius.control.redis import RedisControl
 from chatgenius.fanout import Subscriber
-from chatgenius.presence import Lease, Presence, presence_draft
+from chatgenius.presence.base import Lease, presence_draft
+from chatgenius.presence.memory import MemoryPresence
+from chatgenius.presence.redis import RedisPresence
+from chatgenius.presence.service import Presence
 
 CH = "channel:p"
 GRACE = 0.3

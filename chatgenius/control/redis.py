@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 import redis
 
-from .base import BusUnavailable
-from .redis_errors import unavailable
+from ..bus.base import BusUnavailable
+from ..redis_errors import unavailable
 
 FLAGS_KEY = "cg:flags"
 THROTTLE_PREFIX = "cg:ty:"

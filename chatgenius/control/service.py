@@ -23,37 +23,16 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import gevent
 
-from . import log
-from .bus.base import BusUnavailable, EventBus
-from .stream import StreamSession
+from .. import log
+from ..bus.base import BusUnavailable, EventBus
+from ..stream import StreamSession
+from .base import ControlStore
 
 Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
-
-
-class ControlStore(Protocol):
-    """The small shared state of the control plane (bus/control_memory.py, bus/control_redis.py)."""
-
-    def reply(self, mailbox: str, answer: str, ttl: float) -> None:
-        """Append `answer` to `mailbox`; the mailbox vanishes `ttl` s after the last answer."""
-
-    def receive(self, mailbox: str, timeout: float) -> str | None:
-        """The oldest answer in `mailbox`, waiting up to `timeout` s; None if none came."""
-
-    def discard(self, mailbox: str) -> None:
-        """The asker is done with `mailbox`; late answers may be dropped."""
-
-    def first_within(self, key: str, seconds: float) -> bool:
-        """True for the first call with `key` in any `seconds`-long window, across processes (throttles)."""
-
-    def flags(self) -> dict[str, bool]:
-        """The runtime flag overrides stored by PUT /admin/flags."""
-
-    def set_flags(self, changes: Mapping[str, bool | None]) -> None:
-        """Store overrides; None removes one (back to the environment's default)."""
 
 
 class ControlPlane:

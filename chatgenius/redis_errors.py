@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import redis
 from redis import exceptions
 
-from .base import BusUnavailable
+from .bus.base import BusUnavailable
 
 # Raised by redis-py for the conditions above (ReadOnlyError and BusyLoadingError are ResponseErrors).
 UNAVAILABLE: tuple[type[BaseException], ...] = (
