@@ -7,24 +7,16 @@ from collections.abc import Mapping
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import config, log, metrics
+from . import backends, config, log, metrics
 from .admin import Admin
 from .auth import DevIssuer, KeySource, Verifier, http_fetcher
-from .bus.base import EventBus
-from .bus.memory import MemoryBus
-from .bus.redis import RedisBus, make_clients
+from .backends import Backends
 from .chat import Chat
-from .control.memory import MemoryControl
-from .control.redis import RedisControl
 from .control.service import ControlPlane
 from .flags import RuntimeFlags
-from .presence.memory import MemoryPresence
-from .presence.redis import RedisPresence
 from .presence.service import Presence
 from .service import Realtime
 from .state.base import SharedState
-from .state.memory import MemoryState
-from .state.redis import RedisState
 from .telemetry import Telemetry
 from .web import admin as admin_web
 from .web import (
@@ -49,22 +41,10 @@ from .web.publish_fast import FastPublish
 from .wire import remember_start_response
 
 
-def build_bus(settings: config.Settings, realtime_frame) -> EventBus:
-    """The Redis bus when REDIS_URL or sentinels are set, else the in-process one."""
-    if settings.redis_url or settings.redis_sentinels:
-        client, feed = make_clients(settings.redis_url, settings.redis_sentinels, settings.redis_sentinel_master)
-        return RedisBus(
-            client, feed, settings.history_maxlen, settings.history_ttl, realtime_frame,
-            ping_interval=min(5.0, max(0.5, settings.heartbeat_interval)),
-            idempotency_window=settings.idempotency_window,
-        )
-    return MemoryBus(settings.history_maxlen, settings.history_ttl, idempotency_window=settings.idempotency_window)
-
-
-def build_verifier(settings: config.Settings, bus: EventBus) -> tuple[Verifier, DevIssuer | None]:
+def build_verifier(settings: config.Settings, state: SharedState) -> tuple[Verifier, DevIssuer | None]:
     """One verification path; dev mode only swaps where the keys come from."""
     if settings.auth_mode == "dev":
-        dev = DevIssuer(bus.setnx, settings.channels_claim)
+        dev = DevIssuer(state.setnx, settings.channels_claim)
         keys = KeySource(dev.jwks, min_refresh=0.0)
         return Verifier(keys, DevIssuer.ISSUER, DevIssuer.AUDIENCE, ["RS256"], settings.channels_claim), dev
     keys = KeySource(http_fetcher(settings.jwks_endpoint), min_refresh=settings.jwks_min_refresh)
@@ -72,24 +52,13 @@ def build_verifier(settings: config.Settings, bus: EventBus) -> tuple[Verifier, 
     return Verifier(keys, settings.issuer, settings.auth0_audience, settings.jwt_algorithms, settings.channels_claim), None
 
 
-def build_state(bus: EventBus) -> SharedState:
-    """Tickets and connection leases live beside the bus: on its Redis (same connections), or in memory."""
-    return RedisState(bus.client) if isinstance(bus, RedisBus) else MemoryState()
-
-
-def build_chat(settings: config.Settings, rt: Realtime) -> tuple[Chat, Admin]:
-    """Presence, the control plane and runtime flags: on the bus' Redis, or in process."""
-    bus = rt.bus
-    if isinstance(bus, RedisBus):
-        store, control_store = RedisPresence(bus), RedisControl(bus.client)
-    else:
-        assert isinstance(bus, MemoryBus)
-        store, control_store = MemoryPresence(bus), MemoryControl()
-    control = ControlPlane(bus, control_store)
+def build_chat(settings: config.Settings, rt: Realtime, family: Backends) -> tuple[Chat, Admin]:
+    """Presence, the control plane and runtime flags over the family's presence and control stores."""
+    control = ControlPlane(family.control)
     rt.stream_opened.append(control.opened)
     rt.stream_closed.append(control.closed)
-    presence = Presence(store, settings.lease_ttl, settings.presence_grace)
-    flags = RuntimeFlags(rt.flags, settings, control_store, lambda: control.sessions.values())
+    presence = Presence(family.presence, settings.lease_ttl, settings.presence_grace)
+    flags = RuntimeFlags(rt.flags, settings, family.control, lambda: control.sessions.values())
     return Chat(rt, presence, control), Admin(rt, control, flags)
 
 
@@ -103,13 +72,13 @@ def create_app(settings: config.Settings | None = None, env: Mapping[str, str] |
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    holder: dict[str, Realtime] = {}
-    bus = build_bus(settings, lambda sub: holder["rt"].reconnect_frame(sub))
-    verifier, dev_issuer = build_verifier(settings, bus)
-    rt = holder["rt"] = Realtime(settings, bus, verifier, dev_issuer, build_state(bus))
+    family = backends.build(settings)  # memory or Redis, picked once (backends.choose)
+    bus = family.bus
+    verifier, dev_issuer = build_verifier(settings, family.state)
+    rt = Realtime(settings, bus, verifier, dev_issuer, family.state)
     app.extensions["chatgenius"] = rt
     telemetry = app.extensions["chatgenius.telemetry"] = Telemetry(rt, metrics.Metrics(), settings.broadcast_log_interval)
-    chat_api, admin_api = app.extensions["chatgenius.chat"], app.extensions["chatgenius.admin"] = build_chat(settings, rt)
+    chat_api, admin_api = app.extensions["chatgenius.chat"], app.extensions["chatgenius.admin"] = build_chat(settings, rt, family)
 
     # After-request hooks run in reverse order of registration: compression's runs last, on the final body.
     app.register_blueprint(compression.bp)
@@ -118,7 +87,7 @@ def create_app(settings: config.Settings | None = None, env: Mapping[str, str] |
     # Every endpoint but health needs a user; a scraper may use METRICS_TOKEN instead (it does not expire).
     metrics.export(app, telemetry.metrics, guard=admin_stats.metrics_guard(settings.metrics_token))
     security.install(app, settings)
-    ratelimit.install(app, settings, bus.client.connection_pool if isinstance(bus, RedisBus) else None)
+    ratelimit.install(app, settings, family.limiter_pool)
     for module in (errors, ops, stream, poll, publish, tickets, dev, static, apidoc, admin_stats, chat_web, admin_web):
         app.register_blueprint(module.bp)
     # Outermost: the publisher's usual POST /events is answered before Flask (web/publish_fast.py).

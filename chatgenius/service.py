@@ -52,6 +52,12 @@ class Flags:
         return {"ENABLE_SSE": self.enable_sse, "ENABLE_COMPRESSION": self.enable_compression}
 
 
+def reconnect_frame(retry_ms: int) -> bytes:
+    """`system.reconnect` with a jittered retry: how a stream ends when the server sends it away
+    (feed lost, admin kick), so that thousands of clients do not come back in the same instant."""
+    return control_frame("system.reconnect", {"retry_ms": jittered(retry_ms)})
+
+
 class Realtime:
     """Everything a request needs, built once per process by the factory."""
 
@@ -200,7 +206,7 @@ class Realtime:
             hook(session)
 
     def reconnect_frame(self, sub: Subscriber) -> bytes:
-        return control_frame("system.reconnect", {"retry_ms": jittered(self.settings.reconnect_retry_ms)})
+        return reconnect_frame(self.settings.reconnect_retry_ms)
 
     # -- long-poll ------------------------------------------------------------------
     def poll(self, identity: Identity, channels: list[str], raw_cursor: str | None, timeout: float) -> dict:

@@ -24,7 +24,7 @@ tests/bus/test_contract.py holds each one to them):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -109,7 +109,7 @@ class IdempotencyConflict(RuntimeError):
 
 
 class EventBus(Protocol):
-    """Publish, replay and live delivery of events, plus the little shared state the service needs."""
+    """Publish, replay and live delivery of events; nothing else (shared state: state/, control: control/)."""
 
     hub: Hub
 
@@ -161,13 +161,3 @@ class EventBus(Protocol):
 
     def health(self) -> str | None:
         """None when ready to serve, else the reason (for /readyz)."""
-
-    def setnx(self, key: str, value: str) -> str:
-        """Store `value` under `key` unless one is there; return the stored one (dev keys, epochs)."""
-
-    # The control channel (control/service.py owns `on_control`): one message to every process
-    # of the deployment, this one included, e.g. "change stream X's channels", "flags changed".
-    on_control: Callable[[bytes], None] | None
-
-    def publish_control(self, payload: bytes) -> int:
-        """Hand `payload` to `on_control` in every process; returns how many processes it reached."""

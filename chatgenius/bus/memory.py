@@ -48,18 +48,9 @@ class MemoryBus:
         self._window = idempotency_window
         self._keys: dict[_Key, tuple[str, tuple[str | None, ...], float]] = {}  # -> (fingerprint, ids, expires)
         self._history: dict[str, _History] = {}
-        self._kv: dict[str, str] = {}
-        self.on_control: Callable[[bytes], None] | None = None
 
     def start(self) -> None:
         pass
-
-    def publish_control(self, payload: bytes) -> int:
-        """See EventBus.publish_control: one process, so a direct call."""
-        if self.on_control is None:
-            return 0
-        self.on_control(payload)
-        return 1
 
     def close(self) -> None:
         self.hub.end_all("shutdown", lambda sub: None)
@@ -190,6 +181,3 @@ class MemoryBus:
 
     def health(self) -> str | None:
         return None
-
-    def setnx(self, key: str, value: str) -> str:
-        return self._kv.setdefault(key, value)

@@ -1,4 +1,4 @@
-"""The control plane's shared state in process (`python app.py`): see ControlStore."""
+"""The control plane's channel and shared state in process (`python app.py`): see ControlStore."""
 
 from __future__ import annotations
 
@@ -16,6 +16,14 @@ class MemoryControl:
         self._mailboxes: dict[str, Queue] = {}
         self._marks: dict[str, float] = {}  # throttle key -> window end
         self._flags: dict[str, bool] = {}
+        self.on_control: Callable[[bytes], None] | None = None
+
+    def publish_control(self, payload: bytes) -> int:
+        """See ControlStore.publish_control: one process, so a direct call."""
+        if self.on_control is None:
+            return 0
+        self.on_control(payload)
+        return 1
 
     def reply(self, mailbox: str, answer: str, ttl: float) -> None:
         box = self._mailboxes.get(mailbox)

@@ -1,5 +1,7 @@
-"""The control plane's shared state on Redis (see ControlStore), on the bus' own connection pool.
+"""The control plane on Redis (see ControlStore), on the bus' connections: no extra ones.
 
+- the control channel: PUBLISH `cg:ctl` on the command pool; every process reads it on its one
+  pub/sub connection (bus/redis_feed.py), so PUBLISH's count is the number of processes reached;
 - reply mailboxes: `cg:r:<uuid>` lists (RPUSH + PEXPIRE, BLPOP), gone seconds after use;
 - throttles: `cg:ty:<key>` via SET NX PX, one round trip, judged by Redis' clock;
 - runtime flags: the hash `cg:flags`, field = flag name, value "1" or "0".
@@ -8,13 +10,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import redis
 
 from ..bus.base import BusUnavailable
+from ..bus.redis_feed import RedisFeed
 from ..redis_errors import unavailable
 
+CONTROL = b"cg:ctl"
 FLAGS_KEY = "cg:flags"
 THROTTLE_PREFIX = "cg:ty:"
 
@@ -22,8 +26,19 @@ THROTTLE_PREFIX = "cg:ty:"
 class RedisControl:
     """See ControlStore."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, feed: RedisFeed) -> None:
         self.client = client
+        self.on_control: Callable[[bytes], None] | None = None
+        feed.route(CONTROL, self._received)
+
+    def _received(self, payload: bytes) -> None:
+        if self.on_control is not None:
+            self.on_control(payload)
+
+    def publish_control(self, payload: bytes) -> int:
+        """See ControlStore.publish_control: PUBLISH counts the readers (one per process) it reached."""
+        with unavailable():
+            return int(self.client.publish(CONTROL, payload))
 
     def reply(self, mailbox: str, answer: str, ttl: float) -> None:
         with unavailable():

@@ -76,3 +76,10 @@ class RedisState:
         """See SharedState.release_lease."""
         with unavailable():
             self.client.zrem(lease_key(owner), lease)
+
+    def setnx(self, key: str, value: str) -> str:
+        """See SharedState.setnx: SET NX, then GET whichever value won."""
+        with unavailable():
+            self.client.set(key, value, nx=True)
+            stored = self.client.get(key)
+        return stored.decode() if stored is not None else value

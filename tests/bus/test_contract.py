@@ -15,6 +15,7 @@ import redis
 from chatgenius.bus.base import BusUnavailable, EventBus, IdempotencyConflict, Quota, QuotaExceeded
 from chatgenius.bus.memory import MemoryBus
 from chatgenius.bus.redis import RedisBus, make_clients
+from chatgenius.bus.redis_feed import RedisFeed
 from chatgenius.cursor import Cursor
 from chatgenius.events import draft
 from chatgenius.fanout import Subscriber
@@ -29,7 +30,7 @@ def make_bus(kind: str, redis_url: str | None, maxlen: int = 100, ttl: int = 360
     if kind == "memory":
         return MemoryBus(maxlen, ttl, clock, idempotency_window=window)
     client, feed = make_clients(redis_url, (), "")
-    bus = RedisBus(client, feed, maxlen, ttl, lambda sub: RECONNECT, ping_interval=0.5, idempotency_window=window)
+    bus = RedisBus(client, RedisFeed(feed, ping_interval=0.5), maxlen, ttl, lambda sub: RECONNECT, idempotency_window=window)
     bus.start()
     deadline = time.monotonic() + 5
     while bus.health() is not None:
@@ -240,11 +241,6 @@ def test_batch_gets_consecutive_cursors(bus):
     assert seqs == list(range(seqs[0], seqs[0] + 5))
 
 
-def test_setnx_keeps_the_first_value(bus):
-    assert bus.setnx("cg:test:k", "one") == "one"
-    assert bus.setnx("cg:test:k", "two") == "one"
-
-
 # -- exactly once per idempotency key (EventBus.publish_once) ----------------------------------
 
 
@@ -397,7 +393,7 @@ def test_redis_subscription_count_does_not_grow_with_subscribers(redis_url):
 
 def test_redis_unreachable_publish_is_bus_unavailable():
     client, feed = make_clients("redis://127.0.0.1:1/0", (), "")
-    b = RedisBus(client, feed, 10, 10, lambda sub: RECONNECT)
+    b = RedisBus(client, RedisFeed(feed), 10, 10, lambda sub: RECONNECT)
     with pytest.raises(BusUnavailable):
         b.publish([ev("channel:a", 1)])
     assert b.health() is not None
@@ -414,6 +410,7 @@ def state(kind, request):
     client, _ = make_clients(request.getfixturevalue("redis_url"), (), "")
     yield RedisState(client)
     client.close()
+    client.connection_pool.disconnect()  # a pool handed to the client outlives close()
 
 
 def test_ticket_is_taken_exactly_once(state: SharedState):
@@ -466,6 +463,11 @@ def test_unrefreshed_leases_expire_and_refreshed_ones_do_not(state: SharedState)
     assert time.monotonic() - started >= 0.3
     state.refresh_leases([("alice", "kept"), ("alice", "new")], 30)
     assert not state.acquire_lease("alice", "late", 2, 30).granted  # "kept" survived by refreshing
+
+
+def test_setnx_keeps_the_first_value(state: SharedState):
+    assert state.setnx("cg:test:k", "one") == "one"
+    assert state.setnx("cg:test:k", "two") == "one"
 
 
 def test_concurrent_acquires_never_exceed_the_limit(state: SharedState):
