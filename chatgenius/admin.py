@@ -14,7 +14,7 @@ from typing import Any
 from . import log
 from .bus.base import BusUnavailable
 from .control.service import ControlPlane
-from .errors import ServiceError, unavailable
+from .errors import ServiceError, bus_unavailable
 from .flags import NAMES, RuntimeFlags
 from .service import Realtime
 from .stream import StreamSession
@@ -50,7 +50,7 @@ class Admin:
         try:
             answers = self.control.ask("connections", {})
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         rows = []
         for answer in answers:
             where = {"worker": answer.get("worker"), "host": answer.get("host")}
@@ -63,7 +63,7 @@ class Admin:
         try:
             answers = self.control.ask("kick", {"connection_id": connection_id}, first_found=True)
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         found = next((a for a in answers if a.get("found")), None)
         if found is None:
             raise ServiceError(404, "no_connection", f"no live stream {connection_id[:64]!r}")
@@ -86,7 +86,7 @@ class Admin:
             current = self.flags.update(payload)
             reached = self.control.broadcast("flags")
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         log.event("admin.flags", logging.WARNING, user_id=admin, changes=payload, flags=current, processes=reached)
         return current
 

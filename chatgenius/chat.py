@@ -14,7 +14,7 @@ from . import log
 from .auth import Identity
 from .bus.base import BusUnavailable
 from .control.service import ControlPlane
-from .errors import ServiceError, unavailable
+from .errors import ServiceError, bus_unavailable
 from .events import draft, valid_channel
 from .presence.service import Presence
 from .service import Realtime
@@ -50,7 +50,7 @@ class Chat:
                 return False
             self.rt.bus.publish([event])
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         for hook in self.rt.events_published:
             hook([event])
         return True
@@ -65,7 +65,7 @@ class Chat:
         try:
             return self.presence.online(channel)
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
 
     def _opened(self, session: StreamSession) -> None:
         self.presence.joined(session.sub.id, session.sub.user_id, sorted(session.sub.channels))
@@ -84,13 +84,13 @@ class Chat:
         try:
             answers = self.control.ask("subscriptions", fields, first_found=True)
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         found = next((a for a in answers if a.get("found")), None)
         if found is None:
             raise ServiceError(404, "no_connection", f"no live stream {conn!r} of yours answered")
         error = found.get("error")
         if error == "bus_unavailable":
-            raise ServiceError(503, "bus_unavailable", "the live feed did not confirm the subscription", headers={"Retry-After": "2"})
+            raise bus_unavailable("the live feed did not confirm the subscription")
         if error == "no_channels":
             raise ServiceError(400, "no_channels", "a stream keeps at least one channel; close it instead")
         if error == "too_many_channels":

@@ -27,6 +27,8 @@ class ServiceError(Exception):
         return {"error": self.code, "message": self.message, **self.extra}
 
 
-def unavailable(reason: object) -> ServiceError:
-    """The bus (Redis) cannot serve now: 503 with Retry-After, the client retries (contract: Errors)."""
-    return ServiceError(503, "bus_unavailable", str(reason), headers={"Retry-After": "2"})
+def bus_unavailable(reason: object, kind: type[ServiceError] = ServiceError) -> ServiceError:
+    """The bus (Redis) cannot serve now: 503 with Retry-After, the client retries (contract: Errors).
+
+    The one place this answer is built; `kind` keeps a caller's subclass (PublishError)."""
+    return kind(503, "bus_unavailable", str(reason), headers={"Retry-After": "2"})

@@ -41,12 +41,23 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def translated(exc: BaseException, refused: str = "redis unavailable") -> BaseException:
+    """BusUnavailable when `exc` says Redis cannot serve now, else `exc` itself. `refused` opens the
+    message of an error reply (the publish script says "redis cannot take writes now")."""
+    if isinstance(exc, UNAVAILABLE):
+        return BusUnavailable(f"redis unavailable: {exc}")
+    if is_unavailable(exc):
+        return BusUnavailable(f"{refused}: {exc}")
+    return exc
+
+
 @contextmanager
 def unavailable() -> Iterator[None]:
     """Turn Redis' unavailability inside the block into BusUnavailable; other errors pass unchanged."""
     try:
         yield
     except (redis.RedisError, OSError) as exc:
-        if is_unavailable(exc):
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
-        raise
+        failure = translated(exc)
+        if failure is exc:
+            raise
+        raise failure from exc

@@ -21,7 +21,7 @@ from .auth import AuthError, DevIssuer, Identity, Verifier, bearer
 from .bus.base import BusUnavailable, EventBus, Published, Replay
 from .config import Settings
 from .cursor import Cursor, CursorError, parse
-from .errors import ServiceError, unavailable
+from .errors import ServiceError, bus_unavailable
 from .events import Draft, EventError, parse_channels
 from .fanout import Subscriber
 from .leases import ConnectionLeases
@@ -104,7 +104,7 @@ class Realtime:
         try:
             issued = self.tickets.issue(identity)
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         if issued is None:
             raise unauthorized("expired", "token expires too soon to issue a ticket; refresh it first")
         ticket, expires_in = issued
@@ -116,7 +116,7 @@ class Realtime:
         try:
             identity = self.tickets.redeem(ticket)
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         if identity is None:
             raise unauthorized("bad_ticket", "ticket is unknown, used or expired; get a new one from POST /tickets")
         log.event("auth.ok", logging.DEBUG, user_id=identity.sub, via="ticket")
@@ -159,7 +159,7 @@ class Realtime:
             )
         except BusUnavailable as exc:
             self.leases.release(identity.sub, sub.id)
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         except BaseException:
             self.leases.release(identity.sub, sub.id)
             raise
@@ -185,7 +185,7 @@ class Realtime:
         try:
             lease = self.leases.acquire(user, connection_id)
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         if not lease.granted:
             log.event("connection.reject", logging.INFO, user_id=user, reason="connection_limit", held=lease.held)
             retry_after = max(1, min(int(self.leases.ttl), math.ceil(lease.retry_after)))
@@ -232,7 +232,7 @@ class Realtime:
             finally:
                 self.leases.release(identity.sub, "poll:" + sub.id)
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         return _poll_result(found, live)
 
     # -- publishing -------------------------------------------------------------------

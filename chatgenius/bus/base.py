@@ -1,4 +1,4 @@
-"""The event bus: the one seam between the HTTP layer and its backends.
+"""The event bus seam: events only (shared state is state/, presence presence/, control control/).
 
 Guarantees every backend gives (the shared contract suite in
 tests/bus/test_contract.py holds each one to them):

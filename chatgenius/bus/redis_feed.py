@@ -25,7 +25,7 @@ import redis
 
 from ..redis_errors import UNAVAILABLE
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("chatgenius.bus.redis")  # the logger name the reader's lines have always had
 
 BUSY_FANOUT = 64  # after a fan-out to at least this many streams the reader yields once (see _serve)
 

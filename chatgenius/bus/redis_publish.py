@@ -14,14 +14,13 @@ import redis
 
 from ..cursor import new_epoch
 from ..events import Draft, digest
-from ..redis_errors import UNAVAILABLE, is_unavailable
+from ..redis_errors import translated
 from .base import BusUnavailable, IdempotencyConflict, Published, Quota, QuotaExceeded
 
 EPOCH_KEY = "cg:epoch"
 SEQ_KEY = "cg:seq"
 QUOTA_PREFIX = "cg:q:"  # publish quotas' counters (EventBus.publish)
 LIVE_PREFIX = "cg:l:"
-ERRORS = UNAVAILABLE  # Redis cannot serve now (redis_errors.py: the one mapping)
 _REPLAYED = b"="
 
 
@@ -105,10 +104,10 @@ class PublishScript:
                     keys.append(idempotency_key("e", scope, d.key))
         try:
             result = self._script(keys=keys, args=args)
-        except ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
-        except redis.ResponseError as exc:
+        except (redis.RedisError, OSError) as exc:
             failure = self._failed(exc, quotas)
+            if failure is exc:
+                raise
             raise failure from (exc if isinstance(failure, BusUnavailable) else None)
         return self._decode(result)
 
@@ -134,15 +133,13 @@ class PublishScript:
         return Published(ids, repeats=frozenset(repeats)) if repeats else Published(ids)
 
     @staticmethod
-    def _failed(exc: redis.ResponseError, quotas: Sequence[Quota]) -> Exception:
-        """The script's refusals as the bus' exceptions; Redis refusing writes is BusUnavailable."""
-        text = str(exc)
+    def _failed(exc: BaseException, quotas: Sequence[Quota]) -> BaseException:
+        """The script's refusals as the bus' exceptions; Redis unavailable is BusUnavailable (redis_errors.py)."""
+        text = str(exc) if isinstance(exc, redis.ResponseError) else ""
         if text.startswith("QUOTA "):
             _, index, left = text.split()
             return QuotaExceeded(quotas[int(index) - 1], int(left))
         if text.startswith("IDEMPOTENCY "):
             index = int(text.split()[1])
             return IdempotencyConflict(index - 1 if index else None)
-        if is_unavailable(exc):
-            return BusUnavailable(f"redis cannot take writes now: {exc}")
-        return exc
+        return translated(exc, "redis cannot take writes now")
