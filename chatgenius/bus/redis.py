@@ -28,8 +28,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..cursor import Cursor, new_epoch
-from ..events import Draft
+from ..events import ID_HEAD, Draft
 from ..fanout import Hub, Subscriber
+from ..sse import frame_from_live
 from .base import BusUnavailable, Published, Quota, Record, Replay
 from .redis_errors import UNAVAILABLE as _ERRORS  # the one list every store uses
 from .redis_publish import EPOCH_KEY, LIVE_PREFIX, SEQ_KEY, PublishScript, history_key, live_channel, meta_key, script_source
@@ -41,15 +42,6 @@ CONTROL = b"cg:ctl"
 _LIVE = LIVE_PREFIX
 READ_BATCH = 256  # live messages handled per turn of the reader (see RedisBus._drain)
 BUSY_FANOUT = 64  # after a fan-out to at least this many streams the reader yields once (see _serve_feed)
-
-
-def frame_from_live(payload: bytes) -> tuple[bytes, int, bytes]:
-    """Turn a live payload into (epoch, seq, SSE frame) without parsing the JSON."""
-    cursor, etype, envelope = payload.split(b"\n", 2)
-    if not cursor:
-        return b"", 0, b"event: " + etype + b"\ndata: " + envelope + b"\n\n"
-    epoch, _, seq = cursor.rpartition(b"-")
-    return epoch, int(seq), b"id: " + cursor + b"\nevent: " + etype + b"\ndata: " + envelope + b"\n\n"
 
 
 class RedisBus:
@@ -169,7 +161,7 @@ class RedisBus:
             return Replay(reset=list(channels), head=self.head())
         epoch = epoch_b.decode()
         out = Replay(head=Cursor(epoch, int(seq_b or 0)))
-        prefix = f'{{"id":"{epoch}-'
+        prefix = f"{ID_HEAD}{epoch}-"
         for i, name in enumerate(channels):
             entries, (trimmed, last), exists = results[1 + 3 * i : 4 + 3 * i]
             lost = int(trimmed or 0) > after_seq or (not exists and int(last or 0) > after_seq)
