@@ -307,7 +307,5 @@ class Hub:
                 logging.getLogger(__name__).exception("hub ticker failed")
 
     def channels(self) -> list[str]:
+        """Channels with at least one local subscriber: what the upstream feed must cover."""
         return list(self._channels)
-
-    def has(self, channel: str) -> bool:
-        return channel in self._channels

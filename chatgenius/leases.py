@@ -55,10 +55,6 @@ class ConnectionLeases:
             self._state.refresh_leases(held, self.ttl)
         return len(held)
 
-    @property
-    def held(self) -> int:
-        return len(self._local)
-
     def _start(self) -> None:
         if self._refresher is None or self._refresher.dead:
             self._refresher = gevent.spawn(self._run)

@@ -64,7 +64,6 @@ class StreamSession:
     deadline: float | None  # wall-clock time to send system.reauth
     on_close: Callable[[StreamSession], None] | None = None
     stats: StreamStats = field(default_factory=StreamStats)
-    on_heartbeat: Callable[[], None] | None = None
     on_write: Callable[[list[bytes]], None] | None = None  # after each write of live frames (metrics)
     # Called once the head has gone out: the transport to write through (wire.transport_for).
     transport: Callable[[], Transport] | None = None
@@ -196,10 +195,7 @@ def _wrote(session: StreamSession, kept: list[bytes]) -> None:
         sub.sent += len(kept)
         if session.on_write is not None:
             session.on_write(kept)
-    if session.stats.heartbeat_pending:
-        session.stats.heartbeat_pending = False
-        if session.on_heartbeat is not None:
-            session.on_heartbeat()
+    session.stats.heartbeat_pending = False
 
 
 _SENT = Replay()

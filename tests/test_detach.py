@@ -73,10 +73,8 @@ def test_heartbeats_and_the_deadline_come_from_the_ticker_without_a_parked_green
     conn = Connection()
     try:
         session, sub, closed = detached(bus, conn, heartbeat=0.1, deadline=time.time() + 0.6)
-        beats: list[None] = []
-        session.on_heartbeat = lambda: beats.append(None)
         raw = conn.read_all(10)
-        assert raw.count(b": hb\n\n") >= 2 and len(beats) >= 2
+        assert raw.count(b": hb\n\n") >= 2
         assert frames_of(raw)[-1]["event"] == "system.reauth"
         until(lambda: closed == [session])
         assert session.stats.end_reason == "token_expiring"

@@ -80,7 +80,6 @@ class RedisBus:
         self.on_control: Callable[[bytes], None] | None = None
         self.reader_reconnects = 0
         self.last_rx = 0.0
-        self.lag = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:

@@ -227,9 +227,9 @@ def test_slow_subscriber_is_dropped_with_memory_bounded(bus):
 def test_detach_releases_the_channel(bus):
     s = sub(["channel:a"])
     bus.attach(s, ["channel:a"])
-    assert bus.hub.has("channel:a")
+    assert "channel:a" in bus.hub.channels()
     bus.detach(s)
-    assert not bus.hub.has("channel:a") and s.id not in bus.hub.subscribers
+    assert "channel:a" not in bus.hub.channels() and s.id not in bus.hub.subscribers
     bus.publish([ev("channel:a", 1)])
     assert s.take(0.1) == []
 
