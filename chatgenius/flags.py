@@ -23,11 +23,21 @@ import gevent
 from . import log
 from .config import Settings
 from .control import ControlStore
-from .service import Flags
 from .stream import StreamSession, control_frame
 
 NAMES = {"ENABLE_SSE": "enable_sse", "ENABLE_COMPRESSION": "enable_compression"}
 POLL_URL = "/poll"
+
+
+class Flags:
+    """Runtime feature flags: defaults from the settings, overridable at run time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.enable_sse = settings.enable_sse
+        self.enable_compression = settings.enable_compression
+
+    def as_dict(self) -> dict[str, bool]:
+        return {"ENABLE_SSE": self.enable_sse, "ENABLE_COMPRESSION": self.enable_compression}
 
 
 class RuntimeFlags:

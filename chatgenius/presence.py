@@ -41,7 +41,7 @@ DraftFor = Callable[[str, str, str], Draft]  # (channel, user, status) -> the us
 class PresenceStore(Protocol):
     """Shared presence state (bus/presence_memory.py, bus/presence_redis.py).
 
-    Guarantees (tests/chat/test_presence_store.py holds both backends to them):
+    Guarantees (tests/chat/test_stores.py holds both backends to them):
     - A state change and the event announcing it are one atomic step, so the
       order of presence events in history is the order of the changes.
     - A user is announced online once per channel until announced offline;

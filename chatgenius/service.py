@@ -24,6 +24,7 @@ from .cursor import Cursor, CursorError, parse
 from .errors import ServiceError, unavailable
 from .events import Draft, EventError, parse_channels
 from .fanout import Subscriber
+from .flags import Flags
 from .leases import ConnectionLeases
 from .publishing import Publisher, PublishError, checked_key
 from .state.base import SharedState
@@ -39,17 +40,6 @@ def unauthorized(reason: str, message: str) -> ServiceError:
     if reason != "missing":  # RFC 6750, 3.1: no error code when no credential was sent at all
         challenge += f', error="invalid_token", error_description="{reason}"'
     return ServiceError(401, "unauthorized", message, headers={"WWW-Authenticate": challenge}, extra={"reason": reason})
-
-
-class Flags:
-    """Runtime feature flags: defaults from the settings, overridable at run time."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.enable_sse = settings.enable_sse
-        self.enable_compression = settings.enable_compression
-
-    def as_dict(self) -> dict[str, bool]:
-        return {"ENABLE_SSE": self.enable_sse, "ENABLE_COMPRESSION": self.enable_compression}
 
 
 class Realtime:
@@ -127,12 +117,13 @@ class Realtime:
         return channels
 
     # -- streams ------------------------------------------------------------------
-    def sse_disabled(self) -> ServiceError:
+    def sse_disabled_error(self) -> ServiceError:
+        """The 503 a stream gets while SSE is switched off: it names the long-poll URL to use instead."""
         return ServiceError(503, "sse_disabled", "streaming is switched off; use long-polling", extra={"poll_url": "/poll"})
 
     def open_stream(self, identity: Identity, channels: list[str], last_event_id: str | None) -> tuple[StreamSession, dict]:
         if not self.flags.enable_sse:
-            raise self.sse_disabled()
+            raise self.sse_disabled_error()
         if self.draining:
             raise ServiceError(503, "draining", "this worker is shutting down; retry", headers={"Retry-After": "1"})
         if self.capacity is not None and len(self.bus.hub.subscribers) >= self.capacity:

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 CONTROL = b"cg:ctl"
 _LIVE = LIVE_PREFIX
-READ_BATCH = 256  # live messages handled per turn of the reader (see RedisBus._drain)
+READ_BATCH = 256  # live messages handled per turn of the reader (see RedisBus._handle_arrived)
 BUSY_FANOUT = 64  # after a fan-out to at least this many streams the reader yields once (see _serve_feed)
 
 
@@ -266,7 +266,7 @@ class RedisBus:
                     continue
                 self.last_rx = now
                 pinged = False
-                if self._drain(pubsub, conn, msg) >= BUSY_FANOUT:
+                if self._handle_arrived(pubsub, conn, msg) >= BUSY_FANOUT:
                     # Batching follows the backlog, not a clock: an event goes out as soon as it
                     # is read, and what arrives while a fan-out's writes run is read next, as one
                     # run (one write per stream). After a large fan-out, yield once first: stream
@@ -275,7 +275,7 @@ class RedisBus:
         finally:
             pubsub.reset()
 
-    def _drain(self, pubsub: redis.client.PubSub, conn: redis.connection.AbstractConnection, msg: list | None) -> int:
+    def _handle_arrived(self, pubsub: redis.client.PubSub, conn: redis.connection.AbstractConnection, msg: list | None) -> int:
         """Handle `msg` and every message already received behind it, joining runs of one channel.
 
         Only what has arrived is taken (a non-blocking read), so nothing waits for

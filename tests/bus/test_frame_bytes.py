@@ -22,7 +22,7 @@ from chatgenius.events import draft
 from chatgenius.fanout import Subscriber
 from chatgenius.presence import Lease
 
-from .test_contract import drain, make_bus
+from .test_contract import collect, make_bus
 
 EPOCH = "golden1"
 TS = 1764432000.123456
@@ -76,7 +76,7 @@ def test_durable_ephemeral_and_replayed_bytes_are_pinned(golden_bus) -> None:
     s = Subscriber(f"s-{time.monotonic_ns()}", "u", ["channel:a"], 1 << 20)
     bus.attach(s, ["channel:a"])
     assert bus.publish(drafts()) == ["golden1-1", None, "golden1-2"]
-    assert drain(s, 3) == [(1, durable(1)), (0, EPHEMERAL), (2, durable(2))]
+    assert collect(s, 3) == [(1, durable(1)), (0, EPHEMERAL), (2, durable(2))]
     replay = bus.replay(["channel:a"], Cursor(EPOCH, 0), 10)
     assert [r.frame for r in replay.events] == [durable(1), durable(2)]
     assert [r.envelope.encode() for r in replay.events] == [envelope(1), envelope(2)]
@@ -108,6 +108,6 @@ def test_presence_publishes_the_same_bytes(golden_bus) -> None:
     store = MemoryPresence(bus) if url is None else RedisPresence(bus)
     assert store.join([Lease("channel:a", "bob", "c1")], 30, presence_draft) == [True]
     gevent.sleep(0)
-    assert drain(s, 1) == [(1, durable(1, PRESENCE, b"user.presence"))]
+    assert collect(s, 1) == [(1, durable(1, PRESENCE, b"user.presence"))]
     [record] = bus.replay(["channel:a"], Cursor(EPOCH, 0), 10).events
     assert record.frame == durable(1, PRESENCE, b"user.presence")
