@@ -54,7 +54,7 @@ class Draft:
 
     channel: str
     type: str
-    body: str  # ',"type":...,"channel":...,"data":{...},"ts":...}' — see envelope_json
+    body: str  # ',"type":...,"channel":...,"data":{...},"ts":...}' — see envelope_parts
     key: str | None = None  # the event's own idempotency key (see EventBus.publish_once)
 
     @property
