@@ -20,11 +20,13 @@ from .bus.redis import RedisBus, make_clients
 from .chat import Chat
 from .control import ControlPlane
 from .flags import RuntimeFlags
+from .lifecycle import Lifecycle
 from .presence import Presence
 from .service import Realtime
 from .state.base import SharedState
 from .state.memory import MemoryState
 from .state.redis import RedisState
+from .streams import Streams
 from .telemetry import Telemetry
 from .web import admin as admin_web
 from .web import (
@@ -86,10 +88,9 @@ def build_chat(settings: config.Settings, rt: Realtime) -> tuple[Chat, Admin]:
         assert isinstance(bus, MemoryBus)
         store, control_store = MemoryPresence(bus), MemoryControl()
     control = ControlPlane(bus, control_store)
-    rt.stream_opened.append(control.opened)
-    rt.stream_closed.append(control.closed)
     presence = Presence(store, settings.lease_ttl, settings.presence_grace)
-    flags = RuntimeFlags(rt.flags, settings, control_store, lambda: control.sessions.values())
+    rt.streams.observe(presence)
+    flags = RuntimeFlags(rt.flags, settings, control_store, rt.streams)
     return Chat(rt, presence, control), Admin(rt, control, flags)
 
 
@@ -106,9 +107,15 @@ def create_app(settings: config.Settings | None = None, env: Mapping[str, str] |
     holder: dict[str, Realtime] = {}
     bus = build_bus(settings, lambda sub: holder["rt"].reconnect_frame(sub))
     verifier, dev_issuer = build_verifier(settings, bus)
-    rt = holder["rt"] = Realtime(settings, bus, verifier, dev_issuer, build_state(bus))
+    streams = Streams()
+    telemetry = app.extensions["chatgenius.telemetry"] = Telemetry(bus, streams, metrics.Metrics(), settings.broadcast_log_interval)
+    bus.hub.observe_dispatch(telemetry.dispatched)
+    rt = holder["rt"] = Realtime(
+        settings, bus, verifier, dev_issuer, build_state(bus),
+        on_write=telemetry.stream_wrote, published=[telemetry.events_published], streams=streams,
+    )
+    streams.observe(telemetry)
     app.extensions["chatgenius"] = rt
-    telemetry = app.extensions["chatgenius.telemetry"] = Telemetry(rt, metrics.Metrics(), settings.broadcast_log_interval)
     chat_api, admin_api = app.extensions["chatgenius.chat"], app.extensions["chatgenius.admin"] = build_chat(settings, rt)
 
     # After-request hooks run in reverse order of registration: compression's runs last, on the final body.
@@ -123,9 +130,22 @@ def create_app(settings: config.Settings | None = None, env: Mapping[str, str] |
         app.register_blueprint(module.bp)
     # Outermost: the publisher's usual POST /events is answered before Flask (web/publish_fast.py).
     app.wsgi_app = FastPublish(app.wsgi_app, rt, telemetry, security.max_body_bytes(settings))  # type: ignore[method-assign]
-    bus.start()
-    bus.hub.start_ticker(min(1.0, max(0.05, settings.heartbeat_interval / 4)))
-    telemetry.start()
-    chat_api.presence.start()
-    admin_api.flags.start()
+    life = app.extensions["chatgenius.lifecycle"] = Lifecycle()
+    start(life, settings, rt, telemetry, chat_api, admin_api)
     return app
+
+
+def start(life: Lifecycle, settings: config.Settings, rt: Realtime, telemetry: Telemetry, chat_api: Chat, admin_api: Admin) -> None:
+    """Start the bus reader, the hub's ticker and the background loops; `life.close()` stops them all."""
+    bus = rt.bus
+    bus.start()
+    life.on_close(bus.close)  # last: the loops above it may still use its connections while stopping
+    bus.hub.start_ticker(min(1.0, max(0.05, settings.heartbeat_interval / 4)))
+    life.on_close(bus.hub.stop_ticker)
+    telemetry.start()
+    life.on_close(telemetry.stop)
+    chat_api.presence.start()
+    life.on_close(chat_api.presence.close)
+    admin_api.flags.start()
+    life.on_close(admin_api.flags.close)
+    life.on_close(rt.leases.close)  # its refresher starts with the first lease

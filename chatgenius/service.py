@@ -23,13 +23,14 @@ from .config import Settings
 from .cursor import Cursor, CursorError, parse
 from .errors import ServiceError, unavailable
 from .events import Draft, EventError, parse_channels
-from .fanout import Subscriber
 from .flags import Flags
 from .leases import ConnectionLeases
 from .publishing import Publisher, PublishError, checked_key
 from .state.base import SharedState
 from .state.memory import MemoryState
 from .stream import StreamSession, control_frame, jittered, open_session
+from .streams import Streams
+from .subscriber import Subscriber
 from .tickets import Tickets
 
 
@@ -46,8 +47,18 @@ class Realtime:
     """Everything a request needs, built once per process by the factory."""
 
     def __init__(
-        self, settings: Settings, bus: EventBus, verifier: Verifier, dev: DevIssuer | None, state: SharedState | None = None,
+        self,
+        settings: Settings,
+        bus: EventBus,
+        verifier: Verifier,
+        dev: DevIssuer | None,
+        state: SharedState | None = None,
+        on_write: Callable[[list[bytes]], None] | None = None,
+        published: Sequence[Callable[[Sequence[Draft]], None]] = (),
+        streams: Streams | None = None,
     ) -> None:
+        """`on_write` hears each write of live frames to any stream (the hot path: one call), and
+        `published` the drafts each publish actually published (both: telemetry.py)."""
         self.settings = settings
         self.bus = bus
         self.verifier = verifier
@@ -58,10 +69,10 @@ class Realtime:
         # Streams this process accepts (gunicorn's worker_connections, set by drain.watch): a
         # detached stream (stream.py) leaves gunicorn's pool, so the pool no longer counts it.
         self.capacity: int | None = None
-        # Observers (telemetry.py): called after the fact, never able to refuse.
-        self.stream_opened: list[Callable[[StreamSession], None]] = []
-        self.stream_closed: list[Callable[[StreamSession], None]] = []
-        self.events_published: list[Callable[[Sequence[Draft]], None]] = []
+        # This process' open streams; observers (telemetry, presence) register with streams.observe.
+        self.streams = streams if streams is not None else Streams()
+        self.on_write = on_write
+        self._published = list(published)
         state = state if state is not None else MemoryState()
         self.tickets = Tickets(state, settings.ticket_ttl)
         self.leases = ConnectionLeases(state, settings.max_connections_per_user, settings.lease_ttl)
@@ -71,7 +82,7 @@ class Realtime:
         # Every publish goes through this one (POST /events, the app's own code: chatgenius.realtime(app)).
         self.publisher = Publisher(
             bus, settings.max_event_bytes, [(str(item), amount, seconds) for item, amount, seconds in self.publish_limits],
-            published=self.events_published,
+            published=self._published,
         )
 
     # -- identity ---------------------------------------------------------------
@@ -140,7 +151,7 @@ class Realtime:
         try:
             session = open_session(
                 self.bus, sub, after, self.settings.history_maxlen,
-                self.settings.heartbeat_interval, self.settings.reconnect_retry_ms, deadline,
+                self.settings.heartbeat_interval, self.settings.reconnect_retry_ms, deadline, self.on_write,
             )
         except BusUnavailable as exc:
             self.leases.release(identity.sub, sub.id)
@@ -160,8 +171,7 @@ class Realtime:
             "connection.open", connection_id=sub.id, user_id=identity.sub, channels=connected["channels"],
             resumed=sub.resumed, replayed=len(session.replay.events), reset=session.replay.reset,
         )
-        for hook in self.stream_opened:
-            hook(session)
+        self.streams.opened(session)
         return session, connected
 
     def _lease(self, user: str, connection_id: str) -> None:
@@ -187,8 +197,12 @@ class Realtime:
             "connection.close", connection_id=sub.id, user_id=sub.user_id, reason=session.stats.end_reason,
             duration=round(time.time() - sub.opened, 3), events_sent=sub.sent,
         )
-        for hook in self.stream_closed:
-            hook(session)
+        self.streams.closed(session)
+
+    def announce_published(self, drafts: Sequence[Draft]) -> None:
+        """Tell the publish observers of drafts published without the Publisher (chat's user.typing)."""
+        for hook in self._published:
+            hook(drafts)
 
     def reconnect_frame(self, sub: Subscriber) -> bytes:
         return control_frame("system.reconnect", {"retry_ms": jittered(self.settings.reconnect_retry_ms)})

@@ -1,4 +1,4 @@
-"""An idle stream holds no greenlet (DETACH_IDLE_STREAMS, stream._detach), against gunicorn's own objects.
+"""An idle stream holds no greenlet (DETACH_IDLE_STREAMS, detached.py), against gunicorn's own objects.
 
 After head and replay, the stream takes its connection from gunicorn: the
 greenlet that served the request ends, gunicorn closes its copy of the socket,
@@ -18,8 +18,8 @@ from support.gunicorn_wire import Connection, serve_like_gunicorn
 from support.stream_loop import CHAN, RacingBus, ev, frames_of, ids
 
 from chatgenius.cursor import parse
-from chatgenius.fanout import Subscriber
 from chatgenius.stream import StreamSession, open_session
+from chatgenius.subscriber import Subscriber
 from chatgenius.wire import SENT, transport_for
 
 

@@ -122,10 +122,10 @@ def test_a_failed_refresh_is_logged_and_the_refresher_keeps_going(clock: Clock, 
 
 def test_the_refresher_runs_every_third_of_the_ttl(clock: Clock):
     state = MemoryState(clock)
-    leases = ConnectionLeases(state, limit=1, ttl=0.3)
     refreshed: list[int] = []
-    real = leases.refresh
-    leases.refresh = lambda: refreshed.append(real()) or refreshed[-1]  # type: ignore[method-assign]
+    real = state.refresh_leases
+    state.refresh_leases = lambda held, ttl: refreshed.append(len(held)) or real(held, ttl)  # type: ignore[method-assign]
+    leases = ConnectionLeases(state, limit=1, ttl=0.3)
     assert leases.acquire("alice", "c1").granted
     gevent.sleep(0.35)  # three refresh periods of 0.1 s
     leases.close()

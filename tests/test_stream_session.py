@@ -22,8 +22,8 @@ from support.sse_parse import ChunkedDecoder, Comment, EventParser, Frame
 from chatgenius.bus.memory import MemoryBus
 from chatgenius.cursor import Cursor, parse
 from chatgenius.events import draft
-from chatgenius.fanout import Subscriber
 from chatgenius.stream import StreamBody, control_frame, jittered, open_session, serve
+from chatgenius.subscriber import Subscriber
 from chatgenius.wire import THROUGH_SERVER, GunicornSocket
 
 A, B = "channel:a", "channel:b"

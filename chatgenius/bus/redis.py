@@ -93,6 +93,9 @@ class RedisBus:
         self._drop_feed()
         self._script.close()
         self.client.close()
+        # make_clients hands each client a pool, which Redis.close() leaves open: release them here.
+        self.client.connection_pool.disconnect()
+        self._feed_client.connection_pool.disconnect()
 
     def health(self) -> str | None:
         if self._pubsub is None:

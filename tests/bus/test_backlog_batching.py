@@ -16,7 +16,7 @@ from chatgenius import config
 from chatgenius.bus.redis import BUSY_FANOUT
 from chatgenius.events import draft
 from chatgenius.factory import build_bus
-from chatgenius.fanout import Subscriber
+from chatgenius.subscriber import Subscriber
 
 CHAN = "channel:big"
 RECONNECT = b"event: system.reconnect\ndata: {}\n\n"

@@ -17,10 +17,10 @@ from chatgenius.bus.memory import MemoryBus
 from chatgenius.bus.redis import RedisBus, make_clients
 from chatgenius.cursor import Cursor
 from chatgenius.events import draft
-from chatgenius.fanout import Subscriber
 from chatgenius.state.base import SharedState
 from chatgenius.state.memory import MemoryState
 from chatgenius.state.redis import RedisState
+from chatgenius.subscriber import Subscriber
 
 RECONNECT = b"event: system.reconnect\ndata: {}\n\n"
 

@@ -19,8 +19,8 @@ from chatgenius.bus.presence_memory import MemoryPresence
 from chatgenius.bus.presence_redis import RedisPresence
 from chatgenius.cursor import Cursor
 from chatgenius.events import draft
-from chatgenius.fanout import Subscriber
 from chatgenius.presence import Lease
+from chatgenius.subscriber import Subscriber
 
 from .test_contract import collect, make_bus
 

@@ -14,8 +14,8 @@ from chatgenius.bus.memory import MemoryBus
 from chatgenius.bus.presence_memory import MemoryPresence
 from chatgenius.bus.presence_redis import RedisPresence
 from chatgenius.bus.redis import RedisBus, make_clients
-from chatgenius.fanout import Subscriber
 from chatgenius.presence import Lease, Presence, presence_draft
+from chatgenius.subscriber import Subscriber
 
 CH = "channel:p"
 GRACE = 0.3
