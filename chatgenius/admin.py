@@ -92,10 +92,10 @@ class Admin:
 
     # -- control handlers (in every process) -----------------------------------------------------
     def _list(self, message: dict[str, Any]) -> dict[str, Any]:
-        return {"found": True, "connections": [describe(s) for s in list(self.control.sessions.values())]}
+        return {"found": True, "connections": [describe(s) for s in self.rt.streams]}
 
     def _kick(self, message: dict[str, Any]) -> dict[str, Any] | None:
-        session = self.control.sessions.get(message.get("connection_id", ""))
+        session = self.rt.streams.get(message.get("connection_id", ""))
         if session is None or session.sub.end_reason is not None:
             return None
         session.sub.end("admin_kick", self.rt.reconnect_frame(session.sub))

@@ -7,7 +7,6 @@ else; a bad value stops start-up with one line that names the variable
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
 import re
@@ -70,7 +69,6 @@ class Settings:
     # Deprecated and ignored (batching follows the backlog, see bus/redis.py): still parsed so
     # deployments that set FANOUT_WINDOW_MS start, with a warning (exposure_warnings).
     fanout_window_ms: int | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def issuer(self) -> str:
@@ -83,9 +81,6 @@ class Settings:
         if self.jwks_url:
             return self.jwks_url
         return f"https://{self.auth0_domain}/.well-known/jwks.json" if self.auth0_domain else ""
-
-    def replace(self, **changes: object) -> Settings:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
 def _bool(name: str, raw: str) -> bool:

@@ -14,9 +14,11 @@ from .backends import Backends
 from .chat import Chat
 from .control.service import ControlPlane
 from .flags import RuntimeFlags
+from .lifecycle import Lifecycle
 from .presence.service import Presence
 from .service import Realtime
 from .state.base import SharedState
+from .streams import Streams
 from .telemetry import Telemetry
 from .web import admin as admin_web
 from .web import (
@@ -55,10 +57,9 @@ def build_verifier(settings: config.Settings, state: SharedState) -> tuple[Verif
 def build_chat(settings: config.Settings, rt: Realtime, family: Backends) -> tuple[Chat, Admin]:
     """Presence, the control plane and runtime flags over the family's presence and control stores."""
     control = ControlPlane(family.control)
-    rt.stream_opened.append(control.opened)
-    rt.stream_closed.append(control.closed)
     presence = Presence(family.presence, settings.lease_ttl, settings.presence_grace)
-    flags = RuntimeFlags(rt.flags, settings, family.control, lambda: control.sessions.values())
+    rt.streams.observe(presence)
+    flags = RuntimeFlags(rt.flags, settings, family.control, rt.streams)
     return Chat(rt, presence, control), Admin(rt, control, flags)
 
 
@@ -75,9 +76,15 @@ def create_app(settings: config.Settings | None = None, env: Mapping[str, str] |
     family = backends.build(settings)  # memory or Redis, picked once (backends.choose)
     bus = family.bus
     verifier, dev_issuer = build_verifier(settings, family.state)
-    rt = Realtime(settings, bus, verifier, dev_issuer, family.state)
+    streams = Streams()
+    telemetry = app.extensions["chatgenius.telemetry"] = Telemetry(bus, streams, metrics.Metrics(), settings.broadcast_log_interval)
+    bus.hub.observe_dispatch(telemetry.dispatched)
+    rt = Realtime(
+        settings, bus, verifier, dev_issuer, family.state,
+        on_write=telemetry.stream_wrote, published=[telemetry.events_published], streams=streams,
+    )
+    streams.observe(telemetry)
     app.extensions["chatgenius"] = rt
-    telemetry = app.extensions["chatgenius.telemetry"] = Telemetry(rt, metrics.Metrics(), settings.broadcast_log_interval)
     chat_api, admin_api = app.extensions["chatgenius.chat"], app.extensions["chatgenius.admin"] = build_chat(settings, rt, family)
 
     # After-request hooks run in reverse order of registration: compression's runs last, on the final body.
@@ -92,9 +99,22 @@ def create_app(settings: config.Settings | None = None, env: Mapping[str, str] |
         app.register_blueprint(module.bp)
     # Outermost: the publisher's usual POST /events is answered before Flask (web/publish_fast.py).
     app.wsgi_app = FastPublish(app.wsgi_app, rt, telemetry, security.max_body_bytes(settings))  # type: ignore[method-assign]
-    bus.start()
-    bus.hub.start_ticker(min(1.0, max(0.05, settings.heartbeat_interval / 4)))
-    telemetry.start()
-    chat_api.presence.start()
-    admin_api.flags.start()
+    life = app.extensions["chatgenius.lifecycle"] = Lifecycle()
+    start(life, settings, rt, telemetry, chat_api, admin_api)
     return app
+
+
+def start(life: Lifecycle, settings: config.Settings, rt: Realtime, telemetry: Telemetry, chat_api: Chat, admin_api: Admin) -> None:
+    """Start the bus reader, the hub's ticker and the background loops; `life.close()` stops them all."""
+    bus = rt.bus
+    bus.start()
+    life.on_close(bus.close)  # last: the loops above it may still use its connections while stopping
+    bus.hub.start_ticker(min(1.0, max(0.05, settings.heartbeat_interval / 4)))
+    life.on_close(bus.hub.stop_ticker)
+    telemetry.start()
+    life.on_close(telemetry.stop)
+    chat_api.presence.start()
+    life.on_close(chat_api.presence.close)
+    admin_api.flags.start()
+    life.on_close(admin_api.flags.close)
+    life.on_close(rt.leases.close)  # its refresher starts with the first lease

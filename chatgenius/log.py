@@ -115,7 +115,3 @@ def event(name: str, level: int = logging.INFO, /, exc_info: BaseException | Non
         extra = {(k + "_" if k in _STD else k): v for k, v in fields.items()}
         extra["event"] = name
         logger.log(level, "", exc_info=exc_info, extra=extra)
-
-
-def now() -> float:
-    return time.time()

@@ -23,12 +23,14 @@ from .config import Settings
 from .cursor import Cursor, CursorError, parse
 from .errors import ServiceError, bus_unavailable
 from .events import Draft, EventError, parse_channels
-from .fanout import Subscriber
+from .flags import Flags
 from .leases import ConnectionLeases
 from .publishing import Publisher, PublishError, checked_key
 from .state.base import SharedState
 from .state.memory import MemoryState
 from .stream import StreamSession, control_frame, jittered, open_session
+from .streams import Streams
+from .subscriber import Subscriber
 from .tickets import Tickets
 
 
@@ -41,17 +43,6 @@ def unauthorized(reason: str, message: str) -> ServiceError:
     return ServiceError(401, "unauthorized", message, headers={"WWW-Authenticate": challenge}, extra={"reason": reason})
 
 
-class Flags:
-    """Runtime feature flags: defaults from the settings, overridable at run time."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.enable_sse = settings.enable_sse
-        self.enable_compression = settings.enable_compression
-
-    def as_dict(self) -> dict[str, bool]:
-        return {"ENABLE_SSE": self.enable_sse, "ENABLE_COMPRESSION": self.enable_compression}
-
-
 def reconnect_frame(retry_ms: int) -> bytes:
     """`system.reconnect` with a jittered retry: how a stream ends when the server sends it away
     (feed lost, admin kick), so that thousands of clients do not come back in the same instant."""
@@ -62,8 +53,18 @@ class Realtime:
     """Everything a request needs, built once per process by the factory."""
 
     def __init__(
-        self, settings: Settings, bus: EventBus, verifier: Verifier, dev: DevIssuer | None, state: SharedState | None = None,
+        self,
+        settings: Settings,
+        bus: EventBus,
+        verifier: Verifier,
+        dev: DevIssuer | None,
+        state: SharedState | None = None,
+        on_write: Callable[[list[bytes]], None] | None = None,
+        published: Sequence[Callable[[Sequence[Draft]], None]] = (),
+        streams: Streams | None = None,
     ) -> None:
+        """`on_write` hears each write of live frames to any stream (the hot path: one call), and
+        `published` the drafts each publish actually published (both: telemetry.py)."""
         self.settings = settings
         self.bus = bus
         self.verifier = verifier
@@ -74,10 +75,10 @@ class Realtime:
         # Streams this process accepts (gunicorn's worker_connections, set by drain.watch): a
         # detached stream (stream.py) leaves gunicorn's pool, so the pool no longer counts it.
         self.capacity: int | None = None
-        # Observers (telemetry.py): called after the fact, never able to refuse.
-        self.stream_opened: list[Callable[[StreamSession], None]] = []
-        self.stream_closed: list[Callable[[StreamSession], None]] = []
-        self.events_published: list[Callable[[Sequence[Draft]], None]] = []
+        # This process' open streams; observers (telemetry, presence) register with streams.observe.
+        self.streams = streams if streams is not None else Streams()
+        self.on_write = on_write
+        self._published = list(published)
         state = state if state is not None else MemoryState()
         self.tickets = Tickets(state, settings.ticket_ttl)
         self.leases = ConnectionLeases(state, settings.max_connections_per_user, settings.lease_ttl)
@@ -87,7 +88,7 @@ class Realtime:
         # Every publish goes through this one (POST /events, the app's own code: chatgenius.realtime(app)).
         self.publisher = Publisher(
             bus, settings.max_event_bytes, [(str(item), amount, seconds) for item, amount, seconds in self.publish_limits],
-            published=self.events_published,
+            published=self._published,
         )
 
     # -- identity ---------------------------------------------------------------
@@ -133,12 +134,13 @@ class Realtime:
         return channels
 
     # -- streams ------------------------------------------------------------------
-    def sse_disabled(self) -> ServiceError:
+    def sse_disabled_error(self) -> ServiceError:
+        """The 503 a stream gets while SSE is switched off: it names the long-poll URL to use instead."""
         return ServiceError(503, "sse_disabled", "streaming is switched off; use long-polling", extra={"poll_url": "/poll"})
 
     def open_stream(self, identity: Identity, channels: list[str], last_event_id: str | None) -> tuple[StreamSession, dict]:
         if not self.flags.enable_sse:
-            raise self.sse_disabled()
+            raise self.sse_disabled_error()
         if self.draining:
             raise ServiceError(503, "draining", "this worker is shutting down; retry", headers={"Retry-After": "1"})
         if self.capacity is not None and len(self.bus.hub.subscribers) >= self.capacity:
@@ -155,7 +157,7 @@ class Realtime:
         try:
             session = open_session(
                 self.bus, sub, after, self.settings.history_maxlen,
-                self.settings.heartbeat_interval, self.settings.reconnect_retry_ms, deadline,
+                self.settings.heartbeat_interval, self.settings.reconnect_retry_ms, deadline, self.on_write,
             )
         except BusUnavailable as exc:
             self.leases.release(identity.sub, sub.id)
@@ -175,8 +177,7 @@ class Realtime:
             "connection.open", connection_id=sub.id, user_id=identity.sub, channels=connected["channels"],
             resumed=sub.resumed, replayed=len(session.replay.events), reset=session.replay.reset,
         )
-        for hook in self.stream_opened:
-            hook(session)
+        self.streams.opened(session)
         return session, connected
 
     def _lease(self, user: str, connection_id: str) -> None:
@@ -202,8 +203,12 @@ class Realtime:
             "connection.close", connection_id=sub.id, user_id=sub.user_id, reason=session.stats.end_reason,
             duration=round(time.time() - sub.opened, 3), events_sent=sub.sent,
         )
-        for hook in self.stream_closed:
-            hook(session)
+        self.streams.closed(session)
+
+    def announce_published(self, drafts: Sequence[Draft]) -> None:
+        """Tell the publish observers of drafts published without the Publisher (chat's user.typing)."""
+        for hook in self._published:
+            hook(drafts)
 
     def reconnect_frame(self, sub: Subscriber) -> bytes:
         return reconnect_frame(self.settings.reconnect_retry_ms)

@@ -34,13 +34,7 @@ def app(request) -> Iterator[Flask]:
         return {"id": chatgenius.realtime(app).publish(CHAN, "message.created", body, idempotency_key=key)}, 201
 
     yield app
-    app.extensions["chatgenius.chat"].presence.close()
-    app.extensions["chatgenius.admin"].flags.close()
-    bus = app.extensions["chatgenius"].bus
-    bus.close()
-    if request.param == "redis":  # the pools were handed to the clients, so close() leaves them open
-        bus.client.connection_pool.disconnect()
-        bus.feed.client.connection_pool.disconnect()
+    chatgenius.close(app)
 
 
 def token(client, sub: str, permissions: list[str] | None = None) -> dict[str, str]:

@@ -23,9 +23,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..cursor import Cursor, new_epoch
-from ..events import Draft
+from ..events import ID_HEAD, Draft
 from ..fanout import Hub, Subscriber
 from ..redis_errors import UNAVAILABLE, unavailable
+from ..sse import frame_from_live
 from .base import BusUnavailable, Published, Quota, Record, Replay
 from .redis_feed import RedisFeed, next_reply
 from .redis_publish import EPOCH_KEY, LIVE_PREFIX, SEQ_KEY, PublishScript, history_key, live_channel, meta_key, script_source
@@ -35,16 +36,7 @@ log = logging.getLogger(__name__)
 
 _LIVE = LIVE_PREFIX
 _LIVE_B = LIVE_PREFIX.encode()
-READ_BATCH = 256  # live messages handled per turn of the reader (see RedisBus.drain)
-
-
-def frame_from_live(payload: bytes) -> tuple[bytes, int, bytes]:
-    """Turn a live payload into (epoch, seq, SSE frame) without parsing the JSON."""
-    cursor, etype, envelope = payload.split(b"\n", 2)
-    if not cursor:
-        return b"", 0, b"event: " + etype + b"\ndata: " + envelope + b"\n\n"
-    epoch, _, seq = cursor.rpartition(b"-")
-    return epoch, int(seq), b"id: " + cursor + b"\nevent: " + etype + b"\ndata: " + envelope + b"\n\n"
+READ_BATCH = 256  # live messages handled per turn of the reader (see RedisBus.handle_arrived)
 
 
 class RedisBus:
@@ -86,6 +78,9 @@ class RedisBus:
         self.feed.close()
         self._script.close()
         self.client.close()
+        # make_clients hands each client a pool, which Redis.close() leaves open: release it here
+        # (the feed releases its own).
+        self.client.connection_pool.disconnect()
 
     def health(self) -> str | None:
         return self.feed.health()
@@ -152,7 +147,7 @@ class RedisBus:
             return Replay(reset=list(channels), head=self.head())
         epoch = epoch_b.decode()
         out = Replay(head=Cursor(epoch, int(seq_b or 0)))
-        prefix = f'{{"id":"{epoch}-'
+        prefix = f"{ID_HEAD}{epoch}-"
         for i, name in enumerate(channels):
             entries, (trimmed, last), exists = results[1 + 3 * i : 4 + 3 * i]
             lost = int(trimmed or 0) > after_seq or (not exists and int(last or 0) > after_seq)
@@ -236,7 +231,7 @@ class RedisBus:
             event.clear()
         self.hub.end_all("bus_lost", self._reconnect_frame)
 
-    def drain(self, pubsub: redis.client.PubSub, conn: redis.connection.AbstractConnection, msg: list | None) -> int:
+    def handle_arrived(self, pubsub: redis.client.PubSub, conn: redis.connection.AbstractConnection, msg: list | None) -> int:
         """Handle `msg` and every message already received behind it, joining runs of one channel.
 
         Only what has arrived is taken (a non-blocking read), so nothing waits for

@@ -34,12 +34,12 @@ class FeedOwner(Protocol):
     """What the feed's owner (RedisBus) does with the connection; the feed calls these in its greenlet."""
 
     def connecting(self) -> None:
-        """Before each connection (the bus checks its sequence: see RedisBus._check_sequence)."""
+        """Before each connection (the bus checks its sequence: see RedisBus.connecting)."""
 
     def connected(self, pubsub: redis.client.PubSub) -> None:
         """The routed channels are subscribed; subscribe the owner's (no yield before reading its state)."""
 
-    def drain(self, pubsub: redis.client.PubSub, conn: redis.connection.AbstractConnection, msg: list) -> int:
+    def handle_arrived(self, pubsub: redis.client.PubSub, conn: redis.connection.AbstractConnection, msg: list) -> int:
         """Handle `msg` and what arrived behind it; hand other replies to RedisFeed.handle. Returns the fan-out."""
 
     def subscribed(self, channel: bytes) -> None:
@@ -97,6 +97,7 @@ class RedisFeed:
         if self._reader is not None:
             self._reader.kill(block=True, timeout=2)
         self._drop()
+        self.client.connection_pool.disconnect()  # Redis.close() leaves a pool it was handed open
 
     def health(self) -> str | None:
         if self.pubsub is None:
@@ -150,7 +151,7 @@ class RedisFeed:
                     continue
                 self.last_rx = now
                 pinged = False
-                if owner.drain(pubsub, conn, msg) >= BUSY_FANOUT:
+                if owner.handle_arrived(pubsub, conn, msg) >= BUSY_FANOUT:
                     # Batching follows the backlog, not a clock: an event goes out as soon as it
                     # is read, and what arrives while a fan-out's writes run is read next, as one
                     # run (one write per stream). After a large fan-out, yield once first: stream

@@ -13,7 +13,7 @@ from importlib import resources
 import redis
 
 from ..cursor import new_epoch
-from ..events import Draft, digest
+from ..events import Draft, digest, envelope_parts
 from ..redis_errors import translated
 from .base import BusUnavailable, IdempotencyConflict, Published, Quota, QuotaExceeded
 
@@ -74,7 +74,8 @@ class PublishScript:
         args: list[object] = [new_epoch(), self.maxlen, self.ttl, self.meta_ttl, len(drafts)]
         for d in drafts:
             keys += [history_key(d.channel), meta_key(d.channel)]
-            args += ["1" if d.durable else "0", live_channel(d.channel), d.type, d.body]
+            durable = d.durable
+            args += ["1" if durable else "0", live_channel(d.channel), d.type, *envelope_parts(durable, d.body)]
         return keys, args
 
     def publish(self, drafts: Sequence[Draft], quotas: Sequence[Quota] = ()) -> list[str | None]:

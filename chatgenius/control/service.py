@@ -10,8 +10,7 @@ process that owns nothing answers "not found" at once, so a missing stream is a
 quick 404 rather than a timeout. Handlers run in their own greenlet: they may
 block (attaching channels waits for the feed reader, which delivered the message).
 
-This module also keeps the registry of this process' open streams, the one
-thing every control operation looks up.
+Handlers look streams up in this process' one registry (streams.py).
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ import gevent
 
 from .. import log
 from ..bus.base import BusUnavailable
-from ..stream import StreamSession
 from .base import ControlStore
 
 Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
@@ -41,16 +39,8 @@ class ControlPlane:
     def __init__(self, store: ControlStore, timeout: float = 2.0) -> None:
         self.store = store
         self.timeout = timeout
-        self.sessions: dict[str, StreamSession] = {}  # this process' open streams
         self._handlers: dict[str, Handler] = {}
         store.on_control = self._received
-
-    # -- this process' streams --------------------------------------------------------------
-    def opened(self, session: StreamSession) -> None:
-        self.sessions[session.sub.id] = session
-
-    def closed(self, session: StreamSession) -> None:
-        self.sessions.pop(session.sub.id, None)
 
     @staticmethod
     def whoami() -> dict[str, Any]:

@@ -15,16 +15,25 @@ shape; its presence has no grace, which is what makes clients flap).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-
-import gevent
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from .. import log
+from ..background import Every, warn
 from .base import DraftFor, Lease, PresenceStore, presence_draft
+
+if TYPE_CHECKING:
+    from ..stream import StreamSession
 
 
 class Presence:
-    """This process' side: its streams' leases, the refresher and the sweeper."""
+    """This process' side: its streams' leases, the refresher and the sweeper (a StreamObserver).
+
+    It keeps the leases it holds in the store (connection -> user, channels), not
+    the streams (streams.py): by the time a stream is reported closed it is
+    detached from its channels, and a subscription change joins or leaves
+    channels only once the bus confirmed them.
+    """
 
     def __init__(
         self,
@@ -40,9 +49,18 @@ class Presence:
         self.sweep_interval = sweep_interval or min(1.0, max(0.2, min(grace, ttl) / 4))
         self._draft_for = draft_for
         self._local: dict[str, tuple[str, set[str]]] = {}  # connection -> (user, channels)
-        self._greenlets: list[gevent.Greenlet] = []
+        self._loops = (
+            Every(ttl / 3, self.refresh, warn("presence.refresh_failed")),
+            Every(self.sweep_interval, self.sweep, warn("presence.sweep_failed")),
+        )
 
     # -- streams ---------------------------------------------------------------------
+    def stream_opened(self, session: StreamSession) -> None:
+        self.joined(session.sub.id, session.sub.user_id, sorted(session.sub.channels))
+
+    def stream_closed(self, session: StreamSession) -> None:
+        self.left(session.sub.id)
+
     def joined(self, connection: str, user: str, channels: Iterable[str]) -> None:
         """A stream opened on (or was subscribed to) `channels`; never raises: the refresher heals."""
         entry = self._local.setdefault(connection, (user, set()))
@@ -97,23 +115,10 @@ class Presence:
         return self.store.sweep(self.grace, self._draft_for)
 
     def start(self) -> None:
-        if not self._greenlets:
-            self._greenlets = [
-                gevent.spawn(_every, self.ttl / 3, self.refresh, "presence.refresh_failed"),
-                gevent.spawn(_every, self.sweep_interval, self.sweep, "presence.sweep_failed"),
-            ]
+        for loop in self._loops:
+            loop.start()
 
     def close(self) -> None:
-        for greenlet in self._greenlets:
-            greenlet.kill(block=False)
-        self._greenlets = []
+        for loop in self._loops:
+            loop.stop()
 
-
-def _every(interval: float, work: Callable[[], object], failure: str) -> None:
-    """Run `work` every `interval` s; a failure is logged and the next round retries."""
-    while True:
-        gevent.sleep(interval)
-        try:
-            work()
-        except Exception as exc:
-            log.event(failure, logging.WARNING, error=repr(exc))

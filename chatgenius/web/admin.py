@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, Response, current_app, jsonify
 
-from .. import log
 from ..admin import Admin
-from ..errors import ServiceError
-from .common import identity, json_body
+from .common import identity, json_body, require_admin
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -18,13 +14,7 @@ def admin() -> Admin:
     return current_app.extensions["chatgenius.admin"]
 
 
-@bp.before_request
-def require_admin() -> None:
-    """401 without a valid token, 403 without admin:sse, before any view (and any method) runs."""
-    who = identity()
-    if not who.is_admin:
-        log.event("admin.forbidden", logging.WARNING, user_id=who.sub)
-        raise ServiceError(403, "forbidden", "admin endpoints need the admin:sse permission")
+bp.before_request(require_admin)  # before any view (and any method) runs
 
 
 @bp.get("/connections")

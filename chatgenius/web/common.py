@@ -31,6 +31,14 @@ def identity() -> Identity:
     return cached
 
 
+def require_admin() -> None:
+    """401 without a valid token, 403 (logged with the caller) without the admin:sse permission."""
+    who = identity()
+    if not who.is_admin:
+        log.event("admin.forbidden", logging.WARNING, user_id=who.sub)
+        raise ServiceError(403, "forbidden", "admin endpoints need the admin:sse permission")
+
+
 # A JWT in a URL leaks into proxy logs, browser history and Referer headers (contract, Identity).
 TOKEN_PARAMS = ("access_token", "token", "id_token", "jwt")
 TICKET_ENDPOINTS = frozenset({"stream.stream"})

@@ -101,5 +101,5 @@ def security_headers(resp: Response) -> Response:
 
 
 def too_large(exc: RequestEntityTooLarge) -> Response:
-    force_close(request.environ)  # gunicorn: do not drain the rest of a huge body for keep-alive
+    force_close(request.environ)  # gunicorn: do not read and discard the rest of a huge body for keep-alive
     return error_response(413, {"error": "too_large", "message": "the request body is larger than any valid request"})

@@ -25,7 +25,7 @@ SSE_HEADERS = {
 def stream() -> Response:
     rt = realtime()
     if not rt.flags.enable_sse:
-        raise rt.sse_disabled()
+        raise rt.sse_disabled_error()
     who = identity()
     channels = rt.authorize(who, request.args.get("channels"))
     if request.method == "HEAD":

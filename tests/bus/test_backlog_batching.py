@@ -16,7 +16,7 @@ from chatgenius import config
 from chatgenius.backends import redis_family
 from chatgenius.bus.redis_feed import BUSY_FANOUT
 from chatgenius.events import draft
-from chatgenius.fanout import Subscriber
+from chatgenius.subscriber import Subscriber
 
 CHAN = "channel:big"
 

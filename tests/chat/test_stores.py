@@ -13,11 +13,11 @@ from chatgenius.bus.redis import RedisBus, make_clients
 from chatgenius.bus.redis_feed import RedisFeed
 from chatgenius.control.memory import MemoryControl
 from chatgenius.control.redis import RedisControl
-from chatgenius.fanout import Subscriber
 from chatgenius.presence.base import Lease, presence_draft
 from chatgenius.presence.memory import MemoryPresence
 from chatgenius.presence.redis import RedisPresence
 from chatgenius.presence.service import Presence
+from chatgenius.subscriber import Subscriber
 
 CH = "channel:p"
 GRACE = 0.3
