@@ -71,6 +71,7 @@ class Admin:
         return {"id": connection_id, "worker": found.get("worker"), "host": found.get("host")}
 
     def current_flags(self) -> dict[str, bool]:
+        """The runtime flags this process applies now (GET /admin/flags)."""
         return self.flags.current()
 
     def set_flags(self, payload: object, admin: str) -> dict[str, bool]:

@@ -56,19 +56,23 @@ class Identity:
     exp: float | None = None
 
     def may_read(self, channel: str) -> bool:
+        """True for the caller's own `user:<sub>` channel or one matching a pattern of its token."""
         if channel == "user:" + self.sub:
             return True
         return any(_pattern(p).fullmatch(channel) for p in self.patterns)
 
     def forbidden(self, channels: Iterable[str]) -> list[str]:
+        """The channels of `channels` this caller may not read, in order: the 403 names them."""
         return [c for c in channels if not self.may_read(c)]
 
     @property
     def can_publish(self) -> bool:
+        """The token grants `publish:events` (POST /events)."""
         return "publish:events" in self.permissions
 
     @property
     def is_admin(self) -> bool:
+        """The token grants `admin:sse` (/admin/*, /metrics with a token)."""
         return "admin:sse" in self.permissions
 
 

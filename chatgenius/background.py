@@ -40,14 +40,17 @@ class Every:
 
     @property
     def running(self) -> bool:
+        """The loop's greenlet is alive (start() was called and stop() was not)."""
         return self._greenlet is not None and not self._greenlet.dead
 
     def start(self) -> Every:
+        """Spawn the loop unless it runs already; returns self so a builder can start and keep it."""
         if not self.running:
             self._greenlet = gevent.spawn(self._run)
         return self
 
     def stop(self) -> None:
+        """Kill the loop and wait up to 1 s, so close() leaves no greenlet of ours behind."""
         greenlet, self._greenlet = self._greenlet, None
         if greenlet is not None:
             greenlet.kill(block=True, timeout=1)

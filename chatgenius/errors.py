@@ -24,6 +24,7 @@ class ServiceError(Exception):
         self.extra = dict(extra or {})
 
     def body(self) -> dict[str, object]:
+        """The JSON error body: `error` (the code), `message`, and any extra fields."""
         return {"error": self.code, "message": self.message, **self.extra}
 
 

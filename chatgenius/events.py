@@ -59,6 +59,7 @@ class Draft:
 
     @property
     def durable(self) -> bool:
+        """Durable events get a cursor and history; ephemeral ones (typing, presence) are live only."""
         return self.type in DURABLE_TYPES
 
     @property
@@ -85,6 +86,7 @@ def idempotency_key(raw: object, where: str = "Idempotency-Key") -> str:
 
 
 def valid_channel(name: object) -> bool:
+    """True for a channel name the catalog accepts (`kind:id`, bounded length, safe characters)."""
     # fullmatch: `$` alone also matches before a trailing newline ("channel:a\n").
     return isinstance(name, str) and CHANNEL_RE.fullmatch(name) is not None
 

@@ -64,6 +64,7 @@ def build_chat(settings: config.Settings, rt: Realtime, family: Backends) -> tup
 
 
 def create_app(settings: config.Settings | None = None, env: Mapping[str, str] | None = None) -> Flask:
+    """The WSGI app: settings, the backend family, verifier, Realtime and the blueprints, started."""
     settings = settings or config.load(env)
     log.setup(settings.log_level, settings.log_format)
     app = Flask(__name__, static_folder=None)

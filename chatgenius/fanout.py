@@ -139,6 +139,7 @@ class Hub:
         self._ticker.loop.start()
 
     def stop_ticker(self) -> None:
+        """Stop the heartbeat/deadline ticker (one of the stops chatgenius.close runs)."""
         if self._ticker is not None:
             self._ticker.loop.stop()
 

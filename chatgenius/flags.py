@@ -35,6 +35,7 @@ class Flags:
         self.enable_compression = settings.enable_compression
 
     def as_dict(self) -> dict[str, bool]:
+        """The flags by their environment names (ENABLE_SSE, ENABLE_COMPRESSION)."""
         return {"ENABLE_SSE": self.enable_sse, "ENABLE_COMPRESSION": self.enable_compression}
 
 
@@ -57,6 +58,7 @@ class RuntimeFlags:
         self._refresher = Every(self.interval, self.refresh, warn("flags.refresh_failed"))
 
     def current(self) -> dict[str, bool]:
+        """The flags in force in this process, by environment name."""
         return {name: bool(getattr(self.flags, attr)) for name, attr in NAMES.items()}
 
     def update(self, changes: Mapping[str, bool | None]) -> dict[str, bool]:
@@ -70,6 +72,7 @@ class RuntimeFlags:
         self.apply(self.store.flags())
 
     def apply(self, overrides: Mapping[str, bool]) -> None:
+        """Set the flags to env defaults plus `overrides`; with SSE off, move open streams to polling."""
         before = self.current()
         for name, attr in NAMES.items():
             setattr(self.flags, attr, bool(overrides.get(name, self.defaults[name])))
@@ -102,4 +105,5 @@ class RuntimeFlags:
             self._refresher.start()
 
     def close(self) -> None:
+        """Stop the 1 s refresher."""
         self._refresher.stop()

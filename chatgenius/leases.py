@@ -57,4 +57,5 @@ class ConnectionLeases:
         return len(held)
 
     def close(self) -> None:
+        """Stop the refresher; the leases lapse by themselves within LEASE_TTL."""
         self._refresher.stop()

@@ -23,6 +23,7 @@ class Lifecycle:
         self.closed = False
 
     def on_close(self, stop: Callable[[], None]) -> None:
+        """Register a stop for close(); stops run last registered first, as in a stack of contexts."""
         self._stops.append(stop)
 
     def close(self) -> None:

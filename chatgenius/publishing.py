@@ -32,7 +32,9 @@ class Backend(Protocol):
 
     def publish_once(
         self, drafts: Sequence[Draft], scope: str, key: str | None = None, quotas: Sequence[Quota] = (),
-    ) -> Published: ...
+    ) -> Published:
+        """See EventBus.publish_once."""
+        ...
 
 
 def user_scope(user: str) -> str:

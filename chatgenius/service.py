@@ -93,6 +93,7 @@ class Realtime:
 
     # -- identity ---------------------------------------------------------------
     def identify(self, authorization: str | None) -> Identity:
+        """The caller's Identity from an Authorization header, or a 401 with the reason."""
         try:
             identity = self.verifier.verify(bearer(authorization))
         except AuthError as exc:
@@ -124,6 +125,7 @@ class Realtime:
         return identity
 
     def authorize(self, identity: Identity, raw_channels: str | None) -> list[str]:
+        """The requested channels, parsed and each readable by `identity`, or a 400/403 naming them."""
         try:
             channels = parse_channels(raw_channels, self.settings.max_channels_per_stream)
         except EventError as exc:
@@ -139,6 +141,7 @@ class Realtime:
         return ServiceError(503, "sse_disabled", "streaming is switched off; use long-polling", extra={"poll_url": "/poll"})
 
     def open_stream(self, identity: Identity, channels: list[str], last_event_id: str | None) -> tuple[StreamSession, dict]:
+        """Admit, lease and open one stream (subscribe, then replay after the cursor), or refuse it."""
         if not self.flags.enable_sse:
             raise self.sse_disabled_error()
         if self.draining:
@@ -211,10 +214,12 @@ class Realtime:
             hook(drafts)
 
     def reconnect_frame(self, sub: Subscriber) -> bytes:
+        """The `system.reconnect` frame a stream ends with when the service asks the client to come back."""
         return reconnect_frame(self.settings.reconnect_retry_ms)
 
     # -- long-poll ------------------------------------------------------------------
     def poll(self, identity: Identity, channels: list[str], raw_cursor: str | None, timeout: float) -> dict:
+        """One long-poll: events after the cursor, waiting up to `timeout` s for the first one."""
         after = _cursor(raw_cursor)
         try:
             if after is None:

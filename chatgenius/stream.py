@@ -252,6 +252,7 @@ class StreamBody:
         return self._gen
 
     def close(self) -> None:
+        """gunicorn's close of the response: ends the stream's loop, or releases a stream that never ran."""
         if self._closed:
             return
         self._closed = True

@@ -63,6 +63,7 @@ class Streams:
             observer.stream_closed(session)
 
     def get(self, connection_id: str) -> StreamSession | None:
+        """The open stream with this connection id in this process, if any (kick, admin)."""
         return self._sessions.get(connection_id)
 
     def __contains__(self, connection_id: object) -> bool:

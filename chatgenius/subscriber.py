@@ -41,6 +41,7 @@ class Wake:
         self._set = False
 
     def set(self) -> None:
+        """Wake the stream's loop (from the reader or the ticker) without a greenlet switch here."""
         self._set = True
         waiter = self._waiter
         if waiter is not None:
@@ -48,6 +49,7 @@ class Wake:
             get_hub().loop.run_callback(waiter.switch, None)
 
     def clear(self) -> None:
+        """The loop took its work; the next set() wakes it again."""
         self._set = False
 
     def wait(self, timeout: float | None = None) -> None:
@@ -172,4 +174,5 @@ class Subscriber:
 
     @property
     def depth(self) -> int:
+        """Frames waiting in the stream's queue (not yet written)."""
         return len(self._frames)

@@ -121,6 +121,7 @@ class Telemetry:
 
     # -- hooks -----------------------------------------------------------------------
     def stream_opened(self, session: StreamSession) -> None:
+        """See StreamObserver.stream_opened: connection, reconnection and replay counters."""
         m = self.metrics
         m.connections.inc()
         m.opened.inc()
@@ -145,11 +146,13 @@ class Telemetry:
                 self.metrics.latency.observe(max(0.0, self._clock() - ts))
 
     def flush(self) -> None:
+        """Add the live deliveries counted since the last flush to the counter (cheap per-frame counting)."""
         if self._unflushed:
             self.metrics.delivered_live.inc(self._unflushed)
             self._unflushed = 0
 
     def stream_closed(self, session: StreamSession) -> None:
+        """See StreamObserver.stream_closed: close reason, duration, slow consumers, missed heartbeats."""
         m = self.metrics
         sub = session.sub
         reason = session.stats.end_reason
@@ -164,6 +167,7 @@ class Telemetry:
         m.users.set(self.streams.users)
 
     def events_published(self, drafts: Sequence[Draft]) -> None:
+        """Count published events by type (the counter and the `broadcast` summary)."""
         counts: dict[str, int] = {}
         for d in drafts:
             counts[d.type] = counts.get(d.type, 0) + 1
@@ -203,6 +207,7 @@ class Telemetry:
         return kind[1]
 
     def error(self, kind: str) -> None:
+        """Count an internal error of `kind` (chatgenius_errors_total)."""
         self.metrics.errors[kind].inc()
 
     def stream_failed(self, exc: BaseException) -> None:
@@ -211,6 +216,7 @@ class Telemetry:
         log.event("error", logging.ERROR, where="stream", error=repr(exc), exc_info=exc)
 
     def set_capacity(self, worker_connections: int) -> None:
+        """Export the worker's stream capacity (WORKER_CONNECTIONS), the gauge's ceiling."""
         self.metrics.capacity.set(worker_connections)
 
     # -- reading -------------------------------------------------------------------------
@@ -223,13 +229,16 @@ class Telemetry:
 
     # -- the sampler ---------------------------------------------------------------------
     def start(self) -> None:
+        """Take one sample now, then start the sampler greenlet."""
         self.sample()
         self._sampler.start()
 
     def stop(self) -> None:
+        """Stop the sampler greenlet."""
         self._sampler.stop()
 
     def sample(self) -> None:
+        """Refresh the gauges (memory, greenlets, reader state, lag) and write the `broadcast` line when due."""
         m = self.metrics
         self.flush()
         writes = self._writes - self._writes_seen

@@ -26,6 +26,7 @@ class Ticker:
         self.loop = Every(interval, self.tick, _tick_failed)
 
     def tick(self) -> None:
+        """Wake every stream whose heartbeat or deadline is due; the stream sets its next due time."""
         now = time.monotonic()
         for sub in list(self._subscribers.values()):
             if sub.due <= now:

@@ -47,6 +47,7 @@ class Record:
 
     @property
     def frame(self) -> bytes:
+        """The record's SSE frame, as the live path would have sent it (replay and poll use it)."""
         return durable_frame(self.cursor, self.type, self.envelope)
 
 

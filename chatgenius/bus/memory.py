@@ -50,9 +50,11 @@ class MemoryBus:
         self._history: dict[str, _History] = {}
 
     def start(self) -> None:
+        """See EventBus.start: nothing to start, publish delivers in the caller's greenlet."""
         pass
 
     def close(self) -> None:
+        """See EventBus.close: ends every local stream (no connections to close)."""
         self.hub.end_all("shutdown", lambda sub: None)
 
     def publish(self, drafts: Sequence[Draft], quotas: Sequence[Quota] = ()) -> list[str | None]:
@@ -142,6 +144,7 @@ class MemoryBus:
         self.hub.add(sub, channels)
 
     def detach(self, sub: Subscriber, channels: Sequence[str] | None = None) -> None:
+        """See EventBus.detach."""
         self.hub.remove(sub, channels)
 
     def _expire(self, hist: _History) -> None:
@@ -177,7 +180,9 @@ class MemoryBus:
         return result
 
     def head(self) -> Cursor:
+        """See EventBus.head."""
         return Cursor(self.epoch, self._seq)
 
     def health(self) -> str | None:
+        """See EventBus.health: always healthy, there is no connection to lose."""
         return None

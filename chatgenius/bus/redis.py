@@ -72,9 +72,11 @@ class RedisBus:
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
+        """See EventBus.start: starts the feed's reader greenlet."""
         self.feed.start()
 
     def close(self) -> None:
+        """See EventBus.close: stops the reader, then releases every connection of the bus."""
         self.feed.close()
         self._script.close()
         self.client.close()
@@ -83,6 +85,7 @@ class RedisBus:
         self.client.connection_pool.disconnect()
 
     def health(self) -> str | None:
+        """See EventBus.health: the live feed's state (not connected, or silent past its PINGs)."""
         return self.feed.health()
 
     @property
@@ -111,6 +114,7 @@ class RedisBus:
         return self._publisher.call_args(drafts)
 
     def head(self) -> Cursor:
+        """See EventBus.head: the first call of a deployment starts its epoch."""
         with unavailable():
             epoch, seq = self.client.mget(EPOCH_KEY, SEQ_KEY)
             if epoch is None:  # the first head of a deployment: start its epoch unless another process just did
@@ -175,6 +179,7 @@ class RedisBus:
                 raise BusUnavailable("the live feed did not confirm the subscription")
 
     def detach(self, sub: Subscriber, channels: Sequence[str] | None = None) -> None:
+        """See EventBus.detach: the feed unsubscribes a channel once its last local subscriber left."""
         self.hub.remove(sub, channels)
 
     def _subscribe(self, channels: list[str]) -> None:
@@ -220,6 +225,7 @@ class RedisBus:
             pubsub.subscribe(*[live_channel(c) for c in names])
 
     def subscribed(self, channel: bytes) -> None:
+        """The feed's hook: Redis confirmed a live channel, so the attach waiting on it may return."""
         if channel.startswith(_LIVE_B):
             event = self._confirmed.get(channel[len(_LIVE):].decode())
             if event is not None:

@@ -89,10 +89,12 @@ class RedisFeed:
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
+        """Spawn the reader greenlet (once); it connects, subscribes and reconnects by itself."""
         if self._reader is None:
             self._reader = gevent.spawn(self._run)
 
     def close(self) -> None:
+        """Stop the reader and release the pub/sub connection and its pool."""
         self._stopping = True
         if self._reader is not None:
             self._reader.kill(block=True, timeout=2)
@@ -100,6 +102,7 @@ class RedisFeed:
         self.client.connection_pool.disconnect()  # Redis.close() leaves a pool it was handed open
 
     def health(self) -> str | None:
+        """None while the feed is connected and answering PINGs, else why not (for /readyz)."""
         if self.pubsub is None:
             return "bus reader not connected"
         if time.monotonic() - self.last_rx > 3 * self.ping_interval + 1:

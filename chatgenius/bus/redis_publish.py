@@ -25,14 +25,17 @@ _REPLAYED = b"="
 
 
 def history_key(channel: str) -> str:
+    """The Redis stream holding a channel's history; the braces keep a channel's keys in one cluster slot."""
     return "cg:h:{" + channel + "}"
 
 
 def meta_key(channel: str) -> str:
+    """The hash holding a channel's trim watermark (the newest seq dropped from history)."""
     return "cg:m:{" + channel + "}"
 
 
 def live_channel(channel: str) -> str:
+    """The pub/sub channel a channel's live events are published on."""
     return LIVE_PREFIX + channel
 
 
@@ -43,6 +46,7 @@ def idempotency_key(kind: str, scope: str, key: str) -> str:
 
 
 def script_source() -> str:
+    """lua/publish.lua's text, read from the package (presence's scripts embed it too)."""
     return resources.files(__package__).joinpath("lua/publish.lua").read_text()
 
 

@@ -41,6 +41,7 @@ class RedisControl:
             return int(self.client.publish(CONTROL, payload))
 
     def reply(self, mailbox: str, answer: str, ttl: float) -> None:
+        """See ControlStore.reply: RPUSH and PEXPIRE in one transaction, so an unread mailbox expires."""
         with unavailable():
             pipe = self.client.pipeline(transaction=True)
             pipe.rpush(mailbox, answer)
@@ -48,25 +49,30 @@ class RedisControl:
             pipe.execute()
 
     def receive(self, mailbox: str, timeout: float) -> str | None:
+        """See ControlStore.receive: a BLPOP with the timeout rounded to Redis' millisecond precision."""
         # BLPOP takes seconds with millisecond precision (Redis >= 6); 0 would block forever.
         with unavailable():
             got = self.client.blpop([mailbox], timeout=max(0.01, round(timeout, 3)))
         return got[1].decode() if got else None
 
     def discard(self, mailbox: str) -> None:
+        """See ControlStore.discard: best effort, the mailbox expires anyway."""
         with contextlib.suppress(BusUnavailable), unavailable():  # it expires by itself
             self.client.delete(mailbox)
 
     def first_within(self, key: str, seconds: float) -> bool:
+        """See ControlStore.first_within: SET NX PX, so every process shares the throttle."""
         with unavailable():
             return bool(self.client.set(THROTTLE_PREFIX + key, b"1", nx=True, px=max(1, int(seconds * 1000))))
 
     def flags(self) -> dict[str, bool]:
+        """See ControlStore.flags."""
         with unavailable():
             raw = self.client.hgetall(FLAGS_KEY)
         return {k.decode(): v == b"1" for k, v in raw.items()}
 
     def set_flags(self, changes: Mapping[str, bool | None]) -> None:
+        """See ControlStore.set_flags: every change in one transaction."""
         with unavailable():
             pipe = self.client.pipeline(transaction=True)
             for name, value in changes.items():

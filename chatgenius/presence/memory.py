@@ -79,6 +79,7 @@ class MemoryPresence:
         return announced
 
     def online(self, channel: str) -> list[str]:
+        """See PresenceStore.online."""
         return sorted(self._online.get(channel, ()))
 
     def _drop(self, lease: Lease, due: float) -> None:

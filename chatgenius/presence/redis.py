@@ -30,6 +30,7 @@ ONLINE_PREFIX = "cg:pu:"
 
 
 def online_key(channel: str) -> str:
+    """The set of a channel's online users; braced so it shares the channel's cluster slot."""
     return ONLINE_PREFIX + "{" + channel + "}"
 
 
@@ -116,5 +117,6 @@ class RedisPresence:
         return [(c, u) for (c, u), won in zip(pairs, claimed, strict=True) if won]
 
     def online(self, channel: str) -> list[str]:
+        """See PresenceStore.online."""
         with unavailable():
             return sorted(m.decode() for m in self.client.smembers(online_key(channel)))

@@ -56,9 +56,11 @@ class Presence:
 
     # -- streams ---------------------------------------------------------------------
     def stream_opened(self, session: StreamSession) -> None:
+        """See StreamObserver.stream_opened: the stream's user joins its channels."""
         self.joined(session.sub.id, session.sub.user_id, sorted(session.sub.channels))
 
     def stream_closed(self, session: StreamSession) -> None:
+        """See StreamObserver.stream_closed: the stream's leases go, after the grace period."""
         self.left(session.sub.id)
 
     def joined(self, connection: str, user: str, channels: Iterable[str]) -> None:
@@ -87,9 +89,11 @@ class Presence:
             log.event("presence.error", logging.WARNING, user_id=user, connection_id=connection, error=repr(exc))
 
     def online(self, channel: str) -> list[str]:
+        """The users online in `channel`, across every process."""
         return self.store.online(channel)
 
     def leases(self) -> list[Lease]:
+        """The leases this process holds, one per (stream, channel), for the refresher."""
         return [Lease(c, user, conn) for conn, (user, chans) in self._local.items() for c in chans]
 
     def _join(self, leases: list[Lease]) -> None:
@@ -112,13 +116,16 @@ class Presence:
         return len(held)
 
     def sweep(self) -> list[tuple[str, str]]:
+        """Publish `presence.leave` for users whose last lease lapsed (a process died without leaving)."""
         return self.store.sweep(self.grace, self._draft_for)
 
     def start(self) -> None:
+        """Start the refresher and the sweeper."""
         for loop in self._loops:
             loop.start()
 
     def close(self) -> None:
+        """Stop the refresher and the sweeper; the leases lapse by themselves."""
         for loop in self._loops:
             loop.stop()
 

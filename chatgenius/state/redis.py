@@ -20,10 +20,12 @@ from .base import LeaseResult
 
 
 def ticket_key(key: str) -> str:
+    """The key of one stream ticket (by its hash, never the ticket itself)."""
     return "cg:t:" + key
 
 
 def lease_key(owner: str) -> str:
+    """The sorted set of a user's connection leases, braced to one cluster slot."""
     return "cg:c:{" + owner + "}"
 
 

@@ -53,6 +53,7 @@ def metrics_guard(metrics_token: str) -> Callable[[Callable[..., Any]], Callable
 
 @bp.get("/admin/stats")
 def stats() -> Response:
+    """GET /admin/stats: every worker's metrics as JSON, for admins."""
     require_admin()
     resp = jsonify(telemetry().stats())
     resp.headers["Cache-Control"] = "no-store"

@@ -13,6 +13,7 @@ from ..service import Realtime, unauthorized
 
 
 def realtime() -> Realtime:
+    """This app's Realtime service (in app.extensions, per the Flask extension pattern)."""
     return current_app.extensions["chatgenius"]
 
 

@@ -23,6 +23,7 @@ SSE_HEADERS = {
 
 @bp.get("/stream")
 def stream() -> Response:
+    """GET /stream: open an SSE stream (HEAD answers its head only)."""
     rt = realtime()
     if not rt.flags.enable_sse:
         raise rt.sse_disabled_error()
