@@ -28,7 +28,7 @@ def bind_host(part: str) -> str | None:
     if part.startswith("unix:"):
         return None
     if part.startswith("tcp://"):
-        part = part[len("tcp://"):]
+        part = part[len("tcp://") :]
     if part.startswith("["):
         return part[: part.find("]") + 1] if "]" in part else part
     if part.count(":") > 1:  # a bare IPv6 address

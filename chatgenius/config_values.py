@@ -63,9 +63,7 @@ def rate_limits(name: str, raw: str) -> str:
     except ValueError:
         items = []
     if not items or any(item.amount < 1 for item in items):
-        raise ConfigError(
-            f"{name}: expected rate limits like '30/minute' or '10/second;300/hour' (joined by ';', ',' or '|'), got {raw!r}"
-        )
+        raise ConfigError(f"{name}: expected rate limits like '30/minute' or '10/second;300/hour' (joined by ';', ',' or '|'), got {raw!r}")
     return raw.strip()
 
 
@@ -81,8 +79,10 @@ def secret(name: str, raw: str, min_length: int) -> str:
     """A credential long enough to resist guessing; the error never echoes the value."""
     value = raw.strip()
     if len(value) < min_length or not re.fullmatch(r"[A-Za-z0-9._~+/=-]+", value):
-        raise ConfigError(f"{name}: expected at least {min_length} characters of [A-Za-z0-9._~+/=-] "
-                          "(e.g. from `openssl rand -hex 32`); the value is not shown")
+        raise ConfigError(
+            f"{name}: expected at least {min_length} characters of [A-Za-z0-9._~+/=-] "
+            "(e.g. from `openssl rand -hex 32`); the value is not shown"
+        )
     return value
 
 
