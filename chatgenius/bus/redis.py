@@ -208,11 +208,17 @@ class RedisBus:
         """A Redis whose sequence went backwards within one epoch lost a tail (a failover to a
         lagging replica, an AOF without fsync): retire that epoch so old cursors reset instead
         of silently skipping the seqs that will be issued again."""
+        # Compare with what was seen before the read was sent: a publish whose answer arrives while
+        # the read waits (both queued on a paused Redis) may carry a seq the read did not see yet.
+        seen, seen_epoch = self._max_seen, self._seen_epoch
         epoch, current = self.client.mget(EPOCH_KEY, SEQ_KEY)
-        if epoch is not None and epoch == self._seen_epoch and int(current or 0) < self._max_seen:
-            log.warning("redis sequence went back from %d to %d: retiring epoch", self._max_seen, int(current or 0))
+        now = int(current or 0)
+        if epoch is not None and epoch == seen_epoch and now < seen:
+            log.warning("redis sequence went back from %d to %d: retiring epoch", seen, now)
             self._retire(keys=[EPOCH_KEY], args=[epoch, new_epoch()])
-        self._max_seen, self._seen_epoch = int(current or 0), epoch or b""
+        elif epoch == self._seen_epoch:
+            now = max(now, self._max_seen)  # keep a seq handed out meanwhile
+        self._max_seen, self._seen_epoch = now, epoch or b""
 
     def connected(self, pubsub: redis.client.PubSub) -> None:
         """Subscribe every channel with local subscribers. No yield between the feed publishing
