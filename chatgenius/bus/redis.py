@@ -6,8 +6,7 @@ broadcast never disagree. The live feed is the process' one pub/sub connection
 (RedisFeed), subscribed only to channels with local subscribers; this module
 turns what it reads into runs of frames for the hub, and ends every local
 stream with `system.reconnect` when the feed is lost (they may have missed
-events; clients resume from history). flask-sse's one-connection-per-client
-design is what this replaces.
+events; clients resume from history). It replaces flask-sse's connection per client.
 """
 
 from __future__ import annotations
@@ -207,17 +206,16 @@ class RedisBus:
     def connecting(self) -> None:
         """A Redis whose sequence went backwards within one epoch lost a tail (a failover to a
         lagging replica, an AOF without fsync): retire that epoch so old cursors reset instead
-        of silently skipping the seqs that will be issued again."""
-        # Compare with what was seen before the read was sent: a publish whose answer arrives while
-        # the read waits (both queued on a paused Redis) may carry a seq the read did not see yet.
-        seen, seen_epoch = self._max_seen, self._seen_epoch
+        of silently skipping the seqs that will be issued again. Compared with what was seen before
+        the read was sent: a publish answered while it waited may carry a seq the read did not see."""
+        seen, seen_epoch = self._max_seen, self._seen_epoch  # tests/bus/test_sequence_check.py
         epoch, current = self.client.mget(EPOCH_KEY, SEQ_KEY)
         now = int(current or 0)
         if epoch is not None and epoch == seen_epoch and now < seen:
             log.warning("redis sequence went back from %d to %d: retiring epoch", seen, now)
             self._retire(keys=[EPOCH_KEY], args=[epoch, new_epoch()])
-        elif epoch == self._seen_epoch:
-            now = max(now, self._max_seen)  # keep a seq handed out meanwhile
+        elif epoch == self._seen_epoch:  # keep a seq handed out meanwhile
+            now = max(now, self._max_seen)
         self._max_seen, self._seen_epoch = now, epoch or b""
 
     def connected(self, pubsub: redis.client.PubSub) -> None:
