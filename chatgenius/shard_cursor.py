@@ -123,3 +123,17 @@ def parse_vector(raw: str, shards: int) -> Vector:
 def is_single_redis(raw: str) -> bool:
     """True for a cursor of a single-Redis deployment (`<epoch>-<seq>`): resumed as a reset of every channel."""
     return "-" in raw
+
+
+def stamp(position: Vector, packed: int, body: bytes) -> bytes | None:
+    """A live frame for one stream: `id: <its vector after this event>` then the shared body.
+
+    None for a frame at or below the stream's position on its shard (replayed already, or a
+    duplicate): the cluster's form of "drop live seq <= last replayed". Ephemeral frames
+    (packed 0) pass without an id, as on one Redis.
+    """
+    if not packed:
+        return body
+    if not position.advance(packed):
+        return None
+    return b"id: " + str(position).encode() + b"\n" + body
