@@ -16,6 +16,7 @@ from support.procs import wait_until
 
 from chatgenius.bus.redis_cluster import RedisClusterBus, make_cluster_client
 from chatgenius.shard_cursor import Vector, parse_vector, unpack
+from chatgenius.state.redis_cluster import RedisClusterState
 
 from .test_contract import (  # noqa: F401  (collected again, on the cluster)
     RECONNECT,
@@ -23,13 +24,19 @@ from .test_contract import (  # noqa: F401  (collected again, on the cluster)
     ev,
     sub,
     test_a_retry_of_a_request_that_went_through_is_not_rate_limited,
+    test_concurrent_acquires_never_exceed_the_limit,
     test_detach_releases_the_channel,
     test_ephemeral_events_are_live_only,
     test_event_keys_in_a_batch_skip_seen_events_and_publish_the_rest,
     test_keys_of_different_scopes_never_meet,
+    test_leases_are_capped_per_owner_and_freed_on_release,
     test_setnx_keeps_the_first_value,
     test_slow_subscriber_is_dropped_with_memory_bounded,
+    test_ticket_expires_after_its_ttl,
+    test_ticket_is_taken_exactly_once,
+    test_ticket_taken_by_racing_workers_is_taken_once,
     test_two_racing_duplicates_publish_once,
+    test_unrefreshed_leases_expire_and_refreshed_ones_do_not,
 )
 
 SHARDS = 8
@@ -48,6 +55,12 @@ def bus(redis_cluster_nodes: str):
     b = make_cluster_bus(redis_cluster_nodes)
     yield b
     b.close()
+
+
+@pytest.fixture
+def state(bus):
+    """Tickets and leases (RedisClusterState) on the cluster bus' command client: every key is one slot."""
+    return RedisClusterState(bus.client)
 
 
 def channels_on_distinct_masters(bus: RedisClusterBus, cluster, count: int = 3) -> list[str]:
