@@ -137,3 +137,18 @@ def stamp(position: Vector, packed: int, body: bytes) -> bytes | None:
     if not position.advance(packed):
         return None
     return b"id: " + str(position).encode() + b"\n" + body
+
+
+def stamp_replay(cursor: Vector | None, head: Vector, records: Iterable[tuple[int, bytes]]) -> tuple[list[bytes], Vector]:
+    """Replayed frames (packed seq, body) with their ids, and the stream's position after them.
+
+    Ids start from the cursor's positions where the shard's epoch is still the head's (else
+    from the head's epoch at 0: the shard was reset); the position returned is the head, which
+    every live frame must pass (see stamp).
+    """
+    start = Vector()
+    for shard, (epoch, _) in head.positions.items():
+        held = cursor.seq(shard, epoch) if cursor is not None else None
+        start.positions[shard] = (epoch, held if held is not None else 0)
+    frames = [f for f in (stamp(start, packed, body) for packed, body in records) if f is not None]
+    return frames, Vector(head.positions)

@@ -15,6 +15,7 @@ from chatgenius.shard_cursor import (
     parse_vector,
     shard_of,
     stamp,
+    stamp_replay,
     unpack,
 )
 
@@ -70,3 +71,12 @@ def test_channels_spread_over_shards_and_shard_tags_over_the_slot_space():
     assert all(k * 2048 <= slot < (k + 1) * 2048 for k, slot in enumerate(slots))
     assert layout.of("channel:x").index == shard_of("channel:x", 8)
     assert layout.live_name(layout.of("channel:x").live("channel:x").encode()) == (layout.of("channel:x"), "channel:x")
+
+
+def test_replayed_frames_carry_ids_from_the_cursor_and_end_at_the_head():
+    body = b"event: e\ndata: {}\n\n"
+    cursor = Vector({1: ("1aaaa", 5), 2: ("2bbbb", 9)})
+    head = Vector({1: ("1aaaa", 8), 2: ("2cccc", 3)})  # shard 2 lost its data: a new epoch
+    frames, position = stamp_replay(cursor, head, [(pack(1, 7), body), (pack(2, 2), body)])
+    assert frames == [b"id: 1aaaa7.2cccc0\n" + body, b"id: 1aaaa7.2cccc2\n" + body]
+    assert position == head and stamp(position, pack(1, 8), body) is None
