@@ -183,3 +183,25 @@ def test_feed_connections_are_per_node_not_per_channel(bus, redis_cluster):
         bus.attach(s, names[i::4])
     assert len(bus._feeds) <= len(redis_cluster.masters())
     time.sleep(0)
+
+
+def test_a_shard_whose_sequence_went_back_gets_a_new_epoch(bus, redis_cluster):
+    # What a failover to a replica that missed a tail looks like: the shard's seq is below what this
+    # process saw. The feed's restart (forced here by killing its connections) must retire the epoch.
+    names = channels_on_distinct_masters(bus, redis_cluster)
+    s = sub(names)
+    bus.attach(s, names)
+    for n in range(6):
+        bus.publish([ev(names[n % 3], n)])
+    drain(s, 6)
+    cursor = bus.head(names)
+    shard = bus.layout.of(names[0])
+    master = redis_cluster.master_of(shard.slot)
+    with master.client() as c:
+        c.decrby(shard.seq_key, 1)
+        c.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    wait_until(lambda: s.end_reason == "bus_lost", 5, message="stream ended with the feed")
+    wait_until(lambda: bus.health() is None and bus.reader_reconnects >= 1, 10, message="feed back")
+    found = bus.replay(names, cursor, 100)
+    assert found.reset == [names[0]]
+    assert found.head.positions[shard.index][0] != cursor.positions[shard.index][0]
