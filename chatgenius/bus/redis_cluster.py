@@ -123,6 +123,11 @@ class RedisClusterBus(ClusterFeed):
                     repeats.add(i)
         return Published(ids, replayed=replayed, repeats=frozenset(repeats))
 
+    def publish_call(self, drafts: Sequence[Draft]) -> tuple[list[str], list[object]]:
+        """KEYS and ARGV of lua/publish.lua for `drafts` (all of one shard), for scripts that publish
+        atomically with a state change of their own (bus/presence_cluster.py)."""
+        return self._publishers[self.layout.of(drafts[0].channel).index].call_args(drafts)
+
     def _handed_out(self, epoch: bytes, seq: int) -> None:
         shard = self.layout.shards[int(epoch[:1], 36)].index
         held = self._seen.get(shard)

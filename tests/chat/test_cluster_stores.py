@@ -1,17 +1,30 @@
-"""The ControlStore contract (reply mailboxes, throttles, runtime flags) on Redis Cluster."""
+"""The PresenceStore and ControlStore contracts on Redis Cluster (the suites of test_stores.py)."""
 
 from __future__ import annotations
 
 import pytest
-from bus.test_cluster_contract import make_cluster_bus
+from bus.test_cluster_contract import bus  # noqa: F401  (the cluster bus fixture)
 
 from chatgenius.bus.control_redis import RedisControl
+from chatgenius.bus.presence_cluster import ClusterPresence
 
-from .test_stores import test_control_mailbox_throttle_and_flags  # noqa: F401  (collected again, on the cluster)
+from .test_stores import (  # noqa: F401  (collected again, on the cluster)
+    test_a_join_within_the_grace_cancels_the_offline,
+    test_a_lapsed_lease_goes_offline_after_ttl_plus_grace,
+    test_control_mailbox_throttle_and_flags,
+    test_first_lease_announces_online_once,
+    test_offline_after_the_grace_once_the_last_lease_is_gone,
+    test_presence_tracker_refreshes_and_rejoins,
+    test_racing_sweepers_announce_once,
+    watch,
+)
 
 
 @pytest.fixture
-def control(redis_cluster_nodes: str):
-    bus = make_cluster_bus(redis_cluster_nodes)
-    yield RedisControl(bus.client)
-    bus.close()
+def store(bus):  # noqa: F811  (the imported fixture)
+    return ClusterPresence(bus)
+
+
+@pytest.fixture
+def control(bus):  # noqa: F811  (the imported fixture)
+    return RedisControl(bus.client)
