@@ -41,9 +41,10 @@ def _online_key(shard: Shard, channel: str) -> str:
 
 def _all(calls: list[Callable[[], object]]) -> list[object]:
     """Run the calls concurrently (each its own round trip); their results in order."""
+    greenlets = [gevent.spawn(c) for c in calls]
     with unavailable():
-        done = gevent.joinall([gevent.spawn(c) for c in calls], raise_error=True)
-    return [g.value for g in done]
+        gevent.joinall(greenlets, raise_error=True)  # returns them in the order they finished
+    return [g.value for g in greenlets]
 
 
 class ClusterPresence:
