@@ -205,3 +205,31 @@ def test_a_shard_whose_sequence_went_back_gets_a_new_epoch(bus, redis_cluster):
     found = bus.replay(names, cursor, 100)
     assert found.reset == [names[0]]
     assert found.head.positions[shard.index][0] != cursor.positions[shard.index][0]
+
+
+@pytest.mark.slow
+def test_a_resharded_slot_ends_the_feed_and_resumes_exactly(make_redis_cluster):
+    # A slot that moves takes its shard channels with it: Redis SUNSUBSCRIBEs us. The feed must
+    # end (streams resume) rather than stay deaf, and subscribe again on the new owner.
+    cluster = make_redis_cluster()
+    b = make_cluster_bus(cluster.startup_nodes)
+    try:
+        name = "channel:moving"
+        shard = b.layout.of(name)
+        s = sub([name])
+        b.attach(s, [name])
+        cursor = b.head([name])
+        before = [b.publish([ev(name, n)])[0] for n in range(5)]
+        assert len(drain(s, 5)) == 5
+        target = next(m for m in cluster.masters() if m is not cluster.master_of(shard.slot))
+        cluster.move_slot(shard.slot, target)
+        wait_until(lambda: s.end_reason == "bus_lost", 5, message="stream ended when its slot moved")
+        wait_until(lambda: b.health() is None and b.reader_reconnects >= 1, 10, message="feed back")
+        again = sub([name])
+        b.attach(again, [name])
+        after = [b.publish([ev(name, n)])[0] for n in range(5, 8)]
+        assert len(drain(again, 3)) == 3
+        found = b.replay([name], cursor, 100)
+        assert found.reset == [] and [r.cursor for r in found.events] == before + after
+    finally:
+        b.close()

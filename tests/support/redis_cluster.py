@@ -212,6 +212,20 @@ class RedisCluster(Managed):
         wait_until(settled, 30, interval=0.1, message="cluster_state:ok after failover", ignore=(redis.RedisError,))
         return new
 
+    def move_slot(self, slot: int, target: ClusterNode) -> None:
+        """Migrate `slot` (its keys included) to the master `target`, as a resharding does."""
+        source = self.master_of(slot)
+        ids = {v.port: v.node_id for v in self.view()}
+        with target.client() as dst, source.client() as src:
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source.port])
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target.port])
+            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+            for node in (target, source, *(m for m in self.masters() if m not in (target, source))):
+                with node.client() as c:
+                    c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target.port])
+        wait_until(lambda: self.master_of(slot) is target, 10, message=f"slot {slot} moved", ignore=(redis.RedisError,))
+
     def flushall(self) -> None:
         """Empty every master (replicas follow)."""
         for m in self.masters():
