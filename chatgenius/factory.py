@@ -14,9 +14,11 @@ from .bus.base import EventBus
 from .bus.control_memory import MemoryControl
 from .bus.control_redis import RedisControl
 from .bus.memory import MemoryBus
+from .bus.presence_cluster import ClusterPresence
 from .bus.presence_memory import MemoryPresence
 from .bus.presence_redis import RedisPresence
 from .bus.redis import RedisBus, make_clients
+from .bus.redis_cluster import RedisClusterBus, make_cluster_client
 from .chat import Chat
 from .control import ControlPlane
 from .flags import RuntimeFlags
@@ -25,6 +27,7 @@ from .service import Realtime
 from .state.base import SharedState
 from .state.memory import MemoryState
 from .state.redis import RedisState
+from .state.redis_cluster import RedisClusterState
 from .telemetry import Telemetry
 from .web import admin as admin_web
 from .web import (
@@ -50,7 +53,12 @@ from .wire import remember_start_response
 
 
 def build_bus(settings: config.Settings, realtime_frame) -> EventBus:
-    """The Redis bus when REDIS_URL or sentinels are set, else the in-process one."""
+    """The Redis Cluster bus when REDIS_CLUSTER_NODES is set, the Redis bus when REDIS_URL or sentinels are, else the in-process one."""
+    if settings.redis_cluster_nodes:
+        return RedisClusterBus(
+            make_cluster_client(settings.redis_cluster_nodes), settings.redis_cluster_shards, settings.history_maxlen,
+            settings.history_ttl, realtime_frame, idempotency_window=settings.idempotency_window,
+        )  # fmt: skip
     if settings.redis_url or settings.redis_sentinels:
         client, feed = make_clients(settings.redis_url, settings.redis_sentinels, settings.redis_sentinel_master)
         return RedisBus(
@@ -74,13 +82,17 @@ def build_verifier(settings: config.Settings, bus: EventBus) -> tuple[Verifier, 
 
 def build_state(bus: EventBus) -> SharedState:
     """Tickets and connection leases live beside the bus: on its Redis (same connections), or in memory."""
+    if isinstance(bus, RedisClusterBus):
+        return RedisClusterState(bus.client)
     return RedisState(bus.client) if isinstance(bus, RedisBus) else MemoryState()
 
 
 def build_chat(settings: config.Settings, rt: Realtime) -> tuple[Chat, Admin]:
     """Presence, the control plane and runtime flags: on the bus' Redis, or in process."""
     bus = rt.bus
-    if isinstance(bus, RedisBus):
+    if isinstance(bus, RedisClusterBus):
+        store, control_store = ClusterPresence(bus), RedisControl(bus.client)
+    elif isinstance(bus, RedisBus):
         store, control_store = RedisPresence(bus), RedisControl(bus.client)
     else:
         assert isinstance(bus, MemoryBus)

@@ -137,7 +137,7 @@ class Realtime:
             raise ServiceError(503, "draining", "this worker is shutting down; retry", headers={"Retry-After": "1"})
         if self.capacity is not None and len(self.bus.hub.subscribers) >= self.capacity:
             raise ServiceError(503, "at_capacity", "this worker holds as many streams as it may; retry", headers={"Retry-After": "1"})
-        after = _cursor(last_event_id)
+        after = _cursor(last_event_id, self.bus)
         sub = Subscriber(uuid.uuid4().hex, identity.sub, channels, self.settings.queue_max_bytes)
         sub.resumed = after is not None
         sub.worker = self.worker_id
@@ -204,7 +204,7 @@ class Realtime:
 
     # -- long-poll ------------------------------------------------------------------
     def poll(self, identity: Identity, channels: list[str], raw_cursor: str | None, timeout: float) -> dict:
-        after = _cursor(raw_cursor)
+        after = _cursor(raw_cursor, self.bus)
         try:
             if after is None:
                 return {"events": [], "cursor": str(self.bus.head()), "reset": False}
@@ -255,11 +255,11 @@ class Realtime:
         return done
 
 
-def _cursor(raw: str | None) -> Cursor | None:
+def _cursor(raw: str | None, bus: object = None) -> Cursor | None:
     if raw is None or raw.strip() == "":
         return None
     try:
-        return parse(raw.strip())
+        return getattr(bus, "parse_cursor", parse)(raw.strip())  # Redis Cluster: a vector (shard_cursor.py)
     except CursorError as exc:
         raise ServiceError(400, "bad_cursor", str(exc)) from None
 

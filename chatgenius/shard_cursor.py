@@ -18,6 +18,7 @@ import secrets
 import string
 import zlib
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 from .cursor import CursorError
 
@@ -137,6 +138,12 @@ def stamp(position: Vector, packed: int, body: bytes) -> bytes | None:
     if not position.advance(packed):
         return None
     return b"id: " + str(position).encode() + b"\n" + body
+
+
+class Stamped(NamedTuple):
+    """A replayed frame already carrying its stream's id (what stream.py writes as `Record.frame`)."""
+
+    frame: bytes
 
 
 def stamp_replay(cursor: Vector | None, head: Vector, records: Iterable[tuple[int, bytes]]) -> tuple[list[bytes], Vector]:

@@ -26,10 +26,10 @@ import redis
 from gevent.event import Event
 from redis.cluster import ClusterNode
 
-from ..cursor import Cursor
+from ..cursor import Cursor, parse
 from ..events import Draft
 from ..fanout import Hub, Subscriber
-from ..shard_cursor import Vector, new_shard_epoch, pack
+from ..shard_cursor import Vector, is_single_redis, new_shard_epoch, pack, parse_vector
 from .base import BusUnavailable, Published, Quota, Record, Replay
 from .cluster_feed import ClusterFeed
 from .cluster_shards import Layout, Shard, ShardPublisher, spublish_source
@@ -127,6 +127,10 @@ class RedisClusterBus(ClusterFeed):
         """KEYS and ARGV of lua/publish.lua for `drafts` (all of one shard), for scripts that publish
         atomically with a state change of their own (bus/presence_cluster.py)."""
         return self._publishers[self.layout.of(drafts[0].channel).index].call_args(drafts)
+
+    def parse_cursor(self, raw: str) -> Vector | Cursor:
+        """A client's cursor: a vector, or a single-Redis `<epoch>-<seq>` (resumed as a reset); CursorError if neither."""
+        return parse(raw) if is_single_redis(raw) else parse_vector(raw, len(self.layout))
 
     def _handed_out(self, epoch: bytes, seq: int) -> None:
         shard = self.layout.shards[int(epoch[:1], 36)].index

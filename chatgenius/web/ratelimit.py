@@ -63,7 +63,10 @@ def install(app: Flask, settings: Settings, redis_pool: object | None) -> Limite
         rule = request.url_rule
         return limits.get(rule.rule, "") if rule is not None else ""
 
-    if redis_pool is not None:
+    if settings.redis_cluster_nodes:  # limits' own cluster client, on the same nodes
+        nodes = ",".join(f"{host}:{port}" for host, port in settings.redis_cluster_nodes)
+        storage_uri, options = f"redis+cluster://{nodes}", {"key_prefix": KEY_PREFIX}
+    elif redis_pool is not None:
         storage_uri, options = "redis://", {"connection_pool": redis_pool, "key_prefix": KEY_PREFIX}
     else:
         storage_uri, options = "memory://", {}
