@@ -13,6 +13,7 @@ the lost tail reset that shard's channels instead of skipping what is reissued.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from .redis_cluster import RedisClusterBus
 
 log = logging.getLogger(__name__)
-HEALTH_CHECK = 2  # seconds: redis-py PINGs an idle feed connection this often
+HEALTH_CHECK = 2  # seconds: an idle feed connection is PINGed this often
 
 
 class ClusterFeed:
@@ -84,20 +85,30 @@ class ClusterFeed:
         if feed is None:
             conn = redis.Redis(
                 host=node.host, port=node.port, socket_connect_timeout=3, socket_keepalive=True,
-                health_check_interval=HEALTH_CHECK, retry=Retry(NoBackoff(), 0),
+                socket_timeout=None, retry=Retry(NoBackoff(), 0),
             )  # fmt: skip
             feed = self._feeds[node.name] = conn.pubsub()
             self._readers.append(gevent.spawn(self._read_node, feed))
         return feed
 
     def _read_node(self: RedisClusterBus, feed: redis.client.PubSub) -> None:
+        """Read one node's feed; a PING unanswered for two intervals counts as lost (a hung master)."""
+        last_rx, pinged = time.monotonic(), False
         try:
             while not self._lost.is_set():
                 if not feed.subscribed:
                     gevent.sleep(0.01)  # not one SSUBSCRIBE sent yet
+                    last_rx = time.monotonic()
                     continue
                 msg = feed.get_message(timeout=HEALTH_CHECK)
-                if msg is not None and not self._handle(msg):
+                if msg is None:
+                    if pinged and time.monotonic() - last_rx > 2 * HEALTH_CHECK:
+                        raise redis.TimeoutError("no answer to PING on a cluster feed")
+                    feed.ping()
+                    pinged = True
+                    continue
+                last_rx, pinged = time.monotonic(), False
+                if not self._handle(msg):
                     break
         except _ERRORS as exc:
             log.warning("cluster bus feed connection lost: %s", exc)

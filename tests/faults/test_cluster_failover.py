@@ -164,3 +164,37 @@ def test_kill_9_of_a_master_end_to_end(make_redis_cluster: Callable[..., RedisCl
             assert not [x for x, c in Counter(kept).items() if c > 1], "duplicates"
             assert set(r.received) <= {x for p in pubs for x in (*p.acked, *p.failed)}
         print(f"acked {[len(p.acked) for p in pubs]}, failed {[len(p.failed) for p in pubs]}, reset of {a}: {reset_a}")
+
+
+@pytest.mark.slow
+def test_a_hung_master_ends_the_feed_and_the_stream_resumes(make_redis_cluster: Callable[..., RedisCluster]) -> None:
+    # SIGSTOP: the connection stays open and silent. Only the feed's own PINGs can tell.
+    cluster = make_redis_cluster()
+    bus = make_cluster_bus(cluster.startup_nodes)
+    try:
+        names = channels_on_distinct_masters(bus, cluster)
+        client = ResumingClient(bus, names)
+        reader = gevent.spawn(client.run)
+        gevent.sleep(0.2)
+        for n in range(30):
+            bus.publish([ev(names[n % 3], n)])
+        wait_until(lambda: len(client.got) == 30, 5, message="live delivery")
+        victim = cluster.master_of(bus.layout.of(names[0]).slot)
+        victim.pause()
+        wait_until(lambda: client.reconnects >= 1, 15, message="the silent feed was noticed")
+        wait_until(lambda: bus.health() is None, 15, message="feed back")
+        published = 30
+        for n in range(30, 60):
+            try:
+                bus.publish([ev(names[n % 3], n)])
+                published += 1
+            except (BusUnavailable, redis.RedisError):
+                pass
+        wait_until(lambda: len(set(client.got)) >= published or client.resets, 15, message="resumed")
+        client.stop = True
+        reader.join(timeout=5)
+        kept = [e for e in client.got if e[0] not in client.resets]
+        assert not [e for e, c in Counter(kept).items() if c > 1], "duplicates"
+        assert set(client.resets) <= {names[0]}
+    finally:
+        bus.close()
