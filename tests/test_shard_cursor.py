@@ -80,3 +80,10 @@ def test_replayed_frames_carry_ids_from_the_cursor_and_end_at_the_head():
     frames, position = stamp_replay(cursor, head, [(pack(1, 7), body), (pack(2, 2), body)])
     assert frames == [b"id: 1aaaa7.2cccc0\n" + body, b"id: 1aaaa7.2cccc2\n" + body]
     assert position == head and stamp(position, pack(1, 8), body) is None
+
+
+def test_a_frame_of_a_shard_new_to_the_stream_starts_its_position_there():
+    body = b'event: e\ndata: {"id":"3xyzw-41","type":"e"}\n\n'
+    v = Vector({1: ("1aaaa", 5)})
+    assert stamp(v, pack(3, 41), body) == b"id: 1aaaa5.3xyzw15\n" + body  # 41 is 15 in base 36
+    assert v.positions[3] == ("3xyzw", 41) and stamp(v, pack(3, 41), body) is None
