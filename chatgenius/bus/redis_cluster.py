@@ -172,22 +172,24 @@ class RedisClusterBus(ClusterFeed):
         return out
 
     def _read_shard(self, shard: Shard, names: list[str], after: Vector | Cursor | None, limit: int) -> tuple[str, int, Replay]:
-        head_only = after is None
-        since = 0
-        epoch, seq = self._shard_heads([shard])[shard.index]
-        if isinstance(after, Vector):
-            held = after.seq(shard.index, epoch)
-            since = held if held is not None and held <= seq else -1
-        elif after is not None:
-            since = -1  # a single-Redis cursor: nothing on the cluster is after it
-        if head_only:
+        """One shard's part of replay. The reset decision uses the epoch and head of the same MULTI
+        that read the history, so an epoch retired meanwhile cannot pass for the cursor's."""
+        if after is None:
+            epoch, seq = self._shard_heads([shard])[shard.index]
             return epoch, seq, Replay()
-        found, epoch, seq = self._read_history(shard, names, max(since, 0), limit)
-        if since < 0:
-            found.reset = list(names)
-        return epoch, seq, found
+        held = after.positions.get(shard.index) if isinstance(after, Vector) else None  # a Cursor: single Redis
+        found, epoch, seq = self._read_history(shard, names, held[1] if held else 0, limit)
+        if epoch is None:  # a wiped shard: give it its new epoch now, so the head names a real one
+            self._shard_heads([shard])
+            found, epoch, seq = self._read_history(shard, names, 0, limit)
+        elif held is not None and held[0] == epoch and held[1] <= seq:
+            return epoch, seq, found
+        elif held is not None and held[1] > 0:  # another lifetime or past the head: all of this one
+            found, epoch, seq = self._read_history(shard, names, 0, limit)
+        found.reset = list(names)
+        return epoch or "", seq, found
 
-    def _read_history(self, shard: Shard, names: list[str], after_seq: int, limit: int) -> tuple[Replay, str, int]:
+    def _read_history(self, shard: Shard, names: list[str], after_seq: int, limit: int) -> tuple[Replay, str | None, int]:
         try:
             pipe = self.client.pipeline(transaction=True)  # one slot: a MULTI on the shard's master
             pipe.get(shard.epoch_key)
@@ -200,7 +202,9 @@ class RedisClusterBus(ClusterFeed):
         except _ERRORS as exc:
             raise BusUnavailable(f"redis unavailable: {exc}") from exc
         epoch_b, seq_b = results[0], results[1]
-        epoch = epoch_b.decode() if epoch_b else new_shard_epoch(shard.index)
+        if epoch_b is None:
+            return Replay(), None, 0
+        epoch = epoch_b.decode()
         out = Replay()
         prefix = f'{{"id":"{epoch}-'
         for i, name in enumerate(names):
