@@ -112,7 +112,12 @@ class ClusterFeed:
                     break
         except _ERRORS as exc:
             log.warning("cluster bus feed connection lost: %s", exc)
-        self._lost.set()
+        except redis.ResponseError as exc:  # MOVED, CROSSSLOT...: the slot map we subscribed by is stale
+            log.warning("cluster bus feed refused: %s", exc)
+        except Exception:  # a bug must not leave the process deaf
+            log.exception("cluster bus feed reader failed")
+        finally:
+            self._lost.set()  # also when killed: the supervisor restarts the feed
 
     def _handle(self: RedisClusterBus, msg: dict) -> bool:
         """Dispatch one message; False when the subscription can no longer be trusted."""

@@ -233,3 +233,19 @@ def test_a_resharded_slot_ends_the_feed_and_resumes_exactly(make_redis_cluster):
         assert found.reset == [] and [r.cursor for r in found.events] == before + after
     finally:
         b.close()
+
+
+def test_a_moved_reply_on_the_feed_restarts_it(bus, redis_cluster):
+    # What a stale slot map does: SSUBSCRIBE sent to a node that does not own the slot.
+    shard = bus.layout.of("channel:a")
+    s = sub(["channel:a"])
+    bus.attach(s, ["channel:a"])
+    wrong = next(m for m in redis_cluster.masters() if m is not redis_cluster.master_of(shard.slot))
+    node = next(n for n in bus.client.get_nodes() if n.port == wrong.port)
+    bus._feed_for(node).ssubscribe(shard.live("channel:a"))
+    wait_until(lambda: s.end_reason == "bus_lost", 5, message="the stream ended with the feed")
+    wait_until(lambda: bus.health() is None and bus.reader_reconnects >= 1, 10, message="feed back")
+    again = sub(["channel:a"])
+    bus.attach(again, ["channel:a"])
+    bus.publish([ev("channel:a", 1)])
+    assert len(drain(again, 1)) == 1
