@@ -102,6 +102,7 @@ class RedisBus:
         self._drop_feed()
         self._script.close()
         self.client.close()
+        self.client.connection_pool.disconnect()  # a client given a pool leaves it open on close()
 
     def health(self) -> str | None:
         if self._pubsub is None:

@@ -414,6 +414,7 @@ def state(kind, request):
     client, _ = make_clients(request.getfixturevalue("redis_url"), (), "")
     yield RedisState(client)
     client.close()
+    client.connection_pool.disconnect()  # close() leaves a pool it was given open
 
 
 def test_ticket_is_taken_exactly_once(state: SharedState):
@@ -486,3 +487,4 @@ def test_redis_leases_use_one_clock_and_expire_with_their_key(redis_url):
         assert abs(expiry - (server_ms + 2000)) < 1500  # scored on Redis' clock, not this host's
     finally:
         client.close()
+        client.connection_pool.disconnect()

@@ -183,7 +183,22 @@ class RedisCluster(Managed):
         return self
 
     def wait_healthy(self, timeout: float = 30) -> None:
-        wait_until(self.healthy, timeout, interval=0.1, message="cluster_state:ok on every node", ignore=(redis.RedisError,))
+        try:
+            wait_until(self.healthy, timeout, interval=0.1, message="cluster_state:ok on every node", ignore=(redis.RedisError,))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.describe()}") from None
+
+    def describe(self) -> str:
+        """CLUSTER INFO and NODES of each live node, for a failure message."""
+        out = []
+        for n in self.live():
+            try:
+                with n.client() as c:
+                    info = c.execute_command("CLUSTER", "INFO").decode().splitlines()[:3]
+                    out.append(f":{n.port} {' '.join(info)}\n{c.execute_command('CLUSTER', 'NODES').decode()}")
+            except redis.RedisError as exc:
+                out.append(f":{n.port} {exc!r}")
+        return "\n".join(out)
 
     def kill_master(self, master: ClusterNode) -> ClusterNode:
         """`kill -9` one master and wait until its replica serves its slots; returns the new master.
