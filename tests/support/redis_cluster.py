@@ -33,13 +33,24 @@ def find_redis_cli(redis_server: str) -> str | None:
     return shutil.which("redis-cli")
 
 
+def _distinct_ports(count: int, taken: set[int]) -> list[int]:
+    """`count` free ports, none in `taken` (the kernel may hand the same free port out twice); adds them to it."""
+    out: list[int] = []
+    while len(out) < count:
+        port = free_port()
+        if port not in taken:
+            taken.add(port)
+            out.append(port)
+    return out
+
+
 class ClusterNode(RedisServer):
     """One cluster-enabled redis-server; its nodes.conf lives in its own dir."""
 
     role = "cluster-node"
 
-    def __init__(self, *, node_timeout_ms: int, appendonly: bool, binary: str, workdir: Path) -> None:
-        bus_port = free_port()
+    def __init__(self, *, node_timeout_ms: int, appendonly: bool, binary: str, workdir: Path, taken: set[int]) -> None:
+        port, bus_port = _distinct_ports(2, taken)
         args = [
             "--cluster-enabled", "yes",
             "--cluster-port", str(bus_port),
@@ -49,8 +60,9 @@ class ClusterNode(RedisServer):
             "--cluster-replica-validity-factor", "0",
             "--repl-diskless-sync-delay", "0",
         ]  # fmt: skip
-        super().__init__(appendonly=appendonly, args=args, binary=binary, workdir=workdir)
+        super().__init__(port, appendonly=appendonly, args=args, binary=binary, workdir=workdir)
         self.bus_port = bus_port
+        self.settings = dict(node_timeout_ms=node_timeout_ms, appendonly=appendonly, binary=binary, workdir=workdir)
 
     @property
     def address(self) -> str:
@@ -103,10 +115,9 @@ class RedisCluster(Managed):
         self._owns_dir = workdir is None
         self.dir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="redis-cluster-"))
         self.cli = cli
-        self.nodes = [
-            ClusterNode(node_timeout_ms=node_timeout_ms, appendonly=appendonly, binary=binary, workdir=self.dir / f"node-{i}")
-            for i in range(masters * 2)
-        ]
+        self._taken: set[int] = set()
+        settings = dict(node_timeout_ms=node_timeout_ms, appendonly=appendonly, binary=binary)
+        self.nodes = [ClusterNode(**settings, workdir=self.dir / f"node-{i}", taken=self._taken) for i in range(masters * 2)]  # type: ignore[arg-type]
         self.node_timeout_ms = node_timeout_ms
 
     # -- addresses -------------------------------------------------------
@@ -172,8 +183,8 @@ class RedisCluster(Managed):
     # -- lifecycle -------------------------------------------------------
     def start(self) -> RedisCluster:
         """Start the six nodes, join them as a cluster, and wait for cluster_state:ok everywhere."""
-        for n in self.nodes:
-            n.start()
+        for i in range(len(self.nodes)):
+            self._start_node(i)
         argv = [self.cli, "--cluster", "create", *(n.address for n in self.nodes), "--cluster-replicas", "1", "--cluster-yes"]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
         if done.returncode != 0:
@@ -181,6 +192,17 @@ class RedisCluster(Managed):
             raise RuntimeError(f"redis-cli --cluster create failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         self.wait_healthy(30)
         return self
+
+    def _start_node(self, i: int, attempts: int = 3) -> None:
+        """Start node `i`; a port taken meanwhile by another process gets the node new ports."""
+        for attempt in range(attempts):
+            try:
+                self.nodes[i].start()
+                return
+            except (RuntimeError, AssertionError) as exc:
+                if "Address already in use" not in str(exc) or attempt == attempts - 1:
+                    raise
+                self.nodes[i] = ClusterNode(**self.nodes[i].settings, taken=self._taken)  # type: ignore[arg-type]
 
     def wait_healthy(self, timeout: float = 30) -> None:
         try:
