@@ -1,7 +1,7 @@
 """The operator's view: every stream on every worker and host, kicking one, runtime flags.
 
 Permission `admin:sse` is checked by web/admin.py before any of this runs.
-Listing and kicking go over the control plane (control.py): every process
+Listing and kicking go over the control plane (control/service.py): every process
 answers for its own streams, so the view is live (events sent and queue depth
 as of now), not a registry that lags by a refresh interval.
 """
@@ -13,8 +13,8 @@ from typing import Any
 
 from . import log
 from .bus.base import BusUnavailable
-from .control import ControlPlane
-from .errors import ServiceError, unavailable
+from .control.service import ControlPlane
+from .errors import ServiceError, bus_unavailable
 from .flags import NAMES, RuntimeFlags
 from .service import Realtime
 from .stream import StreamSession
@@ -50,7 +50,7 @@ class Admin:
         try:
             answers = self.control.ask("connections", {})
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         rows = []
         for answer in answers:
             where = {"worker": answer.get("worker"), "host": answer.get("host")}
@@ -63,7 +63,7 @@ class Admin:
         try:
             answers = self.control.ask("kick", {"connection_id": connection_id}, first_found=True)
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         found = next((a for a in answers if a.get("found")), None)
         if found is None:
             raise ServiceError(404, "no_connection", f"no live stream {connection_id[:64]!r}")
@@ -71,6 +71,7 @@ class Admin:
         return {"id": connection_id, "worker": found.get("worker"), "host": found.get("host")}
 
     def current_flags(self) -> dict[str, bool]:
+        """The runtime flags this process applies now (GET /admin/flags)."""
         return self.flags.current()
 
     def set_flags(self, payload: object, admin: str) -> dict[str, bool]:
@@ -86,16 +87,16 @@ class Admin:
             current = self.flags.update(payload)
             reached = self.control.broadcast("flags")
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         log.event("admin.flags", logging.WARNING, user_id=admin, changes=payload, flags=current, processes=reached)
         return current
 
     # -- control handlers (in every process) -----------------------------------------------------
     def _list(self, message: dict[str, Any]) -> dict[str, Any]:
-        return {"found": True, "connections": [describe(s) for s in list(self.control.sessions.values())]}
+        return {"found": True, "connections": [describe(s) for s in self.rt.streams]}
 
     def _kick(self, message: dict[str, Any]) -> dict[str, Any] | None:
-        session = self.control.sessions.get(message.get("connection_id", ""))
+        session = self.rt.streams.get(message.get("connection_id", ""))
         if session is None or session.sub.end_reason is not None:
             return None
         session.sub.end("admin_kick", self.rt.reconnect_frame(session.sub))

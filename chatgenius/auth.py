@@ -1,5 +1,8 @@
 """Who is calling: JWT verification against a JWKS (joserfc), and what a user may read.
 
+The keys come from jwks.py (KeySource) or, in dev mode, dev_issuer.py (DevIssuer);
+both are importable from here, where callers look for them.
+
 One path verifies every token, production or dev: `Verifier.verify` picks the
 key by `kid` from a `KeySource`, checks the signature with an allow-list of
 asymmetric algorithms (so `alg: none` and HS256-signed-with-the-public-key are
@@ -11,22 +14,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import logging
 import math
 import re
-import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, ClaimError, ExpiredTokenError, JoseError
-from joserfc.jwk import JWKRegistry, KeySet, RSAKey
 
-log = logging.getLogger(__name__)
+from .dev_issuer import DevIssuer
+from .jwks import KeySource, http_fetcher
+
+__all__ = ["CACHE_TTL", "LEEWAY", "AuthError", "DevIssuer", "Identity", "KeySource", "Verifier", "bearer", "encodable", "http_fetcher"]
 LEEWAY = 30
 CACHE_TTL = 60.0  # seconds a verified token is answered from memory (Verifier.verify)
 CACHE_SIZE = 4096  # tokens per process
@@ -55,73 +56,24 @@ class Identity:
     exp: float | None = None
 
     def may_read(self, channel: str) -> bool:
+        """True for the caller's own `user:<sub>` channel or one matching a pattern of its token."""
         if channel == "user:" + self.sub:
             return True
         return any(_pattern(p).fullmatch(channel) for p in self.patterns)
 
     def forbidden(self, channels: Iterable[str]) -> list[str]:
+        """The channels of `channels` this caller may not read, in order: the 403 names them."""
         return [c for c in channels if not self.may_read(c)]
 
     @property
     def can_publish(self) -> bool:
+        """The token grants `publish:events` (POST /events)."""
         return "publish:events" in self.permissions
 
     @property
     def is_admin(self) -> bool:
+        """The token grants `admin:sse` (/admin/*, /metrics with a token)."""
         return "admin:sse" in self.permissions
-
-
-class KeySource:
-    """JWKS keys by `kid`: cached, refetched on an unknown kid at most once per `min_refresh` s.
-
-    A failed fetch keeps the keys we had, so an unreachable JWKS never breaks
-    tokens whose key we already know (contract, Identity).
-    """
-
-    def __init__(
-        self,
-        fetch: Callable[[], dict],
-        min_refresh: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._fetch = fetch
-        self._min_refresh = min_refresh
-        self._clock = clock
-        self._keys: dict[str, Any] = {}
-        self._last_try = float("-inf")
-        self._lock = threading.Lock()
-
-    def get(self, kid: str) -> Any | None:
-        key = self._keys.get(kid)
-        # With no key at all (the JWKS was down at start) every token fails: retry within a second, not 30.
-        interval = self._min_refresh if self._keys else min(self._min_refresh, 1.0)
-        if key is None and self._clock() - self._last_try >= interval:
-            with self._lock:
-                if kid not in self._keys and self._clock() - self._last_try >= interval:
-                    self.refresh()
-            key = self._keys.get(kid)
-        return key
-
-    def refresh(self) -> None:
-        self._last_try = self._clock()
-        try:
-            document = self._fetch()
-            keys = {}
-            for item in document.get("keys", []):
-                # Public asymmetric keys only: an "oct" (shared secret) key is never imported.
-                if item.get("kty") in ("RSA", "EC", "OKP") and item.get("kid") and item.get("use", "sig") == "sig":
-                    keys[item["kid"]] = JWKRegistry.import_key(item)
-            self._keys = keys
-        except Exception as exc:  # network, JSON, key format: keep what we had
-            log.warning("jwks fetch failed, keeping %d cached keys: %s", len(self._keys), exc, extra={"event": "jwks.fail"})
-
-
-def http_fetcher(url: str, timeout: float = 3.0) -> Callable[[], dict]:
-    def fetch() -> dict:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (URL from config)
-            return json.loads(resp.read(1 << 20))
-
-    return fetch
 
 
 def _claim_patterns(value: object) -> tuple[str, ...]:
@@ -272,32 +224,3 @@ def bearer(header_value: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("malformed", "Authorization must be 'Bearer <token>'")
     return token.strip()
-
-
-class DevIssuer:
-    """AUTH_MODE=dev: the app is its own issuer; keys shared through the bus so every worker agrees."""
-
-    ISSUER = "chatgenius-dev"
-    AUDIENCE = "chatgenius-dev"
-
-    def __init__(self, setnx: Callable[[str, str], str], channels_claim: str) -> None:
-        candidate = RSAKey.generate_key(2048, auto_kid=True)
-        stored = setnx("cg:dev:key", json.dumps(candidate.as_dict(private=True)))
-        self._key = RSAKey.import_key(json.loads(stored))
-        self._channels_claim = channels_claim
-
-    def jwks(self) -> dict:
-        return KeySet([self._key]).as_dict(private=False)
-
-    def mint(self, sub: str, channels: list[str], permissions: list[str], ttl: int) -> str:
-        now = int(time.time())
-        claims = {
-            "iss": self.ISSUER,
-            "aud": [self.AUDIENCE],
-            "sub": sub,
-            "iat": now,
-            "exp": now + ttl,
-            self._channels_claim: channels,
-            "permissions": permissions,
-        }
-        return jwt.encode({"alg": "RS256", "kid": self._key.kid}, claims, self._key, algorithms=["RS256"])

@@ -13,25 +13,22 @@ from typing import Any
 from . import log
 from .auth import Identity
 from .bus.base import BusUnavailable
-from .control import ControlPlane
-from .errors import ServiceError, unavailable
+from .control.service import ControlPlane
+from .errors import ServiceError, bus_unavailable
 from .events import draft, valid_channel
-from .presence import Presence
+from .presence.service import Presence
 from .service import Realtime
-from .stream import StreamSession
 
 TYPING_WINDOW = 2.0  # contract: at most one user.typing per 2 s per user and channel
 
 
 class Chat:
-    """Typing, presence and live subscriptions; registers its stream hooks and control handler."""
+    """Typing, presence and live subscriptions; registers its control handler (presence observes streams itself)."""
 
     def __init__(self, rt: Realtime, presence: Presence, control: ControlPlane) -> None:
         self.rt = rt
         self.presence = presence
         self.control = control
-        rt.stream_opened.append(self._opened)
-        rt.stream_closed.append(self._closed)
         control.handle("subscriptions", self._change)
 
     # -- typing ----------------------------------------------------------------------------
@@ -50,9 +47,8 @@ class Chat:
                 return False
             self.rt.bus.publish([event])
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
-        for hook in self.rt.events_published:
-            hook([event])
+            raise bus_unavailable(exc) from None
+        self.rt.announce_published([event])
         return True
 
     # -- presence --------------------------------------------------------------------------
@@ -65,13 +61,7 @@ class Chat:
         try:
             return self.presence.online(channel)
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
-
-    def _opened(self, session: StreamSession) -> None:
-        self.presence.joined(session.sub.id, session.sub.user_id, sorted(session.sub.channels))
-
-    def _closed(self, session: StreamSession) -> None:
-        self.presence.left(session.sub.id)
+            raise bus_unavailable(exc) from None
 
     # -- live subscriptions -------------------------------------------------------------------
     def change_subscriptions(self, identity: Identity, payload: object) -> dict[str, Any]:
@@ -84,13 +74,13 @@ class Chat:
         try:
             answers = self.control.ask("subscriptions", fields, first_found=True)
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         found = next((a for a in answers if a.get("found")), None)
         if found is None:
             raise ServiceError(404, "no_connection", f"no live stream {conn!r} of yours answered")
         error = found.get("error")
         if error == "bus_unavailable":
-            raise ServiceError(503, "bus_unavailable", "the live feed did not confirm the subscription", headers={"Retry-After": "2"})
+            raise bus_unavailable("the live feed did not confirm the subscription")
         if error == "no_channels":
             raise ServiceError(400, "no_channels", "a stream keeps at least one channel; close it instead")
         if error == "too_many_channels":
@@ -122,7 +112,7 @@ class Chat:
     def _change(self, message: dict[str, Any]) -> dict[str, Any] | None:
         """In the process that serves the stream (control op "subscriptions"); None: not ours."""
         conn = message.get("connection_id")
-        session = self.control.sessions.get(conn) if isinstance(conn, str) else None
+        session = self.rt.streams.get(conn) if isinstance(conn, str) else None
         if session is None or session.sub.user_id != message.get("user_id") or session.sub.end_reason is not None:
             return None  # another user's stream is "not found" too: ids reveal nothing
         sub = session.sub
@@ -138,7 +128,7 @@ class Chat:
                 self.rt.bus.attach(sub, add)  # returns once the live feed covers them
             except BusUnavailable:
                 return {"found": True, "error": "bus_unavailable"}
-            if conn not in self.control.sessions:  # the stream ended while we waited: undo
+            if conn not in self.rt.streams:  # the stream ended while we waited: undo
                 self.rt.bus.detach(sub)
                 return None
             self.presence.joined(sub.id, sub.user_id, add)

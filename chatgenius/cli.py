@@ -70,6 +70,7 @@ def dev_token(url: str, sub: str, channels: Sequence[str], permissions: Sequence
 
 
 def parser() -> argparse.ArgumentParser:
+    """The command line of chatgenius-realtime: serve, check-config, dev-token."""
     p = argparse.ArgumentParser(prog="chatgenius-realtime", description="ChatGenius realtime: SSE and long-polling for ChatGenius.")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the embedded server (in-memory bus and dev auth unless configured; BIND, default 127.0.0.1:8000)")
@@ -85,6 +86,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the return value is the process' exit status."""
     args = parser().parse_args(argv)
     if args.command == "serve":
         from .embedded import serve

@@ -26,6 +26,8 @@ class CursorError(ValueError):
 
 
 class Cursor(NamedTuple):
+    """A position in the deployment's sequence; `str()` is the `<epoch>-<seq>` clients see as event ids."""
+
     epoch: str
     seq: int
 
@@ -34,6 +36,7 @@ class Cursor(NamedTuple):
 
 
 def parse(raw: str) -> Cursor:
+    """The Cursor of an id the server gave out, or CursorError (a 400) for anything else."""
     match = _CURSOR.fullmatch(raw)
     if match is None:
         raise CursorError("cursor is malformed; pass back an id the server gave you")

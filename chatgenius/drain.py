@@ -21,7 +21,10 @@ from .stream import control_frame, jittered
 
 
 def drain(rt: Realtime, spread: float) -> int:
-    """End every local stream over `spread` seconds; returns how many were told."""
+    """End every local stream over `spread` seconds; returns how many were told.
+
+    The Hub's subscribers, not the stream registry (streams.py): a waiting long-poll
+    is told too, and answers at once instead of at its timeout."""
     rt.draining = True
     subs = list(rt.bus.hub.subscribers.values())
     for sub in subs:

@@ -24,9 +24,12 @@ class ServiceError(Exception):
         self.extra = dict(extra or {})
 
     def body(self) -> dict[str, object]:
+        """The JSON error body: `error` (the code), `message`, and any extra fields."""
         return {"error": self.code, "message": self.message, **self.extra}
 
 
-def unavailable(reason: object) -> ServiceError:
-    """The bus (Redis) cannot serve now: 503 with Retry-After, the client retries (contract: Errors)."""
-    return ServiceError(503, "bus_unavailable", str(reason), headers={"Retry-After": "2"})
+def bus_unavailable(reason: object, kind: type[ServiceError] = ServiceError) -> ServiceError:
+    """The bus (Redis) cannot serve now: 503 with Retry-After, the client retries (contract: Errors).
+
+    The one place this answer is built; `kind` keeps a caller's subclass (PublishError)."""
+    return kind(503, "bus_unavailable", str(reason), headers={"Retry-After": "2"})

@@ -32,10 +32,6 @@ EPHEMERAL_TYPES = frozenset({"user.typing"})
 # In the catalog, but the service's own: presence follows connections, so POST /events refuses it.
 SERVICE_TYPES = frozenset({"user.presence"})
 CATALOG = DURABLE_TYPES | EPHEMERAL_TYPES
-# Frames the server sends to one connection; a publisher may never forge them.
-CONNECTION_FRAMES = frozenset(
-    {"system.connected", "system.reset", "system.fallback", "system.reauth", "system.reconnect"}
-)
 MAX_BATCH = 100
 MAX_DEPTH = 32
 # An Idempotency-Key (the header, or an event's "idempotency_key"): printable ASCII, no spaces,
@@ -58,11 +54,12 @@ class Draft:
 
     channel: str
     type: str
-    body: str  # ',"type":...,"channel":...,"data":{...},"ts":...}' — see envelope_json
+    body: str  # ',"type":...,"channel":...,"data":{...},"ts":...}' — see envelope_parts
     key: str | None = None  # the event's own idempotency key (see EventBus.publish_once)
 
     @property
     def durable(self) -> bool:
+        """Durable events get a cursor and history; ephemeral ones (typing, presence) are live only."""
         return self.type in DURABLE_TYPES
 
     @property
@@ -89,6 +86,7 @@ def idempotency_key(raw: object, where: str = "Idempotency-Key") -> str:
 
 
 def valid_channel(name: object) -> bool:
+    """True for a channel name the catalog accepts (`kind:id`, bounded length, safe characters)."""
     # fullmatch: `$` alone also matches before a trailing newline ("channel:a\n").
     return isinstance(name, str) and CHANNEL_RE.fullmatch(name) is not None
 
@@ -181,8 +179,22 @@ def drafts_from_request(payload: object, max_bytes: int) -> list[Draft]:
     return out
 
 
+ID_HEAD = '{"id":"'  # how a durable envelope starts, up to its cursor
+
+
+def envelope_parts(durable: bool, body: str) -> tuple[str, str]:
+    """The envelope around the cursor the bus assigns: `head + cursor + tail`.
+
+    The one definition of the envelope's text: the memory bus joins it here
+    (envelope_json), lua/publish.lua joins the same parts around the cursor it
+    takes atomically. An ephemeral event has no id field (its cursor is "").
+    """
+    if durable:
+        return ID_HEAD, '"' + body
+    return "{", body[1:]
+
+
 def envelope_json(cursor: str | None, body: str) -> str:
-    """The envelope as sent on the wire; ephemeral events carry no id field."""
-    if cursor is None:
-        return "{" + body[1:]
-    return '{"id":' + dumps(cursor) + body
+    """The envelope as sent on the wire; ephemeral events (cursor None) carry no id field."""
+    head, tail = envelope_parts(cursor is not None, body)
+    return head + (cursor or "") + tail

@@ -15,19 +15,28 @@ clients re-reading /client-config return to SSE by themselves.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable, Mapping
-
-import gevent
+from collections.abc import Iterable, Mapping
 
 from . import log
+from .background import Every, warn
 from .config import Settings
-from .control import ControlStore
-from .service import Flags
+from .control.base import ControlStore
 from .stream import StreamSession, control_frame
 
 NAMES = {"ENABLE_SSE": "enable_sse", "ENABLE_COMPRESSION": "enable_compression"}
 POLL_URL = "/poll"
+
+
+class Flags:
+    """Runtime feature flags: defaults from the settings, overridable at run time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.enable_sse = settings.enable_sse
+        self.enable_compression = settings.enable_compression
+
+    def as_dict(self) -> dict[str, bool]:
+        """The flags by their environment names (ENABLE_SSE, ENABLE_COMPRESSION)."""
+        return {"ENABLE_SSE": self.enable_sse, "ENABLE_COMPRESSION": self.enable_compression}
 
 
 class RuntimeFlags:
@@ -38,16 +47,18 @@ class RuntimeFlags:
         flags: Flags,
         settings: Settings,
         store: ControlStore,
-        streams: Callable[[], Iterable[StreamSession]],
+        streams: Iterable[StreamSession],
     ) -> None:
         self.flags = flags
         self.defaults = {name: bool(getattr(settings, attr)) for name, attr in NAMES.items()}
         self.store = store
         self.interval = settings.flag_refresh
-        self._streams = streams
-        self._greenlet: gevent.Greenlet | None = None
+        self._streams = streams  # this process' registry (streams.py): iterating it is a snapshot
+        # Redis down: keep the flags we have, retry next round
+        self._refresher = Every(self.interval, self.refresh, warn("flags.refresh_failed"))
 
     def current(self) -> dict[str, bool]:
+        """The flags in force in this process, by environment name."""
         return {name: bool(getattr(self.flags, attr)) for name, attr in NAMES.items()}
 
     def update(self, changes: Mapping[str, bool | None]) -> dict[str, bool]:
@@ -61,6 +72,7 @@ class RuntimeFlags:
         self.apply(self.store.flags())
 
     def apply(self, overrides: Mapping[str, bool]) -> None:
+        """Set the flags to env defaults plus `overrides`; with SSE off, move open streams to polling."""
         before = self.current()
         for name, attr in NAMES.items():
             setattr(self.flags, attr, bool(overrides.get(name, self.defaults[name])))
@@ -75,7 +87,7 @@ class RuntimeFlags:
         """End every open stream of this process with system.fallback."""
         frame = control_frame("system.fallback", {"poll_url": POLL_URL})
         ended = 0
-        for session in list(self._streams()):
+        for session in self._streams:
             if session.sub.end_reason is None:
                 session.sub.end("sse_disabled", frame)
                 ended += 1
@@ -85,22 +97,13 @@ class RuntimeFlags:
 
     def start(self) -> None:
         """Apply the stored overrides now (a worker forked after a change serves it at once), then every interval."""
-        if self._greenlet is None:
+        if not self._refresher.running:
             try:
                 self.refresh()
             except Exception as exc:
-                log.event("flags.refresh_failed", logging.WARNING, error=repr(exc))
-            self._greenlet = gevent.spawn(self._run)
+                self._refresher.on_error(exc)
+            self._refresher.start()
 
     def close(self) -> None:
-        if self._greenlet is not None:
-            self._greenlet.kill(block=False)
-            self._greenlet = None
-
-    def _run(self) -> None:
-        while True:
-            gevent.sleep(self.interval)
-            try:
-                self.refresh()
-            except Exception as exc:  # Redis down: keep the flags we have, retry next round
-                log.event("flags.refresh_failed", logging.WARNING, error=repr(exc))
+        """Stop the 1 s refresher."""
+        self._refresher.stop()

@@ -14,6 +14,9 @@ from gunicorn import glogging
 
 
 class Logger(glogging.Logger):
+    """gunicorn's logger, quiet about access lines unless an access log is configured."""
+
     def access(self, resp: Any, req: Any, environ: dict, request_time: Any) -> None:
+        """Format an access line only when there is an access log to write it to (a cost per request)."""
         if self.cfg.accesslog:
             super().access(resp, req, environ, request_time)

@@ -45,6 +45,7 @@ def watch(sock: Any, on_hangup: Callable[[str], None]) -> Any | None:
 
 
 def unwatch(watcher: Any | None) -> None:
+    """Stop and close a stream's hang-up watcher (None: nothing was watched); never raises."""
     if watcher is not None:
         watcher.stop()
         with contextlib.suppress(Exception):

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import logging
 
-import gevent
-
 from . import log
+from .background import Every, warn
 from .bus.base import BusUnavailable
 from .state.base import LeaseResult, SharedState
 
@@ -28,15 +27,17 @@ class ConnectionLeases:
         self.limit = limit
         self.ttl = ttl
         self._state = state
-        self._local: dict[str, str] = {}  # lease id (connection id) -> owner
-        self._refresher: gevent.Greenlet | None = None
+        # lease id -> owner: what this process holds (streams and waiting long-polls, "poll:<id>")
+        self._local: dict[str, str] = {}
+        # the next round retries; leases outlive one missed refresh
+        self._refresher = Every(ttl / 3, self.refresh, warn("lease.refresh_failed", leases=lambda: len(self._local)))
 
     def acquire(self, owner: str, lease: str) -> LeaseResult:
         """Take a slot for `owner`, or say when one may free up (BusUnavailable if the state is down)."""
         result = self._state.acquire_lease(owner, lease, self.limit, self.ttl)
         if result.granted:
             self._local[lease] = owner
-            self._start()
+            self._refresher.start()
         return result
 
     def release(self, owner: str, lease: str) -> None:
@@ -55,23 +56,6 @@ class ConnectionLeases:
             self._state.refresh_leases(held, self.ttl)
         return len(held)
 
-    @property
-    def held(self) -> int:
-        return len(self._local)
-
-    def _start(self) -> None:
-        if self._refresher is None or self._refresher.dead:
-            self._refresher = gevent.spawn(self._run)
-
-    def _run(self) -> None:
-        while True:
-            gevent.sleep(self.ttl / 3)
-            try:
-                self.refresh()
-            except Exception as exc:  # the next round retries; leases outlive one missed refresh
-                log.event("lease.refresh_failed", logging.WARNING, error=repr(exc), leases=len(self._local))
-
     def close(self) -> None:
-        if self._refresher is not None:
-            self._refresher.kill(block=False)
-            self._refresher = None
+        """Stop the refresher; the leases lapse by themselves within LEASE_TTL."""
+        self._refresher.stop()

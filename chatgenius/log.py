@@ -31,6 +31,7 @@ request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 def redact(text: str) -> str:
+    """`text` with bearer tokens, tickets and secrets replaced by `[redacted]`: log lines never carry credentials."""
     return _SECRET.sub(lambda m: (m.group("key") or m.group("scheme") or "") + "[redacted]", text)
 
 
@@ -51,6 +52,7 @@ class JsonFormatter(logging.Formatter):
     """Render a record as one JSON line: ts, level, event, message, then structured fields."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """One JSON object per line: ts, level, event, logger, pid, request id, then the event's fields."""
         out: dict[str, Any] = {
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
@@ -81,6 +83,7 @@ class TextFormatter(JsonFormatter):
     _HEAD = ("ts", "level", "event", "logger", "pid", "message", "error")
 
     def format(self, record: logging.LogRecord) -> str:
+        """The JSON line's fields as `time level event message key=value...`, for a terminal."""
         out = json.loads(super().format(record))
         clock = time.strftime("%H:%M:%S", time.localtime(out["ts"]))
         parts = [clock, f"{out['level']:<7}", out["event"]]
@@ -115,7 +118,3 @@ def event(name: str, level: int = logging.INFO, /, exc_info: BaseException | Non
         extra = {(k + "_" if k in _STD else k): v for k, v in fields.items()}
         extra["event"] = name
         logger.log(level, "", exc_info=exc_info, extra=extra)
-
-
-def now() -> float:
-    return time.time()

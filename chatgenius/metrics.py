@@ -43,6 +43,7 @@ CLOSE_REASONS = ("client_closed", "token_expiring", "slow_consumer", "drain", "b
 
 
 def multiprocess_dir() -> str | None:
+    """Where gunicorn's workers write their metric files, or None in a single process."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
@@ -173,6 +174,7 @@ class WorkersCollector(MultiProcessCollector):
     """
 
     def collect(self) -> Iterable[Metric]:
+        """Every worker's metric files merged; retried when a worker was mid-write to one."""
         for attempt in range(3):
             files = [f for f in glob.glob(os.path.join(self._path, "*.db")) if _sized(f)]
             try:

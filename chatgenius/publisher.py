@@ -60,6 +60,7 @@ class RedisPublisher(Publisher):
         return cls.from_url(str(values.pop("redis_url", "")), scope=scope, **values)
 
     def close(self) -> None:
+        """Close the publisher's Redis connections."""
         self.client.close()
 
     def __enter__(self) -> RedisPublisher:

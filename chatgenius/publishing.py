@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from .bus.base import BusUnavailable, IdempotencyConflict, Published, Quota, QuotaExceeded
-from .errors import ServiceError
+from .errors import ServiceError, bus_unavailable
 from .events import Draft, EventError, draft, drafts_from_request, idempotency_key
 
 APP_SCOPE = "app"  # the in-process and standalone publishers' keys; HTTP publishers' are "user:<sub>"
@@ -32,7 +32,9 @@ class Backend(Protocol):
 
     def publish_once(
         self, drafts: Sequence[Draft], scope: str, key: str | None = None, quotas: Sequence[Quota] = (),
-    ) -> Published: ...
+    ) -> Published:
+        """See EventBus.publish_once."""
+        ...
 
 
 def user_scope(user: str) -> str:
@@ -116,7 +118,7 @@ class Publisher:
         try:
             done = self.backend.publish_once(drafts, scope, key, quotas)
         except BusUnavailable as exc:
-            raise PublishError(503, "bus_unavailable", str(exc), headers={"Retry-After": "2"}) from None
+            raise bus_unavailable(exc, PublishError) from None
         except QuotaExceeded as exc:
             label = self.limits[quotas.index(exc.quota)][0]
             raise PublishError(

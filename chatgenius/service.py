@@ -20,15 +20,17 @@ from . import log
 from .auth import AuthError, DevIssuer, Identity, Verifier, bearer
 from .bus.base import BusUnavailable, EventBus, Published, Replay
 from .config import Settings
-from .cursor import Cursor, CursorError, parse
-from .errors import ServiceError, unavailable
+from .cursor import Cursor, CursorError
+from .errors import ServiceError, bus_unavailable
 from .events import Draft, EventError, parse_channels
-from .fanout import Subscriber
+from .flags import Flags
 from .leases import ConnectionLeases
 from .publishing import Publisher, PublishError, checked_key
 from .state.base import SharedState
 from .state.memory import MemoryState
 from .stream import StreamSession, control_frame, jittered, open_session
+from .streams import Streams
+from .subscriber import Subscriber
 from .tickets import Tickets
 
 
@@ -41,23 +43,28 @@ def unauthorized(reason: str, message: str) -> ServiceError:
     return ServiceError(401, "unauthorized", message, headers={"WWW-Authenticate": challenge}, extra={"reason": reason})
 
 
-class Flags:
-    """Runtime feature flags: defaults from the settings, overridable at run time."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.enable_sse = settings.enable_sse
-        self.enable_compression = settings.enable_compression
-
-    def as_dict(self) -> dict[str, bool]:
-        return {"ENABLE_SSE": self.enable_sse, "ENABLE_COMPRESSION": self.enable_compression}
+def reconnect_frame(retry_ms: int) -> bytes:
+    """`system.reconnect` with a jittered retry: how a stream ends when the server sends it away
+    (feed lost, admin kick), so that thousands of clients do not come back in the same instant."""
+    return control_frame("system.reconnect", {"retry_ms": jittered(retry_ms)})
 
 
 class Realtime:
     """Everything a request needs, built once per process by the factory."""
 
     def __init__(
-        self, settings: Settings, bus: EventBus, verifier: Verifier, dev: DevIssuer | None, state: SharedState | None = None,
+        self,
+        settings: Settings,
+        bus: EventBus,
+        verifier: Verifier,
+        dev: DevIssuer | None,
+        state: SharedState | None = None,
+        on_write: Callable[[list[bytes]], None] | None = None,
+        published: Sequence[Callable[[Sequence[Draft]], None]] = (),
+        streams: Streams | None = None,
     ) -> None:
+        """`on_write` hears each write of live frames to any stream (the hot path: one call), and
+        `published` the drafts each publish actually published (both: telemetry.py)."""
         self.settings = settings
         self.bus = bus
         self.verifier = verifier
@@ -68,10 +75,10 @@ class Realtime:
         # Streams this process accepts (gunicorn's worker_connections, set by drain.watch): a
         # detached stream (stream.py) leaves gunicorn's pool, so the pool no longer counts it.
         self.capacity: int | None = None
-        # Observers (telemetry.py): called after the fact, never able to refuse.
-        self.stream_opened: list[Callable[[StreamSession], None]] = []
-        self.stream_closed: list[Callable[[StreamSession], None]] = []
-        self.events_published: list[Callable[[Sequence[Draft]], None]] = []
+        # This process' open streams; observers (telemetry, presence) register with streams.observe.
+        self.streams = streams if streams is not None else Streams()
+        self.on_write = on_write
+        self._published = list(published)
         state = state if state is not None else MemoryState()
         self.tickets = Tickets(state, settings.ticket_ttl)
         self.leases = ConnectionLeases(state, settings.max_connections_per_user, settings.lease_ttl)
@@ -81,11 +88,12 @@ class Realtime:
         # Every publish goes through this one (POST /events, the app's own code: chatgenius.realtime(app)).
         self.publisher = Publisher(
             bus, settings.max_event_bytes, [(str(item), amount, seconds) for item, amount, seconds in self.publish_limits],
-            published=self.events_published,
+            published=self._published,
         )
 
     # -- identity ---------------------------------------------------------------
     def identify(self, authorization: str | None) -> Identity:
+        """The caller's Identity from an Authorization header, or a 401 with the reason."""
         try:
             identity = self.verifier.verify(bearer(authorization))
         except AuthError as exc:
@@ -98,7 +106,7 @@ class Realtime:
         try:
             issued = self.tickets.issue(identity)
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         if issued is None:
             raise unauthorized("expired", "token expires too soon to issue a ticket; refresh it first")
         ticket, expires_in = issued
@@ -110,13 +118,14 @@ class Realtime:
         try:
             identity = self.tickets.redeem(ticket)
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         if identity is None:
             raise unauthorized("bad_ticket", "ticket is unknown, used or expired; get a new one from POST /tickets")
         log.event("auth.ok", logging.DEBUG, user_id=identity.sub, via="ticket")
         return identity
 
     def authorize(self, identity: Identity, raw_channels: str | None) -> list[str]:
+        """The requested channels, parsed and each readable by `identity`, or a 400/403 naming them."""
         try:
             channels = parse_channels(raw_channels, self.settings.max_channels_per_stream)
         except EventError as exc:
@@ -127,17 +136,19 @@ class Realtime:
         return channels
 
     # -- streams ------------------------------------------------------------------
-    def sse_disabled(self) -> ServiceError:
+    def sse_disabled_error(self) -> ServiceError:
+        """The 503 a stream gets while SSE is switched off: it names the long-poll URL to use instead."""
         return ServiceError(503, "sse_disabled", "streaming is switched off; use long-polling", extra={"poll_url": "/poll"})
 
     def open_stream(self, identity: Identity, channels: list[str], last_event_id: str | None) -> tuple[StreamSession, dict]:
+        """Admit, lease and open one stream (subscribe, then replay after the cursor), or refuse it."""
         if not self.flags.enable_sse:
-            raise self.sse_disabled()
+            raise self.sse_disabled_error()
         if self.draining:
             raise ServiceError(503, "draining", "this worker is shutting down; retry", headers={"Retry-After": "1"})
         if self.capacity is not None and len(self.bus.hub.subscribers) >= self.capacity:
             raise ServiceError(503, "at_capacity", "this worker holds as many streams as it may; retry", headers={"Retry-After": "1"})
-        after = _cursor(last_event_id, self.bus)
+        after = _cursor(last_event_id, self.bus.parse_cursor)
         sub = Subscriber(uuid.uuid4().hex, identity.sub, channels, self.settings.queue_max_bytes)
         sub.resumed = after is not None
         sub.worker = self.worker_id
@@ -149,11 +160,11 @@ class Realtime:
         try:
             session = open_session(
                 self.bus, sub, after, self.settings.history_maxlen,
-                self.settings.heartbeat_interval, self.settings.reconnect_retry_ms, deadline,
+                self.settings.heartbeat_interval, self.settings.reconnect_retry_ms, deadline, self.on_write,
             )
         except BusUnavailable as exc:
             self.leases.release(identity.sub, sub.id)
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         except BaseException:
             self.leases.release(identity.sub, sub.id)
             raise
@@ -169,8 +180,7 @@ class Realtime:
             "connection.open", connection_id=sub.id, user_id=identity.sub, channels=connected["channels"],
             resumed=sub.resumed, replayed=len(session.replay.events), reset=session.replay.reset,
         )
-        for hook in self.stream_opened:
-            hook(session)
+        self.streams.opened(session)
         return session, connected
 
     def _lease(self, user: str, connection_id: str) -> None:
@@ -179,7 +189,7 @@ class Realtime:
         try:
             lease = self.leases.acquire(user, connection_id)
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         if not lease.granted:
             log.event("connection.reject", logging.INFO, user_id=user, reason="connection_limit", held=lease.held)
             retry_after = max(1, min(int(self.leases.ttl), math.ceil(lease.retry_after)))
@@ -196,15 +206,21 @@ class Realtime:
             "connection.close", connection_id=sub.id, user_id=sub.user_id, reason=session.stats.end_reason,
             duration=round(time.time() - sub.opened, 3), events_sent=sub.sent,
         )
-        for hook in self.stream_closed:
-            hook(session)
+        self.streams.closed(session)
+
+    def announce_published(self, drafts: Sequence[Draft]) -> None:
+        """Tell the publish observers of drafts published without the Publisher (chat's user.typing)."""
+        for hook in self._published:
+            hook(drafts)
 
     def reconnect_frame(self, sub: Subscriber) -> bytes:
-        return control_frame("system.reconnect", {"retry_ms": jittered(self.settings.reconnect_retry_ms)})
+        """The `system.reconnect` frame a stream ends with when the service asks the client to come back."""
+        return reconnect_frame(self.settings.reconnect_retry_ms)
 
     # -- long-poll ------------------------------------------------------------------
     def poll(self, identity: Identity, channels: list[str], raw_cursor: str | None, timeout: float) -> dict:
-        after = _cursor(raw_cursor, self.bus)
+        """One long-poll: events after the cursor, waiting up to `timeout` s for the first one."""
+        after = _cursor(raw_cursor, self.bus.parse_cursor)
         try:
             if after is None:
                 return {"events": [], "cursor": str(self.bus.head()), "reset": False}
@@ -226,7 +242,7 @@ class Realtime:
             finally:
                 self.leases.release(identity.sub, "poll:" + sub.id)
         except BusUnavailable as exc:
-            raise unavailable(exc) from None
+            raise bus_unavailable(exc) from None
         return _poll_result(found, live)
 
     # -- publishing -------------------------------------------------------------------
@@ -255,11 +271,11 @@ class Realtime:
         return done
 
 
-def _cursor(raw: str | None, bus: object = None) -> Cursor | None:
+def _cursor(raw: str | None, parse: Callable[[str], Cursor]) -> Cursor | None:
     if raw is None or raw.strip() == "":
         return None
     try:
-        return getattr(bus, "parse_cursor", parse)(raw.strip())  # Redis Cluster: a vector (shard_cursor.py)
+        return parse(raw.strip())
     except CursorError as exc:
         raise ServiceError(400, "bad_cursor", str(exc)) from None
 

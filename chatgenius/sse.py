@@ -6,6 +6,10 @@ split into several `data:` lines, which the client joins back with LF; `id` and
 `event` values with a line break or NUL are refused, since no honest caller
 makes them. Event payloads are JSON with every non-ASCII character escaped, so
 in practice they are always one line and U+2028/U+2029 never reach the wire raw.
+
+This module is the only place event parts become SSE bytes: the memory bus and
+history replay call `durable_frame`/`ephemeral_frame`, the Redis reader calls
+`frame_from_live` (the cluster's `body_from_live`) on what lua/publish.lua published.
 """
 
 from __future__ import annotations
@@ -61,6 +65,29 @@ def durable_frame(cursor: str, etype: str, envelope: str) -> bytes:
     return b"".join(
         (b"id: ", cursor.encode(), b"\nevent: ", etype.encode(), b"\ndata: ", envelope.encode(), b"\n\n")
     )
+
+
+def frame_from_live(payload: bytes) -> tuple[bytes, int, bytes]:
+    """(epoch, seq, frame) of a Redis live payload, without parsing its JSON.
+
+    The payload is `<cursor>\n<type>\n<envelope>` as lua/publish.lua publishes it,
+    the cursor empty for an ephemeral event (epoch b"", seq 0). The frame is
+    byte for byte what `durable_frame` / `ephemeral_frame` make of the same parts;
+    the reader builds it once per event, for every local stream.
+    """
+    cursor, etype, envelope = payload.split(b"\n", 2)
+    if not cursor:
+        return b"", 0, b"event: " + etype + b"\ndata: " + envelope + b"\n\n"
+    epoch, _, seq = cursor.rpartition(b"-")
+    return epoch, int(seq), b"id: " + cursor + b"\nevent: " + etype + b"\ndata: " + envelope + b"\n\n"
+
+
+def body_from_live(payload: bytes) -> tuple[bytes, int, bytes]:
+    """`frame_from_live` without the `id:` line: on Redis Cluster each stream writes its own id
+    (its vector of shard positions, shard_cursor.stamp) before the shared body."""
+    cursor, etype, envelope = payload.split(b"\n", 2)
+    epoch, _, seq = cursor.rpartition(b"-")
+    return epoch, int(seq or 0), b"event: " + etype + b"\ndata: " + envelope + b"\n\n"
 
 
 def ephemeral_frame(etype: str, envelope: str) -> bytes:

@@ -19,15 +19,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import gevent
-
 from . import log
 from .bus.base import EventBus, Replay
 from .cursor import Cursor
-from .fanout import Frame, Subscriber
-from .hangup import unwatch, watch
+from .hangup import unwatch
 from .shard_cursor import Stamped, Vector, stamp_replay
 from .sse import comment, encode, retry
+from .subscriber import Frame, Subscriber
 from .wire import THROUGH_SERVER, GunicornSocket, Transport
 
 
@@ -65,14 +63,13 @@ class StreamSession:
     deadline: float | None  # wall-clock time to send system.reauth
     on_close: Callable[[StreamSession], None] | None = None
     stats: StreamStats = field(default_factory=StreamStats)
-    on_heartbeat: Callable[[], None] | None = None
     on_write: Callable[[list[bytes]], None] | None = None  # after each write of live frames (metrics)
     # Called once the head has gone out: the transport to write through (wire.transport_for).
     transport: Callable[[], Transport] | None = None
     request_id: str | None = None  # bound to the log lines the stream writes after its view returned
     on_error: Callable[[BaseException], None] | None = None  # a failure inside the loop (a bug): count, log
     hangup: Any = None  # the watcher that ends the stream when its client closes (hangup.py)
-    detach: bool = False  # DETACH_IDLE_STREAMS: on a gunicorn socket, no greenlet while idle (_detach)
+    detach: bool = False  # DETACH_IDLE_STREAMS: on a gunicorn socket, no greenlet while idle (detached.py)
 
 
 def open_session(
@@ -83,6 +80,7 @@ def open_session(
     heartbeat: float,
     retry_ms: int,
     deadline: float | None,
+    on_write: Callable[[list[bytes]], None] | None = None,
 ) -> StreamSession:
     """Attach first (live frames buffer in the queue), then read history: race-free resume."""
     channels = sorted(sub.channels)
@@ -97,12 +95,12 @@ def open_session(
         frames, position = stamp_replay(after if isinstance(after, Vector) else None, found.head, bodies)
         found.events = [Stamped(f) for f in frames]  # type: ignore[misc]
         sub.set_position(position)
-        return StreamSession(bus, sub, found, 0, heartbeat, retry_ms, deadline)
+        return StreamSession(bus, sub, found, 0, heartbeat, retry_ms, deadline, on_write=on_write)
     # History was read up to the head of one consistent snapshot: any live frame at or
     # below it was either replayed or is older than the cursor. Drop those, keep the rest.
     floor = found.head.seq if after is not None and found.head is not None else 0
     sub.set_floor(floor)  # drops those already queued; the hub drops later ones
-    return StreamSession(bus, sub, found, floor, heartbeat, retry_ms, deadline)
+    return StreamSession(bus, sub, found, floor, heartbeat, retry_ms, deadline, on_write=on_write)
 
 
 def serve(session: StreamSession, connected: dict) -> Iterator[bytes]:
@@ -124,8 +122,10 @@ def serve(session: StreamSession, connected: dict) -> Iterator[bytes]:
         out = session.transport() if session.transport is not None else THROUGH_SERVER
         sub.last_write = time.monotonic()
         if session.detach and isinstance(out, GunicornSocket):
+            from .detached import detach  # built on this module's loop steps: imported where used
+
             detached = True
-            _detach(session, out)
+            detach(session, out)
             return  # gunicorn closes its copy of the socket and this greenlet ends
         sub.out = out
         if out.direct:
@@ -133,15 +133,15 @@ def serve(session: StreamSession, connected: dict) -> Iterator[bytes]:
             # nothing rather than the first write (which holds the replay).
             yield b""
         while True:
-            _arm(session)
-            step = _next_write(session, sub.take(None))  # waits here (not in a helper: a frame less parked)
+            arm(session)
+            step = next_write(session, sub.take(None))  # waits here (not in a helper: a frame less parked)
             if step is None:
                 continue
             kept, data, last = step
             yield from out.write(data)
             if out.closed:
                 return
-            _wrote(session, kept)
+            wrote(session, kept)
             if last:
                 return
     except Exception as exc:
@@ -150,16 +150,16 @@ def serve(session: StreamSession, connected: dict) -> Iterator[bytes]:
             session.on_error(exc)
         raise
     finally:
-        if not detached:  # else the connection, and the session's release, belong to _flush
+        if not detached:  # else the connection, and the session's release, belong to detached.py
             sub.out = THROUGH_SERVER  # the socket goes back to the server: the hub must not touch it
             if sub.end_reason is not None and stats.end_reason == "client_closed":
                 stats.end_reason = sub.end_reason  # ended while blocked in a write (slow consumer)
             log.request_id.set(session.request_id)
-            _release(session)
+            release(session)
             log.request_id.set(None)
 
 
-def _arm(session: StreamSession) -> None:
+def arm(session: StreamSession) -> None:
     """Tell the hub's ticker when to wake the loop without frames: heartbeat or deadline (Hub.start_ticker)."""
     sub = session.sub
     now = time.monotonic()
@@ -169,7 +169,7 @@ def _arm(session: StreamSession) -> None:
     sub.due = now + max(0.0, timeout)
 
 
-def _next_write(session: StreamSession, frames: list[Frame]) -> tuple[list[bytes], bytes, bool] | None:
+def next_write(session: StreamSession, frames: list[Frame]) -> tuple[list[bytes], bytes, bool] | None:
     """What to write after a wake-up with `frames`: (live frames, the bytes to write, last write?),
     or None when there is nothing to do yet.
 
@@ -195,7 +195,7 @@ def _next_write(session: StreamSession, frames: list[Frame]) -> tuple[list[bytes
     return None
 
 
-def _wrote(session: StreamSession, kept: list[bytes]) -> None:
+def wrote(session: StreamSession, kept: list[bytes]) -> None:
     """After a write went out: count live frames, and the heartbeat."""
     sub = session.sub
     sub.last_write = time.monotonic()
@@ -203,103 +203,10 @@ def _wrote(session: StreamSession, kept: list[bytes]) -> None:
         sub.sent += len(kept)
         if session.on_write is not None:
             session.on_write(kept)
-    if session.stats.heartbeat_pending:
-        session.stats.heartbeat_pending = False
-        if session.on_heartbeat is not None:
-            session.on_heartbeat()
+    session.stats.heartbeat_pending = False
 
 
 _SENT = Replay()
-
-class _Resume:
-    """A detached stream's wake-up flag (in place of its Wake): setting it starts a writer greenlet.
-
-    Why: a greenlet parked for an idle stream keeps its C stack and gunicorn's
-    request objects (about 10 KiB, docs/PERFORMANCE.md). A detached stream is
-    its socket, its subscriber and this session; the hub writes to it
-    directly, and a greenlet exists only while there is something to write:
-    a backlog, a heartbeat or a deadline (woken by the hub's ticker), the end.
-    """
-
-    __slots__ = ("session", "running")
-
-    def __init__(self, session: StreamSession) -> None:
-        self.session = session
-        self.running = False
-
-    def set(self) -> None:
-        if not self.running:
-            self.running = True
-            gevent.spawn(_flush, self)
-
-    def clear(self) -> None:
-        pass
-
-    def wait(self, timeout: float | None = None) -> None:
-        pass  # nobody waits: Subscriber.take returns what is queued
-
-
-def _detach(session: StreamSession, out: GunicornSocket) -> None:
-    """After head and replay: take the connection from gunicorn and leave it to the hub and the ticker."""
-    sub = session.sub
-    owned = out.detach()
-    session.transport = None  # holds the request's environ
-    unwatch(session.hangup)  # on gunicorn's descriptor, which it is about to close
-    session.hangup = watch(owned.socket, sub.end)
-    sub.out = owned
-    resume = _Resume(session)
-    sub._wake = resume  # type: ignore[assignment]
-    _arm(session)  # the ticker wakes it for heartbeats and the deadline
-    if sub.depth or sub.end_reason is not None:
-        resume.set()
-
-
-def _flush(resume: _Resume) -> None:
-    """A detached stream's writer: what serve's loop does, until there is nothing left to write."""
-    session = resume.session
-    sub = session.sub
-    out: GunicornSocket = sub.out  # type: ignore[assignment]
-    log.request_id.set(session.request_id)
-    try:
-        while True:
-            _arm(session)
-            step = _next_write(session, sub.take(0))
-            if step is None:
-                return
-            kept, data, last = step
-            if not last:
-                out.write(data)
-                if not out.closed:
-                    _wrote(session, kept)
-                    continue
-                # a failed write: the client is gone, or was too slow (ended while we wrote)
-                _close_detached(session, b"", sub.end_reason or "client_closed")
-                return
-            _close_detached(session, data, session.stats.end_reason, kept)
-            return
-    except Exception as exc:
-        if session.on_error is not None:
-            session.on_error(exc)
-        if not out.closed:
-            _close_detached(session, b"", "client_closed")
-    finally:
-        resume.running = out.closed  # once closed (and released), never again: a late end() is a no-op
-        log.request_id.set(None)
-
-
-def _close_detached(session: StreamSession, final: bytes, reason: str, kept: list[bytes] | None = None) -> None:
-    """Write `final` (holding the live frames `kept`) and the closing chunk, close the connection,
-    release the session."""
-    sub = session.sub
-    unwatch(session.hangup)  # before the descriptor is closed and reused
-    session.hangup = None
-    session.stats.end_reason = reason
-    sub.end(reason)  # the hub stops offering (the first reason stays)
-    try:
-        if sub.out.finish(final) and kept:  # type: ignore[attr-defined]
-            _wrote(session, kept)
-    finally:
-        _release(session)
 
 
 def _first_write(session: StreamSession, connected: dict) -> bytes:
@@ -315,7 +222,8 @@ def _first_write(session: StreamSession, connected: dict) -> bytes:
     return b"".join(head)
 
 
-def _release(session: StreamSession) -> None:
+def release(session: StreamSession) -> None:
+    """The stream is over: stop watching for a hang-up, leave the bus, tell the owner (on_close)."""
     # First: the socket goes back to the server, which may close it and reuse its descriptor.
     unwatch(session.hangup)
     session.hangup = None
@@ -351,6 +259,7 @@ class StreamBody:
         return self._gen
 
     def close(self) -> None:
+        """gunicorn's close of the response: ends the stream's loop, or releases a stream that never ran."""
         if self._closed:
             return
         self._closed = True
@@ -359,4 +268,4 @@ class StreamBody:
             gen.close()  # type: ignore[attr-defined]  # serve()'s finally releases the session
         else:
             self._connected = None
-            _release(self.session)
+            release(self.session)

@@ -1,9 +1,9 @@
 """Telemetry: the service's hooks feed the metrics and the aggregated logs.
 
-Nothing here is called from the code it observes by name: `Telemetry` hangs
-itself on Realtime's hook lists (stream opened/closed, events published), on
-each StreamSession (`on_write`) and on the bus's Hub (`on_dispatch`); every
-refused request reaches `refused` from web/observe.py with the code and reason
+Nothing here is called from the code it observes by name: the factory wires
+`Telemetry` in as a StreamObserver of the stream registry (streams.py), as
+Realtime's `on_write` (every stream write) and publish observer, and as the
+Hub's dispatch observer (`Hub.observe_dispatch`); every refused request reaches `refused` from web/observe.py with the code and reason
 of its JSON error, which is how auth failures are counted wherever they arise
 (bearer, ticket). Per event per worker it parses the envelope's `ts` once (reader
 lag); per stream write it adds to a plain integer and, for one write in
@@ -23,16 +23,15 @@ import logging
 import os
 import resource
 import time
-import weakref
 from collections.abc import Callable, Sequence
 
-import gevent
-
 from . import heap, log
+from .background import Every
+from .bus.base import EventBus
 from .events import Draft
 from .metrics import Metrics, collect, snapshot
-from .service import Realtime
 from .stream import StreamSession
+from .streams import Streams
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 LATENCY_SAMPLES = 1000  # broadcast latency observations per second per worker, at most
@@ -87,23 +86,23 @@ def refusal(status: int, code: str) -> tuple[str, str] | None:
 
 
 class Telemetry:
-    """One per app: metrics plus the interval counters of the `broadcast` log line."""
+    """One per app: metrics plus the interval counters of the `broadcast` log line (a StreamObserver)."""
 
     def __init__(
         self,
-        rt: Realtime,
+        bus: EventBus,
+        streams: Streams,
         metrics: Metrics,
         summary_interval: float = 10.0,
         sample_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.rt = rt
+        self.bus = bus
+        self.streams = streams
         self.metrics = metrics
         self.summary_interval = summary_interval
         self.sample_interval = sample_interval
         self._clock = clock
-        self._users: dict[str, int] = {}
-        self._streams = 0
         self._lag = 0.0  # worst reader lag since the last sample
         self._unflushed = 0  # live frames written since the last flush into the counter
         self._writes = 0
@@ -111,7 +110,7 @@ class Telemetry:
         self._stride = 1
         self._reconnects_seen = 0
         self._greenlets_at = float("-inf")
-        self._greenlet: gevent.Greenlet | None = None
+        self._sampler = Every(sample_interval, self.sample, _sample_failed)
         # The `broadcast` summary's counters, reset at each line.
         self._by_type: dict[str, int] = {}
         self._dispatched = 0
@@ -119,23 +118,15 @@ class Telemetry:
         self._direct = 0  # of _delivered, written by the bus reader itself (fanout.Hub)
         self._max_lag = 0.0
         self._since = time.monotonic()
-        rt.stream_opened.append(self.stream_opened)
-        rt.stream_closed.append(self.stream_closed)
-        rt.events_published.append(self.events_published)
-        rt.bus.hub.on_dispatch = self.dispatched
 
     # -- hooks -----------------------------------------------------------------------
     def stream_opened(self, session: StreamSession) -> None:
+        """See StreamObserver.stream_opened: connection, reconnection and replay counters."""
         m = self.metrics
-        sub = session.sub
         m.connections.inc()
         m.opened.inc()
-        self._streams += 1
-        held = self._users.get(sub.user_id, 0)
-        self._users[sub.user_id] = held + 1
-        if not held:
-            m.users.set(len(self._users))
-        if sub.resumed:
+        m.users.set(self.streams.users)
+        if session.sub.resumed:
             replayed = len(session.replay.events)
             m.reconnections.inc()
             m.replay_size.observe(replayed)
@@ -143,7 +134,6 @@ class Telemetry:
                 m.delivered_replay.inc(replayed)
         if session.replay.reset:
             m.resets.inc()
-        session.on_write = self.stream_wrote
 
     def stream_wrote(self, frames: list[bytes]) -> None:
         """After a write of live frames to one stream (the hot path): count them, time the oldest now and then."""
@@ -156,11 +146,13 @@ class Telemetry:
                 self.metrics.latency.observe(max(0.0, self._clock() - ts))
 
     def flush(self) -> None:
+        """Add the live deliveries counted since the last flush to the counter (cheap per-frame counting)."""
         if self._unflushed:
             self.metrics.delivered_live.inc(self._unflushed)
             self._unflushed = 0
 
     def stream_closed(self, session: StreamSession) -> None:
+        """See StreamObserver.stream_closed: close reason, duration, slow consumers, missed heartbeats."""
         m = self.metrics
         sub = session.sub
         reason = session.stats.end_reason
@@ -172,15 +164,10 @@ class Telemetry:
         if session.stats.heartbeat_pending:
             m.heartbeat_failures.inc()
         self.flush()  # a draining worker's last writes are counted before it exits
-        self._streams -= 1
-        held = self._users.get(sub.user_id, 0) - 1
-        if held > 0:
-            self._users[sub.user_id] = held
-        else:
-            self._users.pop(sub.user_id, None)
-            m.users.set(len(self._users))
+        m.users.set(self.streams.users)
 
     def events_published(self, drafts: Sequence[Draft]) -> None:
+        """Count published events by type (the counter and the `broadcast` summary)."""
         counts: dict[str, int] = {}
         for d in drafts:
             counts[d.type] = counts.get(d.type, 0) + 1
@@ -220,6 +207,7 @@ class Telemetry:
         return kind[1]
 
     def error(self, kind: str) -> None:
+        """Count an internal error of `kind` (chatgenius_errors_total)."""
         self.metrics.errors[kind].inc()
 
     def stream_failed(self, exc: BaseException) -> None:
@@ -228,6 +216,7 @@ class Telemetry:
         log.event("error", logging.ERROR, where="stream", error=repr(exc), exc_info=exc)
 
     def set_capacity(self, worker_connections: int) -> None:
+        """Export the worker's stream capacity (WORKER_CONNECTIONS), the gauge's ceiling."""
         self.metrics.capacity.set(worker_connections)
 
     # -- reading -------------------------------------------------------------------------
@@ -240,16 +229,16 @@ class Telemetry:
 
     # -- the sampler ---------------------------------------------------------------------
     def start(self) -> None:
+        """Take one sample now, then start the sampler greenlet."""
         self.sample()
-        if self._greenlet is None:
-            self._greenlet = gevent.spawn(_sampler, weakref.ref(self), self.sample_interval)
+        self._sampler.start()
 
     def stop(self) -> None:
-        if self._greenlet is not None:
-            self._greenlet.kill(block=False)
-            self._greenlet = None
+        """Stop the sampler greenlet."""
+        self._sampler.stop()
 
     def sample(self) -> None:
+        """Refresh the gauges (memory, greenlets, reader state, lag) and write the `broadcast` line when due."""
         m = self.metrics
         self.flush()
         writes = self._writes - self._writes_seen
@@ -259,11 +248,11 @@ class Telemetry:
         if time.monotonic() - self._greenlets_at >= GREENLET_COUNT_INTERVAL:
             self._greenlets_at = time.monotonic()
             m.greenlets.set(count_greenlets())
-        m.reader_up.set(1 if self.rt.bus.health() is None else 0)
+        m.reader_up.set(1 if self.bus.health() is None else 0)
         m.reader_lag.set(max(0.0, self._lag))
         self._max_lag = max(self._max_lag, self._lag)
         self._lag = 0.0
-        reconnects = int(getattr(self.rt.bus, "reader_reconnects", 0))
+        reconnects = int(getattr(self.bus, "reader_reconnects", 0))
         if reconnects > self._reconnects_seen:
             m.reader_reconnects.inc(reconnects - self._reconnects_seen)
             m.errors["bus_reader"].inc(reconnects - self._reconnects_seen)
@@ -283,22 +272,13 @@ class Telemetry:
                 delivered=self._delivered,
                 direct=self._direct,
                 max_lag=round(self._max_lag, 4),
-                streams=self._streams,
+                streams=len(self.streams),
                 interval=round(now - self._since, 3),
             )
         self._by_type, self._dispatched, self._delivered, self._direct, self._max_lag = {}, 0, 0, 0, 0.0
         self._since = now
 
 
-def _sampler(ref: weakref.ref[Telemetry], interval: float) -> None:
-    """Sample until the app (and with it its Telemetry) is gone."""
-    while True:
-        gevent.sleep(interval)
-        telemetry = ref()
-        if telemetry is None:
-            return
-        try:
-            telemetry.sample()
-        except Exception:  # a sampling bug must not end sampling
-            logging.getLogger(__name__).exception("telemetry sample failed")
-        del telemetry
+def _sample_failed(exc: Exception) -> None:
+    """A sampling bug must not end sampling: logged, and the next round runs."""
+    logging.getLogger(__name__).error("telemetry sample failed", exc_info=exc)

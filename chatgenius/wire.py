@@ -206,6 +206,7 @@ class GunicornSocket:
         return self._sock
 
     def send_nowait(self, data: bytes) -> int:
+        """Send a frame now if the stream is idle and the socket takes it: SENT, QUEUED (the loop writes it) or CLOSED."""
         if self.busy or self.rest:
             return QUEUED  # behind the loop's write, or behind the rest of a chunk
         if self.closed:

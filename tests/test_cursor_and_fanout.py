@@ -8,7 +8,8 @@ import gevent
 import pytest
 
 from chatgenius.cursor import Cursor, CursorError, new_epoch, parse
-from chatgenius.fanout import Hub, Subscriber, Wake
+from chatgenius.fanout import Hub
+from chatgenius.subscriber import Subscriber, Wake
 
 
 def test_cursor_round_trip_and_strictness():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatgenius.events import EventError, drafts_from_request
-from chatgenius.presence import presence_draft
+from chatgenius.presence.base import presence_draft
 
 
 def test_publishing_user_presence_is_refused_alone_and_in_a_batch() -> None:

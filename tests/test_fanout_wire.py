@@ -17,7 +17,8 @@ import time
 import gevent
 import pytest
 
-from chatgenius.fanout import Hub, Subscriber
+from chatgenius.fanout import Hub
+from chatgenius.subscriber import Subscriber
 from chatgenius.wire import CLOSED, QUEUED, GunicornSocket
 
 CH = "channel:w"

@@ -1,8 +1,8 @@
 """ConnectionLeases (the per-user stream cap of one process) on the in-memory state, with a clock the test moves.
 
 The state's own lease rules are the contract suite's (tests/bus/test_contract.py);
-this is the process side: what is held locally, what a refresh extends, what a
-release gives back, and that a state outage on release is survived.
+this is the process side: what is held locally (what a refresh extends and counts),
+what a release gives back, and that a state outage on release is survived.
 """
 
 from __future__ import annotations
@@ -41,22 +41,22 @@ def test_the_limit_holds_and_a_release_frees_a_slot(leases: ConnectionLeases):
     assert leases.acquire("alice", "c1").granted and leases.acquire("alice", "c2").granted
     full = leases.acquire("alice", "c3")
     assert not full.granted and full.held == 2 and 0 < full.retry_after <= 30
-    assert leases.held == 2  # a refused lease is not held
+    assert leases.refresh() == 2  # a refused lease is not held
     assert leases.acquire("bob", "c9").granted  # per owner
     leases.release("alice", "c1")
-    assert leases.held == 2  # alice's c2 and bob's c9
+    assert leases.refresh() == 2  # alice's c2 and bob's c9
     assert leases.acquire("alice", "c3").granted
 
 
 def test_releasing_what_is_not_held_here_does_not_touch_the_state(leases: ConnectionLeases):
     assert leases.acquire("alice", "c1").granted
     leases.release("alice", "c-unknown")
-    assert leases.held == 1
+    assert leases.refresh() == 1
     assert leases.acquire("alice", "c2").granted
     assert not leases.acquire("alice", "c3").granted  # c1 is still taken
     leases.release("alice", "c1")
     leases.release("alice", "c1")  # twice: the second is a no-op
-    assert leases.held == 1 and leases.acquire("alice", "c3").granted
+    assert leases.refresh() == 1 and leases.acquire("alice", "c3").granted
 
 
 def test_refresh_extends_every_local_lease_and_unrefreshed_ones_expire(clock: Clock, leases: ConnectionLeases):
@@ -93,7 +93,7 @@ def test_a_release_while_the_state_is_down_is_logged_not_raised(clock: Clock, ca
     assert leases.acquire("alice", "c1").granted
     with caplog.at_level(logging.WARNING, logger="chatgenius"):
         leases.release("alice", "c1")  # must not raise: the lease expires within the TTL by itself
-    assert leases.held == 0
+    assert leases.refresh() == 0
     [record] = [r for r in caplog.records if getattr(r, "event", None) == "lease.release_failed"]
     assert record.levelno == logging.WARNING
     assert (record.user_id, record.connection_id, record.error) == ("alice", "c1", "redis unavailable")
@@ -122,10 +122,10 @@ def test_a_failed_refresh_is_logged_and_the_refresher_keeps_going(clock: Clock, 
 
 def test_the_refresher_runs_every_third_of_the_ttl(clock: Clock):
     state = MemoryState(clock)
-    leases = ConnectionLeases(state, limit=1, ttl=0.3)
     refreshed: list[int] = []
-    real = leases.refresh
-    leases.refresh = lambda: refreshed.append(real()) or refreshed[-1]  # type: ignore[method-assign]
+    real = state.refresh_leases
+    state.refresh_leases = lambda held, ttl: refreshed.append(len(held)) or real(held, ttl)  # type: ignore[method-assign]
+    leases = ConnectionLeases(state, limit=1, ttl=0.3)
     assert leases.acquire("alice", "c1").granted
     gevent.sleep(0.35)  # three refresh periods of 0.1 s
     leases.close()

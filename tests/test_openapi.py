@@ -12,6 +12,7 @@ import yaml
 from flask import Flask
 from support.procs import REPO_ROOT
 
+import chatgenius
 from chatgenius.factory import create_app
 
 METHODS = {"get", "post", "put", "delete", "patch"}
@@ -22,9 +23,7 @@ TEXT_SUFFIXES = {".md", ".py", ".js", ".mjs", ".html", ".yaml", ".yml", ".sh", "
 def app() -> Iterator[Flask]:
     app = create_app(env={"AUTH_MODE": "dev"})
     yield app
-    app.extensions["chatgenius.chat"].presence.close()
-    app.extensions["chatgenius.admin"].flags.close()
-    app.extensions["chatgenius"].bus.close()
+    chatgenius.close(app)
 
 
 def openapi_path(rule: str) -> str:

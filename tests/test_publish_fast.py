@@ -7,12 +7,13 @@ tell which path answered; answers are compared with what the blueprint gives.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 
+import chatgenius
 from chatgenius.factory import create_app
 from chatgenius.web.publish_fast import FastPublish
 
@@ -32,14 +33,28 @@ class Counted:
         return self.app(environ, start_response)
 
 
-def make(**env: str) -> tuple[Flask, Counted, str]:
-    app = create_app(env={"AUTH_MODE": "dev", **env})
-    fast = app.wsgi_app
-    assert isinstance(fast, FastPublish)
-    behind = fast.app = Counted(fast.app)
-    client = app.test_client()
-    token = client.post("/dev/token", json={"sub": "pub", "channels": ["channel:*"], "permissions": ["publish:events"]}).get_json()["token"]
-    return app, behind, token
+Make = Callable[..., tuple[Flask, Counted, str]]
+
+
+@pytest.fixture
+def make() -> Iterator[Make]:
+    """Apps with their counted Flask app and a publisher's token; closed after the test."""
+    made: list[Flask] = []
+
+    def build(**env: str) -> tuple[Flask, Counted, str]:
+        app = create_app(env={"AUTH_MODE": "dev", **env})
+        made.append(app)
+        fast = app.wsgi_app
+        assert isinstance(fast, FastPublish)
+        behind = fast.app = Counted(fast.app)
+        client = app.test_client()
+        claims = {"sub": "pub", "channels": ["channel:*"], "permissions": ["publish:events"]}
+        token = client.post("/dev/token", json=claims).get_json()["token"]
+        return app, behind, token
+
+    yield build
+    for app in made:
+        chatgenius.close(app)
 
 
 def post(app: Flask, token: str, body: object, **headers: str):
@@ -52,7 +67,7 @@ def shape(resp) -> tuple[int, dict, object]:
     return resp.status_code, {k: v for k, v in resp.headers.items() if k not in VARYING}, resp.get_json()
 
 
-def test_a_token_seen_once_publishes_without_flask_and_gets_the_same_answer():
+def test_a_token_seen_once_publishes_without_flask_and_gets_the_same_answer(make: Make):
     app, behind, token = make()
     first = post(app, token, EVENT)  # the token is verified (and cached) by the full path
     assert behind.calls == 2  # /dev/token and this publish
@@ -70,7 +85,7 @@ def test_a_token_seen_once_publishes_without_flask_and_gets_the_same_answer():
     assert post(app, token, EVENT, **{"X-Request-ID": "trace-42"}).headers["X-Request-ID"] == "trace-42"
 
 
-def test_a_batch_takes_the_fast_path_too():
+def test_a_batch_takes_the_fast_path_too(make: Make):
     app, behind, token = make()
     post(app, token, EVENT)
     calls = behind.calls
@@ -89,7 +104,7 @@ def test_a_batch_takes_the_fast_path_too():
     ],
     ids=["origin", "not-json-type", "bad-json", "deep-json"],
 )
-def test_unusual_requests_go_to_flask_with_their_body(headers, body):
+def test_unusual_requests_go_to_flask_with_their_body(make: Make, headers, body):
     app, behind, token = make()
     post(app, token, EVENT)
     calls = behind.calls
@@ -101,7 +116,7 @@ def test_unusual_requests_go_to_flask_with_their_body(headers, body):
         assert resp.status_code == 400 and resp.get_json()["error"] == "bad_json"
 
 
-def test_a_query_string_or_an_unverified_token_goes_to_flask():
+def test_a_query_string_or_an_unverified_token_goes_to_flask(make: Make):
     app, behind, token = make()
     calls = behind.calls
     assert post(app, token, EVENT).status_code == 201  # not verified in this process yet
@@ -113,7 +128,7 @@ def test_a_query_string_or_an_unverified_token_goes_to_flask():
     assert resp.status_code == 401 and behind.calls == calls + 3
 
 
-def test_gzip_clients_go_to_flask_while_compression_is_on():
+def test_gzip_clients_go_to_flask_while_compression_is_on(make: Make):
     app, behind, token = make(ENABLE_COMPRESSION="true")
     post(app, token, EVENT)
     calls = behind.calls
@@ -123,7 +138,7 @@ def test_gzip_clients_go_to_flask_while_compression_is_on():
     assert behind.calls == calls + 1
 
 
-def test_refusals_after_parsing_are_the_blueprints_answers():
+def test_refusals_after_parsing_are_the_blueprints_answers(make: Make):
     app, behind, token = make(RATE_LIMIT_PUBLISH="3/minute")
     reader = app.test_client().post("/dev/token", json={"sub": "reader", "channels": ["channel:*"]}).get_json()["token"]
     bad = {**EVENT, "type": "no.such"}
@@ -140,7 +155,7 @@ def test_refusals_after_parsing_are_the_blueprints_answers():
     assert behind.calls == calls
 
 
-def test_an_idempotency_key_on_the_fast_path_answers_the_first_ids_once_more():
+def test_an_idempotency_key_on_the_fast_path_answers_the_first_ids_once_more(make: Make):
     app, behind, token = make()
     post(app, token, EVENT)
     calls = behind.calls

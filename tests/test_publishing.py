@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import flask
 import pytest
 from flask import Flask
+from support.procs import wait_until
 
 import chatgenius
 from chatgenius.factory import create_app
@@ -23,6 +24,7 @@ def app(request) -> Iterator[Flask]:
     if request.param == "redis":
         env["REDIS_URL"] = request.getfixturevalue("redis_url")
     app = create_app(env=env)
+    wait_until(lambda: app.extensions["chatgenius"].bus.health() is None, 5, message="the bus is connected")
 
     @app.post("/app/messages")
     def post_message():
@@ -32,13 +34,7 @@ def app(request) -> Iterator[Flask]:
         return {"id": chatgenius.realtime(app).publish(CHAN, "message.created", body, idempotency_key=key)}, 201
 
     yield app
-    app.extensions["chatgenius.chat"].presence.close()
-    app.extensions["chatgenius.admin"].flags.close()
-    bus = app.extensions["chatgenius"].bus
-    bus.close()
-    if request.param == "redis":  # the pools were handed to the clients, so close() leaves them open
-        bus.client.connection_pool.disconnect()
-        bus._feed_client.connection_pool.disconnect()
+    chatgenius.close(app)
 
 
 def token(client, sub: str, permissions: list[str] | None = None) -> dict[str, str]:

@@ -14,8 +14,8 @@ from support.stream_loop import CHAN, RacingBus, ev, frames_of, ids
 
 from chatgenius.bus.memory import MemoryBus
 from chatgenius.cursor import parse
-from chatgenius.fanout import Subscriber
 from chatgenius.stream import StreamSession, open_session, serve
+from chatgenius.subscriber import Subscriber
 
 
 def open_(bus: MemoryBus, after: str | None) -> tuple[StreamSession, Subscriber]:

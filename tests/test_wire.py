@@ -20,8 +20,8 @@ from support.gunicorn_wire import Connection, serve_like_gunicorn
 from support.stream_loop import CHAN, RacingBus, ev, frames_of, ids
 
 from chatgenius.cursor import parse
-from chatgenius.fanout import Subscriber
 from chatgenius.stream import open_session
+from chatgenius.subscriber import Subscriber
 from chatgenius.wire import (
     CLOSED,
     QUEUED,

@@ -1,4 +1,4 @@
-"""The event bus: the one seam between the HTTP layer and its backends.
+"""The event bus seam: events only (shared state is state/, presence presence/, control control/).
 
 Guarantees every backend gives (the shared contract suite in
 tests/bus/test_contract.py holds each one to them):
@@ -24,7 +24,7 @@ tests/bus/test_contract.py holds each one to them):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -47,6 +47,7 @@ class Record:
 
     @property
     def frame(self) -> bytes:
+        """The record's SSE frame, as the live path would have sent it (replay and poll use it)."""
         return durable_frame(self.cursor, self.type, self.envelope)
 
 
@@ -109,7 +110,7 @@ class IdempotencyConflict(RuntimeError):
 
 
 class EventBus(Protocol):
-    """Publish, replay and live delivery of events, plus the little shared state the service needs."""
+    """Publish, replay and live delivery of events; nothing else (shared state: state/, control: control/)."""
 
     hub: Hub
 
@@ -159,15 +160,9 @@ class EventBus(Protocol):
     def head(self) -> Cursor:
         """The newest cursor: where a client with no cursor starts."""
 
+    def parse_cursor(self, raw: str) -> Cursor:
+        """A client's cursor (Last-Event-ID, /poll's) in the form `replay` reads; CursorError if malformed.
+        One Redis and memory: cursor.parse; Redis Cluster: a vector of shard positions (shard_cursor.py)."""
+
     def health(self) -> str | None:
         """None when ready to serve, else the reason (for /readyz)."""
-
-    def setnx(self, key: str, value: str) -> str:
-        """Store `value` under `key` unless one is there; return the stored one (dev keys, epochs)."""
-
-    # The control channel (chatgenius/control.py owns `on_control`): one message to every process
-    # of the deployment, this one included, e.g. "change stream X's channels", "flags changed".
-    on_control: Callable[[bytes], None] | None
-
-    def publish_control(self, payload: bytes) -> int:
-        """Hand `payload` to `on_control` in every process; returns how many processes it reached."""

@@ -15,18 +15,22 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import gevent
 import redis
 from gevent.event import Event
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.retry import Retry
 
+from ..redis_errors import UNAVAILABLE as _ERRORS
 from ..shard_cursor import new_shard_epoch, pack
+from ..sse import body_from_live
 from .cluster_shards import Shard
 from .redis import RedisBus
-from .redis_errors import UNAVAILABLE as _ERRORS
+from .redis_feed import serve_until_stopped
 
 if TYPE_CHECKING:
     from .redis_cluster import RedisClusterBus
@@ -36,39 +40,32 @@ HEALTH_CHECK = 2  # seconds: an idle feed connection is PINGed this often
 
 
 class ClusterFeed:
-    """attach/detach and the reader greenlets of RedisClusterBus."""
+    """attach/detach, routed channels and the reader greenlets of RedisClusterBus."""
 
     # The contract's attach/detach are the single-Redis bus' own: they only wait for confirmations.
     attach = RedisBus.attach
     detach = RedisBus.detach
 
+    def route(self: RedisClusterBus, channel: bytes, handler: Callable[[bytes], None]) -> None:
+        """Hand every message on the shard channel `channel` to `handler` (in a reader: never block);
+        subscribed on every (re)start of the feed (control/redis_cluster.py: the control channel)."""
+        self._routes[channel] = handler
+        if self._serving:
+            self._lost.set()  # restart the feed: it subscribes routes first
+
     def _run(self: RedisClusterBus) -> None:
-        backoff = 0.1
-        while not self._stopping:
-            try:
-                self._serve()
-            except _ERRORS as exc:
-                log.warning("cluster bus feed lost: %s", exc)
-            except gevent.GreenletExit:
-                return
-            except Exception:  # a bug must not leave the process deaf forever
-                log.exception("cluster bus feed failed")
-            self._drop_feeds()
-            if self._stopping:
-                return
-            self.reader_reconnects += 1
-            gevent.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
-            try:
-                self.client.nodes_manager.initialize()  # a fresh slot map: who owns each shard now
-            except _ERRORS as exc:
-                log.warning("cluster slot map not refreshed: %s", exc)
+        serve_until_stopped(self._serve, self._drop_feeds, lambda: self._stopping, self._retrying, "cluster bus feed", 2.0)
+
+    def _retrying(self: RedisClusterBus) -> None:
+        self.reader_reconnects += 1
 
     def _serve(self: RedisClusterBus) -> None:
+        if self.reader_reconnects:
+            self.client.nodes_manager.initialize()  # after a loss, a fresh slot map: who owns each shard now
         self._lost.clear()
         self._check_sequences()
-        control = self._feed_for(self.client.nodes_manager.get_node_from_slot(self.layout.shards[0].slot))
-        control.ssubscribe(self.layout.control)
+        for channel in self._routes:  # before the bus' own: health() waits for them
+            self._feed_for(self.client.nodes_manager.get_node_from_slot(key_slot(channel))).ssubscribe(channel)
         # No yield between going live and reading the hub: a channel attached before this point is
         # in `names`, one attached after subscribes itself (_subscribe).
         self._serving = True
@@ -122,24 +119,24 @@ class ClusterFeed:
     def _handle(self: RedisClusterBus, msg: dict) -> bool:
         """Dispatch one message; False when the subscription can no longer be trusted."""
         kind, channel = msg["type"], msg["channel"]
+        routed = channel in self._routes
         if kind == "smessage":
-            if channel == self.layout.control.encode():
-                if self.on_control is not None:
-                    self.on_control(msg["data"])
+            if routed:
+                self._routes[channel](msg["data"])
                 return True
             shard, name = self.layout.live_name(channel)
-            epoch, seq, frame = _body(msg["data"])
+            epoch, seq, frame = body_from_live(msg["data"])
             if seq:
                 held = self._seen.get(shard.index)
                 if held is None or held[0] != epoch or seq > held[1]:
                     self._seen[shard.index] = (epoch, seq)
             self.hub.dispatch(name, pack(shard.index, seq), frame)
-        elif kind == "ssubscribe" and channel != self.layout.control.encode():
+        elif kind == "ssubscribe" and not routed:
             event = self._confirmed.get(self.layout.live_name(channel)[1])
             if event is not None:
                 event.set()
         elif kind == "sunsubscribe":
-            name = self.layout.live_name(channel)[1] if channel != self.layout.control.encode() else None
+            name = None if routed else self.layout.live_name(channel)[1]
             if name is None or name in self._confirmed:
                 log.warning("redis dropped the subscription of %r (slot moved)", channel)
                 return False
@@ -198,14 +195,9 @@ class ClusterFeed:
                 feed.reset()
             except _ERRORS:
                 pass
+            feed.connection_pool.disconnect()  # the node client's own pool: nothing left open
         for event in self._confirmed.values():
             event.clear()
         if had_feed:
             self.hub.end_all("bus_lost", self._reconnect_frame)
 
-
-def _body(payload: bytes) -> tuple[bytes, int, bytes]:
-    """(epoch, seq, frame without its id line) of a live payload `<cursor>\\n<type>\\n<envelope>`."""
-    cursor, etype, envelope = payload.split(b"\n", 2)
-    epoch, _, seq = cursor.rpartition(b"-")
-    return epoch, int(seq or 0), b"event: " + etype + b"\ndata: " + envelope + b"\n\n"

@@ -10,15 +10,15 @@ spread over all of them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import redis
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+from redis.exceptions import SlotNotCoveredError
 
-from ..events import Draft
 from ..shard_cursor import MAX_SHARDS, new_shard_epoch, shard_of
+from .base import BusUnavailable
 from .redis_publish import PublishScript, script_source
 
 
@@ -41,24 +41,34 @@ class Shard:
 
     @cached_property
     def slot(self) -> int:
+        """The one cluster slot of every key of this shard."""
         return key_slot(self.tag.encode())
 
     @property
     def epoch_key(self) -> str:
+        """The shard's epoch (redis_publish.Keys.epoch_key)."""
         return "cg:epoch:{" + self.tag + "}"
 
     @property
     def seq_key(self) -> str:
+        """The shard's sequence."""
         return "cg:seq:{" + self.tag + "}"
 
     def history_key(self, channel: str) -> str:
+        """A channel's history stream, in this shard's slot."""
         return "cg:h:{" + self.tag + "}:" + channel
 
     def meta_key(self, channel: str) -> str:
+        """A channel's trim watermark hash, in this shard's slot."""
         return "cg:m:{" + self.tag + "}:" + channel
 
     def live(self, channel: str) -> str:
+        """A channel's live shard channel (SPUBLISH, SSUBSCRIBE)."""
         return "cg:l:{" + self.tag + "}:" + channel
+
+    def new_epoch(self) -> str:
+        """A candidate epoch naming this shard (shard_cursor.new_shard_epoch)."""
+        return new_shard_epoch(self.index)
 
     def tagged(self, key: str) -> str:
         """A key of the script's optional part (quota, idempotency) moved into this shard's slot."""
@@ -78,6 +88,7 @@ class Layout:
         return len(self.shards)
 
     def of(self, channel: str) -> Shard:
+        """The shard of `channel`."""
         return self.shards[shard_of(channel, len(self.shards))]
 
     def live_name(self, live: bytes) -> tuple[Shard, str]:
@@ -93,23 +104,17 @@ def spublish_source() -> str:
 
 
 class ShardPublisher(PublishScript):
-    """PublishScript for one shard: its keys, its epoch candidates, its slot for every key."""
+    """PublishScript (the one publish call) on one shard: its keys, its epochs, every key in its slot."""
 
     def __init__(self, shard: Shard, client: redis.RedisCluster, script: object, maxlen: int, ttl: int, window: int) -> None:
         self.shard = shard
-        super().__init__(client, maxlen, ttl, window, runner=self._run)  # type: ignore[arg-type]
+        super().__init__(client, maxlen, ttl, window, runner=self._run, keys=shard)  # type: ignore[arg-type]
         self._cluster_script = script
-
-    def call_args(self, drafts: Sequence[Draft]) -> tuple[list[str], list[object]]:
-        s = self.shard
-        keys: list[str] = [s.epoch_key, s.seq_key]
-        args: list[object] = [new_shard_epoch(s.index), self.maxlen, self.ttl, self.meta_ttl, len(drafts)]
-        for d in drafts:
-            keys += [s.history_key(d.channel), s.meta_key(d.channel)]
-            args += ["1" if d.durable else "0", s.live(d.channel), d.type, d.body]
-        return keys, args
 
     def _run(self, keys: list[str], args: list[object]) -> object:
         own = 2 + 2 * int(args[4])  # type: ignore[call-overload]
-        keys = keys[:own] + [self.shard.tagged(k) for k in keys[own:]]
-        return self._cluster_script(keys=keys, args=args)  # type: ignore[operator]
+        keys = keys[:own] + [self.shard.tagged(k) for k in keys[own:]]  # quota and idempotency keys
+        try:
+            return self._cluster_script(keys=keys, args=args)  # type: ignore[operator]
+        except SlotNotCoveredError as exc:  # not a RedisError: translate it here
+            raise BusUnavailable(f"redis unavailable: {exc}") from exc

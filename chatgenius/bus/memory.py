@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from ..cursor import Cursor, new_epoch
+from ..cursor import Cursor, new_epoch, parse
 from ..events import Draft, digest, envelope_json
 from ..fanout import Hub, Subscriber
 from ..sse import durable_frame, ephemeral_frame
@@ -48,20 +48,13 @@ class MemoryBus:
         self._window = idempotency_window
         self._keys: dict[_Key, tuple[str, tuple[str | None, ...], float]] = {}  # -> (fingerprint, ids, expires)
         self._history: dict[str, _History] = {}
-        self._kv: dict[str, str] = {}
-        self.on_control: Callable[[bytes], None] | None = None
 
     def start(self) -> None:
+        """See EventBus.start: nothing to start, publish delivers in the caller's greenlet."""
         pass
 
-    def publish_control(self, payload: bytes) -> int:
-        """See EventBus.publish_control: one process, so a direct call."""
-        if self.on_control is None:
-            return 0
-        self.on_control(payload)
-        return 1
-
     def close(self) -> None:
+        """See EventBus.close: ends every local stream (no connections to close)."""
         self.hub.end_all("shutdown", lambda sub: None)
 
     def publish(self, drafts: Sequence[Draft], quotas: Sequence[Quota] = ()) -> list[str | None]:
@@ -151,6 +144,7 @@ class MemoryBus:
         self.hub.add(sub, channels)
 
     def detach(self, sub: Subscriber, channels: Sequence[str] | None = None) -> None:
+        """See EventBus.detach."""
         self.hub.remove(sub, channels)
 
     def _expire(self, hist: _History) -> None:
@@ -185,11 +179,12 @@ class MemoryBus:
             result.reset = list(channels)
         return result
 
+    parse_cursor = staticmethod(parse)  # see EventBus.parse_cursor
+
     def head(self) -> Cursor:
+        """See EventBus.head."""
         return Cursor(self.epoch, self._seq)
 
     def health(self) -> str | None:
+        """See EventBus.health: always healthy, there is no connection to lose."""
         return None
-
-    def setnx(self, key: str, value: str) -> str:
-        return self._kv.setdefault(key, value)

@@ -11,7 +11,8 @@ refreshed and every channel subscribed again. Nothing is re-routed silently.
 
 Live frames carry no `id:` line: the id is the stream's position vector
 (shard_cursor.Vector), which the stream prepends; the Frame's int is
-shard_cursor.pack(shard, seq). See docs/ARCHITECTURE.md, "Redis Cluster".
+shard_cursor.pack(shard, seq). The control channel (control/redis_cluster.py)
+is a shard channel routed on the same feed. See docs/ARCHITECTURE.md, "Redis Cluster".
 """
 
 from __future__ import annotations
@@ -27,14 +28,13 @@ from gevent.event import Event
 from redis.cluster import ClusterNode
 
 from ..cursor import Cursor, parse
-from ..events import Draft
+from ..events import ID_HEAD, Draft
 from ..fanout import Hub, Subscriber
+from ..redis_errors import unavailable
 from ..shard_cursor import Vector, is_single_redis, new_shard_epoch, pack, parse_vector
-from .base import BusUnavailable, Published, Quota, Record, Replay
+from .base import Published, Quota, Record, Replay
 from .cluster_feed import ClusterFeed
 from .cluster_shards import Layout, Shard, ShardPublisher, spublish_source
-from .redis import RedisBus
-from .redis_errors import UNAVAILABLE as _ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +73,17 @@ class RedisClusterBus(ClusterFeed):
         self._readers: list[gevent.Greenlet] = []
         self._supervisor: gevent.Greenlet | None = None
         self._stopping = False
-        self.on_control: Callable[[bytes], None] | None = None
+        self._routes: dict[bytes, Callable[[bytes], None]] = {}  # route(): the control channel
         self.reader_reconnects = 0
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
+        """See EventBus.start: spawns the feed's supervisor (it connects to the masters it needs)."""
         if self._supervisor is None:
             self._supervisor = gevent.spawn(self._run)
 
     def close(self) -> None:
+        """See EventBus.close: stops the feed, then closes the command client's connections to every node."""
         self._stopping = True
         if self._supervisor is not None:
             self._supervisor.kill(block=True, timeout=2)
@@ -89,7 +91,8 @@ class RedisClusterBus(ClusterFeed):
         self.client.close()
 
     def health(self) -> str | None:
-        return None if self._feeds else "bus reader not connected"
+        """See EventBus.health: not ready until the feed is connected to the control channel's master."""
+        return None if self._serving else "bus reader not connected"
 
     # -- publishing and history ------------------------------------------------------------
     def publish(self, drafts: Sequence[Draft], quotas: Sequence[Quota] = ()) -> list[str | None]:
@@ -140,15 +143,13 @@ class RedisClusterBus(ClusterFeed):
 
     def _shard_heads(self, shards: Sequence[Shard]) -> dict[int, tuple[str, int]]:
         heads = {}
-        try:
+        with unavailable():
             for s in shards:
                 epoch, seq = self.client.mget(s.epoch_key, s.seq_key)
                 if epoch is None:
                     self.client.set(s.epoch_key, new_shard_epoch(s.index), nx=True)
                     epoch = self.client.get(s.epoch_key)
                 heads[s.index] = (epoch.decode(), int(seq or 0))
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
         return heads
 
     def head(self, channels: Sequence[str] | None = None) -> Vector:
@@ -190,7 +191,7 @@ class RedisClusterBus(ClusterFeed):
         return epoch or "", seq, found
 
     def _read_history(self, shard: Shard, names: list[str], after_seq: int, limit: int) -> tuple[Replay, str | None, int]:
-        try:
+        with unavailable():
             pipe = self.client.pipeline(transaction=True)  # one slot: a MULTI on the shard's master
             pipe.get(shard.epoch_key)
             pipe.get(shard.seq_key)
@@ -199,14 +200,12 @@ class RedisClusterBus(ClusterFeed):
                 pipe.hmget(shard.meta_key(name), "trimmed", "last")
                 pipe.exists(shard.history_key(name))
             results = pipe.execute()
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
         epoch_b, seq_b = results[0], results[1]
         if epoch_b is None:
             return Replay(), None, 0
         epoch = epoch_b.decode()
         out = Replay()
-        prefix = f'{{"id":"{epoch}-'
+        prefix = f"{ID_HEAD}{epoch}-"
         for i, name in enumerate(names):
             entries, (trimmed, last), exists = results[2 + 3 * i : 5 + 3 * i]
             lost = int(trimmed or 0) > after_seq or (not exists and int(last or 0) > after_seq)
@@ -221,12 +220,3 @@ class RedisClusterBus(ClusterFeed):
                     out.events.append(Record(pack(shard.index, seq), f"{epoch}-{seq}", fields[b"t"].decode(), envelope))
         out.events.sort(key=lambda r: r.seq)
         return out, epoch, int(seq_b or 0)
-
-    setnx = RedisBus.setnx  # plain SET NX and GET: the same on a cluster (a key is one slot)
-
-    def publish_control(self, payload: bytes) -> int:
-        """See EventBus.publish_control: SPUBLISH counts the readers (one per process) on the control shard."""
-        try:
-            return int(self.client.execute_command("SPUBLISH", self.layout.control, payload))
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc

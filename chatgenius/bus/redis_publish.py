@@ -13,27 +13,29 @@ from importlib import resources
 import redis
 
 from ..cursor import new_epoch
-from ..events import Draft, digest
+from ..events import Draft, digest, envelope_parts
+from ..redis_errors import translated
 from .base import BusUnavailable, IdempotencyConflict, Published, Quota, QuotaExceeded
-from .redis_errors import UNAVAILABLE, is_unavailable
 
 EPOCH_KEY = "cg:epoch"
 SEQ_KEY = "cg:seq"
 QUOTA_PREFIX = "cg:q:"  # publish quotas' counters (EventBus.publish)
 LIVE_PREFIX = "cg:l:"
-ERRORS = UNAVAILABLE  # Redis cannot serve now (redis_errors.py: the one mapping)
 _REPLAYED = b"="
 
 
 def history_key(channel: str) -> str:
+    """The Redis stream holding a channel's history; the braces keep a channel's keys in one cluster slot."""
     return "cg:h:{" + channel + "}"
 
 
 def meta_key(channel: str) -> str:
+    """The hash holding a channel's trim watermark (the newest seq dropped from history)."""
     return "cg:m:{" + channel + "}"
 
 
 def live_channel(channel: str) -> str:
+    """The pub/sub channel a channel's live events are published on."""
     return LIVE_PREFIX + channel
 
 
@@ -44,21 +46,38 @@ def idempotency_key(kind: str, scope: str, key: str) -> str:
 
 
 def script_source() -> str:
+    """lua/publish.lua's text, read from the package (presence's scripts embed it too)."""
     return resources.files(__package__).joinpath("lua/publish.lua").read_text()
+
+
+class Keys:
+    """Where a publish writes: one Redis' key names (this class); a Redis Cluster shard has its own
+    (bus/cluster_shards.Shard: the same names under its hash tag, its own epochs)."""
+
+    epoch_key = EPOCH_KEY
+    seq_key = SEQ_KEY
+    history_key = staticmethod(history_key)
+    meta_key = staticmethod(meta_key)
+    live = staticmethod(live_channel)
+    new_epoch = staticmethod(new_epoch)
+
+
+SINGLE = Keys()
 
 
 class PublishScript:
     """lua/publish.lua bound to a client and the history settings; see EventBus.publish_once.
 
     `on_seq(epoch, seq)` (optional) hears the highest seq each call handed out: RedisBus
-    uses it to notice a sequence that went backwards.
+    uses it to notice a sequence that went backwards. `keys`: where it writes (Keys).
     """
 
     def __init__(
         self, client: redis.Redis, maxlen: int, ttl: int, window: int = 600,
-        runner: Callable[..., object] | None = None,
+        runner: Callable[..., object] | None = None, keys: Keys = SINGLE,
     ) -> None:
         self.client = client
+        self.keys = keys
         self.maxlen = maxlen
         self.ttl = ttl
         self.meta_ttl = max(ttl * 10, 7 * 86400)
@@ -70,12 +89,14 @@ class PublishScript:
 
     def call_args(self, drafts: Sequence[Draft]) -> tuple[list[str], list[object]]:
         """KEYS and ARGV of lua/publish.lua for `drafts` alone (no quotas, no idempotency): also what
-        scripts that publish atomically with a state change of their own pass (presence_redis.py)."""
-        keys: list[str] = [EPOCH_KEY, SEQ_KEY]
-        args: list[object] = [new_epoch(), self.maxlen, self.ttl, self.meta_ttl, len(drafts)]
+        scripts that publish atomically with a state change of their own pass (presence/redis.py)."""
+        at = self.keys
+        keys: list[str] = [at.epoch_key, at.seq_key]
+        args: list[object] = [at.new_epoch(), self.maxlen, self.ttl, self.meta_ttl, len(drafts)]
         for d in drafts:
-            keys += [history_key(d.channel), meta_key(d.channel)]
-            args += ["1" if d.durable else "0", live_channel(d.channel), d.type, d.body]
+            keys += [at.history_key(d.channel), at.meta_key(d.channel)]
+            durable = d.durable
+            args += ["1" if durable else "0", at.live(d.channel), d.type, *envelope_parts(durable, d.body)]
         return keys, args
 
     def publish(self, drafts: Sequence[Draft], quotas: Sequence[Quota] = ()) -> list[str | None]:
@@ -105,10 +126,10 @@ class PublishScript:
                     keys.append(idempotency_key("e", scope, d.key))
         try:
             result = self._script(keys=keys, args=args)
-        except ERRORS as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
-        except redis.ResponseError as exc:
+        except (redis.RedisError, OSError) as exc:
             failure = self._failed(exc, quotas)
+            if failure is exc:
+                raise
             raise failure from (exc if isinstance(failure, BusUnavailable) else None)
         return self._decode(result)
 
@@ -134,15 +155,13 @@ class PublishScript:
         return Published(ids, repeats=frozenset(repeats)) if repeats else Published(ids)
 
     @staticmethod
-    def _failed(exc: redis.ResponseError, quotas: Sequence[Quota]) -> Exception:
-        """The script's refusals as the bus' exceptions; Redis refusing writes is BusUnavailable."""
-        text = str(exc)
+    def _failed(exc: BaseException, quotas: Sequence[Quota]) -> BaseException:
+        """The script's refusals as the bus' exceptions; Redis unavailable is BusUnavailable (redis_errors.py)."""
+        text = str(exc) if isinstance(exc, redis.ResponseError) else ""
         if text.startswith("QUOTA "):
             _, index, left = text.split()
             return QuotaExceeded(quotas[int(index) - 1], int(left))
         if text.startswith("IDEMPOTENCY "):
             index = int(text.split()[1])
             return IdempotencyConflict(index - 1 if index else None)
-        if is_unavailable(exc):
-            return BusUnavailable(f"redis cannot take writes now: {exc}")
-        return exc
+        return translated(exc, "redis cannot take writes now")

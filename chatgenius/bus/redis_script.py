@@ -26,7 +26,7 @@ import redis
 from gevent.lock import BoundedSemaphore
 from redis.exceptions import NoScriptError, ResponseError
 
-from .redis_errors import is_unavailable
+from ..redis_errors import is_unavailable
 
 MAX_OPEN = 32  # like the command pool's bound: publishes beyond it wait for a connection
 MAX_IDLE = 8

@@ -1,7 +1,7 @@
 """Shared state: the little the service must agree on across workers and hosts, beside the event bus.
 
-Two things live here: single-use stream tickets and per-user
-connection leases. Every backend passes the shared contract suite in
+Three things live here: single-use stream tickets, per-user connection
+leases, and write-once keys (the dev signing key). Every backend passes the shared contract suite in
 tests/bus/test_contract.py (memory and a real Redis):
 
 - Tickets: `put_ticket` stores a value for at most `ttl` seconds; `take_ticket`
@@ -14,6 +14,8 @@ tests/bus/test_contract.py (memory and a real Redis):
   not refreshed within `ttl` seconds expires by itself, so the slots of a
   SIGKILLed worker come back without anyone releasing them. Expiry is judged by
   one clock (Redis' own TIME on the Redis backend), never by each host's clock.
+- Write-once keys: `setnx` keeps the first value stored under a key; every
+  later caller gets that one back (workers racing at start agree on it).
 - Failure: a backend that cannot be reached raises BusUnavailable (503).
 """
 
@@ -50,3 +52,6 @@ class SharedState(Protocol):
 
     def release_lease(self, owner: str, lease: str) -> None:
         """Drop one lease; releasing an unknown or expired lease is not an error."""
+
+    def setnx(self, key: str, value: str) -> str:
+        """Store `value` under `key` unless one is there; return the stored one (the dev signing key)."""

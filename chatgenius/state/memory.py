@@ -19,6 +19,7 @@ class MemoryState:
         self._clock = clock
         self._tickets: dict[str, tuple[float, str]] = {}
         self._leases: dict[str, dict[str, float]] = {}
+        self._kv: dict[str, str] = {}
 
     def put_ticket(self, key: str, value: str, ttl: float) -> bool:
         """See SharedState.put_ticket."""
@@ -60,6 +61,10 @@ class MemoryState:
             held.pop(lease, None)
             if not held:
                 del self._leases[owner]
+
+    def setnx(self, key: str, value: str) -> str:
+        """See SharedState.setnx."""
+        return self._kv.setdefault(key, value)
 
     def _live(self, owner: str, now: float) -> dict[str, float]:
         return {k: exp for k, exp in self._leases.get(owner, {}).items() if exp > now}

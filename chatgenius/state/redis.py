@@ -15,15 +15,17 @@ from importlib import resources
 
 import redis
 
-from ..bus.redis_errors import unavailable
+from ..redis_errors import unavailable
 from .base import LeaseResult
 
 
 def ticket_key(key: str) -> str:
+    """The key of one stream ticket (by its hash, never the ticket itself)."""
     return "cg:t:" + key
 
 
 def lease_key(owner: str) -> str:
+    """The sorted set of a user's connection leases, braced to one cluster slot."""
     return "cg:c:{" + owner + "}"
 
 
@@ -76,3 +78,10 @@ class RedisState:
         """See SharedState.release_lease."""
         with unavailable():
             self.client.zrem(lease_key(owner), lease)
+
+    def setnx(self, key: str, value: str) -> str:
+        """See SharedState.setnx: SET NX, then GET whichever value won."""
+        with unavailable():
+            self.client.set(key, value, nx=True)
+            stored = self.client.get(key)
+        return stored.decode() if stored is not None else value

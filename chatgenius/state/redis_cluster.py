@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import gevent
 
-from ..bus.redis_errors import unavailable
+from ..redis_errors import unavailable
 from .redis import RedisState, lease_key
 
 

@@ -2,46 +2,41 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, Response, current_app, jsonify
 
-from .. import log
 from ..admin import Admin
-from ..errors import ServiceError
-from .common import identity, json_body
+from .common import identity, json_body, require_admin
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 def admin() -> Admin:
+    """This app's Admin use cases."""
     return current_app.extensions["chatgenius.admin"]
 
 
-@bp.before_request
-def require_admin() -> None:
-    """401 without a valid token, 403 without admin:sse, before any view (and any method) runs."""
-    who = identity()
-    if not who.is_admin:
-        log.event("admin.forbidden", logging.WARNING, user_id=who.sub)
-        raise ServiceError(403, "forbidden", "admin endpoints need the admin:sse permission")
+bp.before_request(require_admin)  # before any view (and any method) runs
 
 
 @bp.get("/connections")
 def connections() -> Response:
+    """GET /admin/connections: every stream of the deployment."""
     return jsonify(admin().connections())
 
 
 @bp.delete("/connections/<connection_id>")
 def kick(connection_id: str) -> Response:
+    """DELETE /admin/connections/<id>: end one stream, wherever it is."""
     return jsonify(admin().kick(connection_id, identity().sub))
 
 
 @bp.get("/flags")
 def flags() -> Response:
+    """GET /admin/flags: the runtime flags in force."""
     return jsonify(admin().current_flags())
 
 
 @bp.put("/flags")
 def set_flags() -> Response:
+    """PUT /admin/flags: override runtime flags for every process."""
     return jsonify(admin().set_flags(json_body(), identity().sub))

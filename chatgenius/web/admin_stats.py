@@ -12,17 +12,10 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..errors import ServiceError
-from .common import identity
+from .common import require_admin
 from .observe import telemetry
 
 bp = Blueprint("admin_stats", __name__)
-
-
-def require_admin() -> None:
-    """401 without a valid token, 403 without the admin:sse permission."""
-    if not identity().is_admin:
-        raise ServiceError(403, "forbidden", "admin endpoints need the admin:sse permission")
 
 
 def admin_only(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -60,6 +53,7 @@ def metrics_guard(metrics_token: str) -> Callable[[Callable[..., Any]], Callable
 
 @bp.get("/admin/stats")
 def stats() -> Response:
+    """GET /admin/stats: every worker's metrics as JSON, for admins."""
     require_admin()
     resp = jsonify(telemetry().stats())
     resp.headers["Cache-Control"] = "no-store"

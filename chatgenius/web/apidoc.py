@@ -31,4 +31,5 @@ def _body() -> str:
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
+    """GET /openapi.json: docs/openapi.yaml as JSON."""
     return Response(_body(), mimetype="application/json", headers={"Cache-Control": "no-cache"})

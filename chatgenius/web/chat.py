@@ -11,6 +11,7 @@ bp = Blueprint("chat", __name__)
 
 
 def chat() -> Chat:
+    """This app's Chat use cases."""
     return current_app.extensions["chatgenius.chat"]
 
 
@@ -23,9 +24,11 @@ def typing() -> tuple[Response, int]:
 
 @bp.get("/presence/<channel>")
 def presence(channel: str) -> Response:
+    """GET /presence/<channel>: the users online in a channel the caller may read."""
     return jsonify({"channel": channel, "users": chat().online(identity(), channel)})
 
 
 @bp.post("/subscriptions")
 def subscriptions() -> Response:
+    """POST /subscriptions: add or drop channels of an open stream."""
     return jsonify(chat().change_subscriptions(identity(), json_body()))

@@ -13,6 +13,7 @@ from ..service import Realtime, unauthorized
 
 
 def realtime() -> Realtime:
+    """This app's Realtime service (in app.extensions, per the Flask extension pattern)."""
     return current_app.extensions["chatgenius"]
 
 
@@ -29,6 +30,14 @@ def identity() -> Identity:
             g.identity_error = exc
             raise
     return cached
+
+
+def require_admin() -> None:
+    """401 without a valid token, 403 (logged with the caller) without the admin:sse permission."""
+    who = identity()
+    if not who.is_admin:
+        log.event("admin.forbidden", logging.WARNING, user_id=who.sub)
+        raise ServiceError(403, "forbidden", "admin endpoints need the admin:sse permission")
 
 
 # A JWT in a URL leaks into proxy logs, browser history and Referer headers (contract, Identity).

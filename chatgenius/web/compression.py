@@ -22,6 +22,7 @@ bp = Blueprint("compression", __name__)
 
 @bp.after_app_request
 def compress(resp: Response) -> Response:
+    """Gzip a JSON answer or a stream when the client accepts it and ENABLE_COMPRESSION is on."""
     if not realtime().flags.enable_compression:
         return resp
     streamed = resp.mimetype == "text/event-stream" and resp.is_streamed

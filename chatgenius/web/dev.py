@@ -14,6 +14,7 @@ bp = Blueprint("dev", __name__)
 
 @bp.get("/.well-known/jwks.json")
 def jwks() -> Response:
+    """GET /.well-known/jwks.json: the dev issuer's public key (AUTH_MODE=dev only)."""
     dev = realtime().dev
     if dev is None:
         raise ServiceError(404, "not_found", "no JWKS here outside AUTH_MODE=dev")
@@ -22,6 +23,7 @@ def jwks() -> Response:
 
 @bp.post("/dev/token")
 def token() -> Response:
+    """POST /dev/token: mint a token (AUTH_MODE=dev only, loopback binds only)."""
     dev = realtime().dev
     if dev is None:
         raise ServiceError(404, "not_found", "dev tokens exist only in AUTH_MODE=dev")

@@ -14,6 +14,7 @@ bp = Blueprint("errors", __name__)
 
 
 def error_response(status: int, body: dict, headers: dict | None = None) -> Response:
+    """A JSON error answer with `status` and `headers`."""
     resp = jsonify(body)
     resp.status_code = status
     for key, value in (headers or {}).items():
@@ -23,11 +24,13 @@ def error_response(status: int, body: dict, headers: dict | None = None) -> Resp
 
 @bp.app_errorhandler(ServiceError)
 def service_error(exc: ServiceError) -> Response:
+    """A ServiceError raised anywhere below a view becomes its JSON error."""
     return error_response(exc.status, exc.body(), exc.headers)
 
 
 @bp.app_errorhandler(HTTPException)
 def http_error(exc: HTTPException) -> Response:
+    """Flask/werkzeug's HTTP errors (404, 405...) answered as JSON like ours."""
     code = (exc.name or "error").lower().replace(" ", "_")
     headers = dict(exc.get_headers())
     headers.pop("Content-Type", None)
@@ -36,5 +39,6 @@ def http_error(exc: HTTPException) -> Response:
 
 @bp.app_errorhandler(Exception)
 def unexpected(exc: Exception) -> Response:
+    """A bug: logged with its traceback, answered 500 without details."""
     log.event("error", logging.ERROR, error=repr(exc), exc_info=exc)
     return error_response(500, {"error": "internal", "message": "internal error; it has been logged"})

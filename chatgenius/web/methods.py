@@ -23,6 +23,7 @@ def install(app: Flask) -> None:
 
 
 def refuse_unknown() -> None:
+    """405 for a method no route has (e.g. PROPFIND), before routing and untracked by the exporter."""
     if request.method not in KNOWN:
         request.prom_do_not_track = True  # type: ignore[attr-defined]  # prometheus_flask_exporter's opt-out
         raise ServiceError(405, "method_not_allowed", f"{request.method[:20]} is not a method of this service", headers={"Allow": ALLOW})

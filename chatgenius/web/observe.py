@@ -25,6 +25,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@+=/-]{1,128}$")
 
 
 def telemetry() -> Telemetry:
+    """This app's Telemetry."""
     return current_app.extensions["chatgenius.telemetry"]
 
 
@@ -43,11 +44,13 @@ def _request_id() -> str:
 
 @bp.before_app_request
 def bind_request_id() -> None:
+    """Bind the request id to the log context for the request's lines."""
     log.request_id.set(_request_id())
 
 
 @bp.after_app_request
 def account(response: Response) -> Response:
+    """Echo X-Request-ID, count a refusal by its code and log it."""
     rid = _request_id()
     response.headers["X-Request-ID"] = rid
     if response.status_code >= 400:
@@ -71,4 +74,5 @@ def account(response: Response) -> Response:
 
 @bp.teardown_app_request
 def unbind_request_id(exc: BaseException | None) -> None:
+    """Clear the request id so a later line on this greenlet does not carry it."""
     log.request_id.set(None)

@@ -11,11 +11,13 @@ bp = Blueprint("ops", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Response:
+    """GET /healthz: the process answers (liveness)."""
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
 def readyz() -> Response | tuple[Response, int]:
+    """GET /readyz: 503 while the bus reader is down or the worker drains (readiness)."""
     rt = realtime()
     reason = rt.bus.health()
     if rt.draining:
@@ -27,6 +29,7 @@ def readyz() -> Response | tuple[Response, int]:
 
 @bp.get("/client-config")
 def client_config() -> Response:
+    """GET /client-config: which transport the JS client should use, and where."""
     rt = realtime()
     return jsonify(
         {

@@ -12,6 +12,7 @@ bp = Blueprint("poll", __name__)
 
 @bp.get("/poll")
 def poll() -> Response:
+    """GET /poll: the long-poll fallback for clients without SSE."""
     rt = realtime()
     who = identity()
     channels = rt.authorize(who, request.args.get("channels"))

@@ -12,6 +12,7 @@ bp = Blueprint("publish", __name__)
 
 @bp.post("/events")
 def publish() -> tuple[Response, int, dict[str, str]]:
+    """POST /events, the requests web/publish_fast.py passes on (its usual ones it answers itself)."""
     done = realtime().publish(identity(), json_body(), request.headers.get("Idempotency-Key"))
     body, status, headers = answer(done)
     return jsonify(body), status, headers

@@ -56,7 +56,7 @@ def caller_key() -> str:
 
 
 def install(app: Flask, settings: Settings, redis_pool: object | None) -> Limiter:
-    """Build the limiter over Redis (`redis_pool`: the bus' connection pool) or memory, and register it."""
+    """Build the limiter over Redis (`redis_pool`: the Redis family's command pool, backends.py) or memory, and register it."""
     limits = {rule: getattr(settings, attr) for rule, attr in RULES.items()}
 
     def route_limit() -> str:

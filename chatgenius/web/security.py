@@ -90,6 +90,7 @@ def cap_streamed_body() -> None:
 
 
 def security_headers(resp: Response) -> Response:
+    """nosniff and no-referrer on every answer; no-store on JSON; CSP and DENY framing on HTML."""
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers.setdefault("Referrer-Policy", "no-referrer")
     if resp.mimetype == "application/json" and "Cache-Control" not in resp.headers:
@@ -101,5 +102,6 @@ def security_headers(resp: Response) -> Response:
 
 
 def too_large(exc: RequestEntityTooLarge) -> Response:
-    force_close(request.environ)  # gunicorn: do not drain the rest of a huge body for keep-alive
+    """413 for a body over the cap, closing the connection instead of reading the rest."""
+    force_close(request.environ)  # gunicorn: do not read and discard the rest of a huge body for keep-alive
     return error_response(413, {"error": "too_large", "message": "the request body is larger than any valid request"})

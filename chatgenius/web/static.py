@@ -13,11 +13,13 @@ bp = Blueprint("static_files", __name__)
 
 @bp.get("/")
 def index() -> Response:
+    """GET /: the demo page."""
     return send_from_directory(STATIC_DIR, "index.html", max_age=0)
 
 
 @bp.get("/static/<path:name>")
 def asset(name: str) -> Response:
+    """GET /static/<name>: the JS client and the demo page's files."""
     return send_from_directory(STATIC_DIR, name, max_age=0)
 
 

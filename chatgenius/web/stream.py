@@ -23,9 +23,10 @@ SSE_HEADERS = {
 
 @bp.get("/stream")
 def stream() -> Response:
+    """GET /stream: open an SSE stream (HEAD answers its head only)."""
     rt = realtime()
     if not rt.flags.enable_sse:
-        raise rt.sse_disabled()
+        raise rt.sse_disabled_error()
     who = identity()
     channels = rt.authorize(who, request.args.get("channels"))
     if request.method == "HEAD":

@@ -1,4 +1,4 @@
-"""The Redis bus reader batches by backlog, not by a clock (bus/redis.py, _serve_feed).
+"""The Redis bus reader batches by backlog, not by a clock (bus/redis_feed.py, RedisFeed._serve).
 
 An event goes out as soon as the reader reads it, even right after a large
 fan-out; events that arrive while a fan-out's writes run are read next and go
@@ -13,13 +13,12 @@ import pytest
 from support.procs import wait_until
 
 from chatgenius import config
-from chatgenius.bus.redis import BUSY_FANOUT
+from chatgenius.backends import redis_family
+from chatgenius.bus.redis_feed import BUSY_FANOUT
 from chatgenius.events import draft
-from chatgenius.factory import build_bus
-from chatgenius.fanout import Subscriber
+from chatgenius.subscriber import Subscriber
 
 CHAN = "channel:big"
-RECONNECT = b"event: system.reconnect\ndata: {}\n\n"
 
 
 def ev(n: int):
@@ -30,7 +29,7 @@ def ev(n: int):
 def big(redis_url):
     """A Redis bus built from settings that still say FANOUT_WINDOW_MS=1000, with a large channel."""
     settings = config.load({"AUTH_MODE": "dev", "REDIS_URL": redis_url, "FANOUT_WINDOW_MS": "1000"})
-    bus = build_bus(settings, lambda sub: RECONNECT)
+    bus = redis_family(settings).bus
     bus.start()
     wait_until(lambda: bus.health() is None, 5, message="the bus reader connected")
     subs = [Subscriber(f"s{i}", "u", [CHAN], 1 << 20) for i in range(BUSY_FANOUT + 6)]

@@ -20,7 +20,7 @@ from chatgenius.state.redis_cluster import RedisClusterState
 
 from .test_contract import (  # noqa: F401  (collected again, on the cluster)
     RECONNECT,
-    drain,
+    collect,
     ev,
     sub,
     test_a_retry_of_a_request_that_went_through_is_not_rate_limited,
@@ -88,7 +88,7 @@ def test_live_delivery_per_shard_in_order_without_id_line(bus, redis_cluster):
     s = sub(names)
     bus.attach(s, names)
     ids = [bus.publish([ev(names[n % 3], n)])[0] for n in range(30)]
-    frames = drain(s, 30)
+    frames = collect(s, 30)
     assert len(frames) == 30
     by_shard: dict[int, list[int]] = {}
     for packed, frame in frames:
@@ -132,7 +132,7 @@ def test_no_gap_no_duplicate_when_publishing_during_resume(bus, redis_cluster):
     found = bus.replay(names, cursor, 1000)
     g.join(timeout=10)
     position = Vector(found.head.positions)
-    live = [f for packed, f in drain(s, 100, timeout=3) if position.advance(packed)]
+    live = [f for packed, f in collect(s, 100, timeout=3) if position.advance(packed)]
     delivered = [r.cursor for r in found.events] + [f.split(b'"id":"')[1].split(b'"')[0].decode() for f in live]
     assert sorted(delivered) == sorted(published) and len(delivered) == len(set(delivered))
 
@@ -169,13 +169,6 @@ def test_a_batch_over_shards_keeps_input_order(bus, redis_cluster):
     assert int(ids[2].rsplit("-", 1)[1]) == int(ids[0].rsplit("-", 1)[1]) + 1
 
 
-def test_control_reaches_this_process(bus):
-    got: list[bytes] = []
-    bus.on_control = got.append
-    assert bus.publish_control(b"hello") == 1
-    wait_until(lambda: got == [b"hello"], 5, message="control message")
-
-
 def test_feed_connections_are_per_node_not_per_channel(bus, redis_cluster):
     names = [f"channel:n{n}" for n in range(40)]
     subs = [sub(names[i::4]) for i in range(4)]
@@ -193,7 +186,7 @@ def test_a_shard_whose_sequence_went_back_gets_a_new_epoch(bus, redis_cluster):
     bus.attach(s, names)
     for n in range(6):
         bus.publish([ev(names[n % 3], n)])
-    drain(s, 6)
+    collect(s, 6)
     cursor = bus.head(names)
     shard = bus.layout.of(names[0])
     master = redis_cluster.master_of(shard.slot)
@@ -220,7 +213,7 @@ def test_a_resharded_slot_ends_the_feed_and_resumes_exactly(make_redis_cluster):
         b.attach(s, [name])
         cursor = b.head([name])
         before = [b.publish([ev(name, n)])[0] for n in range(5)]
-        assert len(drain(s, 5)) == 5
+        assert len(collect(s, 5)) == 5
         target = next(m for m in cluster.masters() if m is not cluster.master_of(shard.slot))
         cluster.move_slot(shard.slot, target)
         wait_until(lambda: s.end_reason == "bus_lost", 5, message="stream ended when its slot moved")
@@ -228,7 +221,7 @@ def test_a_resharded_slot_ends_the_feed_and_resumes_exactly(make_redis_cluster):
         again = sub([name])
         b.attach(again, [name])
         after = [b.publish([ev(name, n)])[0] for n in range(5, 8)]
-        assert len(drain(again, 3)) == 3
+        assert len(collect(again, 3)) == 3
         found = b.replay([name], cursor, 100)
         assert found.reset == [] and [r.cursor for r in found.events] == before + after
     finally:
@@ -248,4 +241,4 @@ def test_a_moved_reply_on_the_feed_restarts_it(bus, redis_cluster):
     again = sub(["channel:a"])
     bus.attach(again, ["channel:a"])
     bus.publish([ev("channel:a", 1)])
-    assert len(drain(again, 1)) == 1
+    assert len(collect(again, 1)) == 1

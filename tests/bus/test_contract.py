@@ -15,12 +15,13 @@ import redis
 from chatgenius.bus.base import BusUnavailable, EventBus, IdempotencyConflict, Quota, QuotaExceeded
 from chatgenius.bus.memory import MemoryBus
 from chatgenius.bus.redis import RedisBus, make_clients
+from chatgenius.bus.redis_feed import RedisFeed
 from chatgenius.cursor import Cursor
 from chatgenius.events import draft
-from chatgenius.fanout import Subscriber
 from chatgenius.state.base import SharedState
 from chatgenius.state.memory import MemoryState
 from chatgenius.state.redis import RedisState
+from chatgenius.subscriber import Subscriber
 
 RECONNECT = b"event: system.reconnect\ndata: {}\n\n"
 
@@ -29,7 +30,7 @@ def make_bus(kind: str, redis_url: str | None, maxlen: int = 100, ttl: int = 360
     if kind == "memory":
         return MemoryBus(maxlen, ttl, clock, idempotency_window=window)
     client, feed = make_clients(redis_url, (), "")
-    bus = RedisBus(client, feed, maxlen, ttl, lambda sub: RECONNECT, ping_interval=0.5, idempotency_window=window)
+    bus = RedisBus(client, RedisFeed(feed, ping_interval=0.5), maxlen, ttl, lambda sub: RECONNECT, idempotency_window=window)
     bus.start()
     deadline = time.monotonic() + 5
     while bus.health() is not None:
@@ -62,7 +63,7 @@ def sub(channels, max_bytes: int = 1 << 20, name: str = "s") -> Subscriber:
     return Subscriber(f"{name}-{time.monotonic_ns()}", "u", channels, max_bytes)
 
 
-def drain(s: Subscriber, want: int, timeout: float = 5.0) -> list[tuple[int, bytes]]:
+def collect(s: Subscriber, want: int, timeout: float = 5.0) -> list[tuple[int, bytes]]:
     got: list[tuple[int, bytes]] = []
     deadline = time.monotonic() + timeout
     while len(got) < want and time.monotonic() < deadline:
@@ -86,7 +87,7 @@ def test_live_delivery_in_order_with_encoded_frame(bus):
     s = sub(["channel:a", "channel:b"])
     bus.attach(s, ["channel:a", "channel:b"])
     ids = [bus.publish([ev("channel:a" if n % 2 else "channel:b", n)])[0] for n in range(20)]
-    frames = drain(s, 20)
+    frames = collect(s, 20)
     assert [seq for seq, _ in frames] == [seq_of(i) for i in ids]
     first = frames[0][1].decode()
     assert first.startswith(f"id: {ids[0]}\nevent: message.created\ndata: {{\"id\":\"{ids[0]}\"")
@@ -94,7 +95,7 @@ def test_live_delivery_in_order_with_encoded_frame(bus):
 
 
 def test_a_burst_longer_than_a_read_batch_arrives_whole_and_in_order(bus):
-    # Redis: the reader handles what has arrived in batches (RedisBus._drain); a small batch
+    # Redis: the reader handles what has arrived in batches (RedisBus._handle_arrived); a small batch
     # makes every boundary of this burst fall mid-stream. Runs of one channel alternate.
     if hasattr(bus, "read_batch"):
         bus.read_batch = 7
@@ -102,19 +103,19 @@ def test_a_burst_longer_than_a_read_batch_arrives_whole_and_in_order(bus):
     bus.attach(s, ["channel:a", "channel:b"])
     events = [ev("channel:a" if (n // 3) % 2 else "channel:b", n) for n in range(100)]
     ids = bus.publish(events)  # one call: the whole burst lands in the reader's socket at once
-    frames = drain(s, 100)
+    frames = collect(s, 100)
     assert [seq for seq, _ in frames] == [seq_of(i) for i in ids]
 
 
 def test_a_burst_of_large_events_arrives_whole(bus):
     # Redis: 1.2 MB in one burst reaches the reader in many TCP segments, so messages are
-    # split across reads while the reader drains what has arrived (RedisBus._drain).
+    # split across reads while the reader takes what has arrived (RedisBus._handle_arrived).
     s = sub(["channel:a"], max_bytes=8 << 20)
     bus.attach(s, ["channel:a"])
     big = "z" * 60_000
     events = [draft({"channel": "channel:a", "type": "message.created", "data": {"n": n, "pad": big}}, 65536) for n in range(20)]
     ids = bus.publish(events)
-    frames = drain(s, 20)
+    frames = collect(s, 20)
     assert [seq for seq, _ in frames] == [seq_of(i) for i in ids]
     assert bus.health() is None  # the feed was not lost on the way
 
@@ -132,7 +133,7 @@ def test_a_publish_over_its_quota_publishes_nothing(bus):
         bus.publish([ev("channel:a", 2), ev("channel:a", 3)], [per_minute, per_hour])
     assert err.value.quota == per_hour and 1 <= err.value.retry_after <= 3600
     assert bus.head() == head  # nothing stored
-    assert [seq for seq, _ in drain(s, 3, timeout=0.5)] == [seq_of(i) for i in ids]  # nothing sent
+    assert [seq for seq, _ in collect(s, 3, timeout=0.5)] == [seq_of(i) for i in ids]  # nothing sent
     other = Quota(key + "-other", 1, 60)  # quotas are per key
     assert bus.publish([ev("channel:a", 4)], [other])[0] is not None
     assert bus.publish([ev("channel:a", 5)])[0] is not None  # and only where asked for
@@ -166,7 +167,7 @@ def test_no_gap_no_duplicate_when_publishing_during_resume(bus):
     found = bus.replay(["channel:a"], cursor, 1000)
     g.join(timeout=10)
     floor = found.events[-1].seq if found.events else cursor.seq
-    live = [seq for seq, _ in drain(s, 100, timeout=3)]
+    live = [seq for seq, _ in collect(s, 100, timeout=3)]
     delivered = [r.seq for r in found.events] + [q for q in live if q > floor]
     expected = [seq_of(i) for i in before[10:] + published]
     assert delivered == expected
@@ -205,7 +206,7 @@ def test_ephemeral_events_are_live_only(bus):
     start = bus.head()
     ids = bus.publish([ev("channel:a", 1, "user.typing"), ev("channel:a", 2)])
     assert ids[0] is None and ids[1] is not None
-    frames = drain(s, 2)
+    frames = collect(s, 2)
     assert frames[0][0] == 0 and not frames[0][1].startswith(b"id:")
     assert b"event: user.typing\n" in frames[0][1]
     found = bus.replay(["channel:a"], start, 100)
@@ -219,7 +220,7 @@ def test_slow_subscriber_is_dropped_with_memory_bounded(bus):
     bus.attach(fast, ["channel:a"])
     for n in range(60):
         bus.publish([ev("channel:a", n)])
-    assert len(drain(fast, 60)) == 60
+    assert len(collect(fast, 60)) == 60
     assert slow.end_reason == "slow_consumer"
     assert slow.depth == 0 and slow._bytes <= 4096
 
@@ -227,9 +228,9 @@ def test_slow_subscriber_is_dropped_with_memory_bounded(bus):
 def test_detach_releases_the_channel(bus):
     s = sub(["channel:a"])
     bus.attach(s, ["channel:a"])
-    assert bus.hub.has("channel:a")
+    assert "channel:a" in bus.hub.channels()
     bus.detach(s)
-    assert not bus.hub.has("channel:a") and s.id not in bus.hub.subscribers
+    assert "channel:a" not in bus.hub.channels() and s.id not in bus.hub.subscribers
     bus.publish([ev("channel:a", 1)])
     assert s.take(0.1) == []
 
@@ -238,11 +239,6 @@ def test_batch_gets_consecutive_cursors(bus):
     ids = bus.publish([ev("channel:a", n) for n in range(5)])
     seqs = [seq_of(i) for i in ids]
     assert seqs == list(range(seqs[0], seqs[0] + 5))
-
-
-def test_setnx_keeps_the_first_value(bus):
-    assert bus.setnx("cg:test:k", "one") == "one"
-    assert bus.setnx("cg:test:k", "two") == "one"
 
 
 # -- exactly once per idempotency key (EventBus.publish_once) ----------------------------------
@@ -397,7 +393,7 @@ def test_redis_subscription_count_does_not_grow_with_subscribers(redis_url):
 
 def test_redis_unreachable_publish_is_bus_unavailable():
     client, feed = make_clients("redis://127.0.0.1:1/0", (), "")
-    b = RedisBus(client, feed, 10, 10, lambda sub: RECONNECT)
+    b = RedisBus(client, RedisFeed(feed), 10, 10, lambda sub: RECONNECT)
     with pytest.raises(BusUnavailable):
         b.publish([ev("channel:a", 1)])
     assert b.health() is not None
@@ -414,7 +410,7 @@ def state(kind, request):
     client, _ = make_clients(request.getfixturevalue("redis_url"), (), "")
     yield RedisState(client)
     client.close()
-    client.connection_pool.disconnect()  # close() leaves a pool it was given open
+    client.connection_pool.disconnect()  # a pool handed to the client outlives close()
 
 
 def test_ticket_is_taken_exactly_once(state: SharedState):
@@ -469,6 +465,11 @@ def test_unrefreshed_leases_expire_and_refreshed_ones_do_not(state: SharedState)
     assert not state.acquire_lease("alice", "late", 2, 30).granted  # "kept" survived by refreshing
 
 
+def test_setnx_keeps_the_first_value(state: SharedState):
+    assert state.setnx("cg:test:k", "one") == "one"
+    assert state.setnx("cg:test:k", "two") == "one"
+
+
 def test_concurrent_acquires_never_exceed_the_limit(state: SharedState):
     tries = [gevent.spawn(state.acquire_lease, "alice", f"c{i}", 3, 30) for i in range(30)]
     gevent.joinall(tries, timeout=5)
@@ -487,4 +488,3 @@ def test_redis_leases_use_one_clock_and_expire_with_their_key(redis_url):
         assert abs(expiry - (server_ms + 2000)) < 1500  # scored on Redis' clock, not this host's
     finally:
         client.close()
-        client.connection_pool.disconnect()

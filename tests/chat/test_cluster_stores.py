@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from bus.test_cluster_contract import bus  # noqa: F401  (the cluster bus fixture)
 
-from chatgenius.bus.control_redis import RedisControl
-from chatgenius.bus.presence_cluster import ClusterPresence
+from chatgenius.control.redis_cluster import ClusterControl
+from chatgenius.presence.redis_cluster import ClusterPresence
 
 from .test_stores import (  # noqa: F401  (collected again, on the cluster)
     test_a_join_within_the_grace_cancels_the_offline,
@@ -16,6 +16,7 @@ from .test_stores import (  # noqa: F401  (collected again, on the cluster)
     test_offline_after_the_grace_once_the_last_lease_is_gone,
     test_presence_tracker_refreshes_and_rejoins,
     test_racing_sweepers_announce_once,
+    test_the_control_channel_reaches_every_process_this_one_included,
     watch,
 )
 
@@ -27,4 +28,4 @@ def store(bus):  # noqa: F811  (the imported fixture)
 
 @pytest.fixture
 def control(bus):  # noqa: F811  (the imported fixture)
-    return RedisControl(bus.client)
+    return ClusterControl(bus.client, bus)

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+import chatgenius
 from chatgenius.factory import create_app
 
 
@@ -14,8 +15,7 @@ from chatgenius.factory import create_app
 def app():
     app = create_app(env={"AUTH_MODE": "dev", "BIND": "127.0.0.1:8000", "HEARTBEAT_INTERVAL": "0.2", "PRESENCE_GRACE": "0.3"})
     yield app
-    app.extensions["chatgenius.chat"].presence.close()
-    app.extensions["chatgenius.admin"].flags.close()
+    chatgenius.close(app)
 
 
 def token(client, sub: str, permissions: list[str] | None = None) -> dict[str, str]:

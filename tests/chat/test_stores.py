@@ -8,14 +8,16 @@ import time
 import gevent
 import pytest
 
-from chatgenius.bus.control_memory import MemoryControl
-from chatgenius.bus.control_redis import RedisControl
 from chatgenius.bus.memory import MemoryBus
-from chatgenius.bus.presence_memory import MemoryPresence
-from chatgenius.bus.presence_redis import RedisPresence
 from chatgenius.bus.redis import RedisBus, make_clients
-from chatgenius.fanout import Subscriber
-from chatgenius.presence import Lease, Presence, presence_draft
+from chatgenius.bus.redis_feed import RedisFeed
+from chatgenius.control.memory import MemoryControl
+from chatgenius.control.redis import RedisControl
+from chatgenius.presence.base import Lease, presence_draft
+from chatgenius.presence.memory import MemoryPresence
+from chatgenius.presence.redis import RedisPresence
+from chatgenius.presence.service import Presence
+from chatgenius.subscriber import Subscriber
 
 CH = "channel:p"
 GRACE = 0.3
@@ -27,7 +29,7 @@ def bus(request):
         b = MemoryBus(100, 3600)
     else:
         client, feed = make_clients(request.getfixturevalue("redis_url"), (), "")
-        b = RedisBus(client, feed, 100, 3600, lambda sub: None, ping_interval=0.5)
+        b = RedisBus(client, RedisFeed(feed, ping_interval=0.5), 100, 3600, lambda sub: None)
         b.start()
         deadline = time.monotonic() + 5
         while b.health() is not None:
@@ -44,7 +46,7 @@ def store(bus):
 
 @pytest.fixture
 def control(bus):
-    return MemoryControl() if isinstance(bus, MemoryBus) else RedisControl(bus.client)
+    return MemoryControl() if isinstance(bus, MemoryBus) else RedisControl(bus.client, bus.feed)
 
 
 @pytest.fixture
@@ -162,3 +164,16 @@ def test_control_mailbox_throttle_and_flags(control):
     assert control.flags() == {"ENABLE_SSE": False, "ENABLE_COMPRESSION": True}
     control.set_flags({"ENABLE_SSE": None})
     assert control.flags() == {"ENABLE_COMPRESSION": True}
+
+
+def test_the_control_channel_reaches_every_process_this_one_included(control):
+    got: list[bytes] = []
+    control.on_control = got.append
+    deadline = time.monotonic() + 5
+    while control.publish_control(b'{"op":"ping"}') < 1:  # Redis: until the feed has subscribed the channel
+        assert time.monotonic() < deadline, "the control channel was never subscribed"
+        gevent.sleep(0.02)
+    while not got:
+        assert time.monotonic() < deadline, "the message did not come back"
+        gevent.sleep(0.01)
+    assert set(got) == {b'{"op":"ping"}'}

@@ -16,7 +16,7 @@ from support.service import bearer, dev_token, publish, publish_batch
 from support.sse_client import SSEClient
 from werkzeug.wrappers import Request
 
-from chatgenius import config
+from chatgenius import close, config
 from chatgenius.compression import MIN_BODY_BYTES, accepts_gzip, gzip_stream
 from chatgenius.factory import create_app
 
@@ -77,7 +77,7 @@ def app() -> Iterator[Flask]:
     try:
         yield app
     finally:
-        app.extensions["chatgenius"].bus.close()
+        close(app)
 
 
 def token(client, sub: str = "zip") -> str:

@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 from support.procs import REPO_ROOT
 
-from chatgenius import config, log
+from chatgenius import close, config, log
 from chatgenius.factory import create_app
 from chatgenius.log import JsonFormatter
 
@@ -89,8 +89,7 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
         raise RuntimeError("boom at /boom")
 
     yield app
-    app.extensions["chatgenius.telemetry"].stop()
-    app.extensions["chatgenius"].bus.close()
+    close(app)
 
 
 @pytest.fixture
@@ -136,8 +135,6 @@ def test_unexpected_error_is_logged_with_details_counted_and_answered_as_json(ap
 
 def test_a_failing_stream_body_is_logged_and_counted_as_a_stream_error(app: Flask, lines: Lines) -> None:
     rt = app.extensions["chatgenius"]
-    sessions: list = []
-    rt.stream_opened.append(sessions.append)
     client = app.test_client()
     tok = client.post("/dev/token", json={"sub": "bob", "channels": ["channel:*"], "permissions": ["publish:events"]}).json["token"]
     auth = {"Authorization": f"Bearer {tok}"}
@@ -148,7 +145,7 @@ def test_a_failing_stream_body_is_logged_and_counted_as_a_stream_error(app: Flas
     def broken(frames: list[bytes]) -> None:  # stands in for a bug in a hook of the loop
         raise ValueError("encoder bug")
 
-    (session,) = sessions
+    (session,) = rt.streams
     session.on_write = broken
     assert client.post("/events", json={"type": "message.created", "channel": CHAN, "data": {"text": "x"}}, headers=auth).status_code == 201
     with pytest.raises(ValueError):

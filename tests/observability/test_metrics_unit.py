@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatgenius import config
+from chatgenius import close, config
 from chatgenius.events import draft, envelope_json
 from chatgenius.factory import create_app
 from chatgenius.metrics import Labelled, WorkersCollector, quantile
@@ -94,8 +94,7 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     app = create_app(config.load({"AUTH_MODE": "dev", "BIND": "127.0.0.1:9", "HEARTBEAT_INTERVAL": "0.2"}))
     yield app
-    app.extensions["chatgenius.telemetry"].stop()
-    app.extensions["chatgenius"].bus.close()
+    close(app)
 
 
 def mint(client: FlaskClient, sub: str, permissions: list[str]) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from support.http_json import get_json, request
 
-from chatgenius import config
+from chatgenius import close, config
 from chatgenius.factory import create_app
 
 from .conftest import ORIGINS, Deployment
@@ -111,7 +111,7 @@ def test_wildcard_origin_is_served_as_star_never_with_credentials():
         )
         assert pre.headers["Access-Control-Allow-Origin"] == "*" and "Access-Control-Allow-Credentials" not in pre.headers
     finally:
-        app.extensions["chatgenius"].bus.close()
+        close(app)
 
 
 def test_without_cors_origin_there_is_no_cors_at_all():
@@ -121,4 +121,4 @@ def test_without_cors_origin_there_is_no_cors_at_all():
         assert "Access-Control-Allow-Origin" not in resp.headers
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
     finally:
-        app.extensions["chatgenius"].bus.close()
+        close(app)

@@ -5,6 +5,7 @@ Real gunicorn for the start-up behaviour; the shipped env example is loaded as i
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def test_trusted_proxies_on_a_public_bind_is_warned(bind: str, warned: bool):
     assert bool(warnings) is warned, warnings
     if warned:
         assert warnings[0].startswith("TRUSTED_PROXIES=1") and "\n" not in warnings[0]
-    assert config.exposure_warnings(settings.replace(trusted_proxies=0)) == []
+    assert config.exposure_warnings(dataclasses.replace(settings, trusted_proxies=0)) == []
 
 
 def test_the_env_example_binds_privately_and_starts_without_a_warning():

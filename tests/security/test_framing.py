@@ -16,9 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.sse_parse import Comment, EventParser, Frame
 
-from chatgenius.bus.redis import frame_from_live
 from chatgenius.events import CATALOG, DURABLE_TYPES, MAX_DEPTH, EventError, draft, drafts_from_request, envelope_json, valid_channel
-from chatgenius.sse import FramingError, comment, durable_frame, encode, ephemeral_frame
+from chatgenius.sse import FramingError, comment, durable_frame, encode, ephemeral_frame, frame_from_live
 
 PROPS = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 

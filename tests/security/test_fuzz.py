@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from support.procs import wait_until
 
-from chatgenius import config
+from chatgenius import close, config
 from chatgenius.factory import create_app
 
 from .conftest import Deployment, start_deployment
@@ -43,7 +43,7 @@ def app_routes() -> list[tuple[str, str]]:
             (method, rule.rule) for rule in app.url_map.iter_rules() for method in rule.methods - {"HEAD", "OPTIONS"}
         )
     finally:
-        app.extensions["chatgenius"].bus.close()
+        close(app)
 
 
 ROUTES = app_routes()

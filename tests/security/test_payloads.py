@@ -6,7 +6,7 @@ import json
 
 from support.http_json import post_json, request
 
-from chatgenius import config
+from chatgenius import close, config
 from chatgenius.factory import create_app
 
 from .conftest import Deployment
@@ -93,4 +93,4 @@ def test_a_body_larger_than_any_valid_batch_is_413_before_parsing():
         assert resp.status_code == 413 and resp.get_json()["error"] == "too_large"
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
     finally:
-        app.extensions["chatgenius"].bus.close()
+        close(app)

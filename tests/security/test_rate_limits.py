@@ -9,7 +9,7 @@ from support.http_json import get_json, post_json
 from support.jwks_server import Issuer, JWKSServer
 from support.procs import wait_until
 
-from chatgenius import config
+from chatgenius import close, config
 from chatgenius.factory import create_app
 
 from .conftest import Deployment, security_env
@@ -87,7 +87,7 @@ def test_rate_limit_storage_down_fails_open_with_one_log_line(make_redis, capsys
             assert [a.status_code for a in answers] == [503] * 3
             assert {a.get_json()["error"] for a in answers} == {"bus_unavailable"}
         finally:
-            rt.bus.close()
+            close(app)
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     unavailable = [r for r in lines if r.get("event") == "ratelimit.unavailable"]
     assert len(unavailable) == 1 and "Traceback" not in unavailable[0].get("error", "")

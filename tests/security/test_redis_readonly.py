@@ -20,7 +20,7 @@ from support.procs import wait_until
 from support.redis_server import RedisServer
 from support.sse_client import SSEClient
 
-from chatgenius.bus.redis_errors import is_unavailable
+from chatgenius.redis_errors import is_unavailable
 
 from .conftest import Deployment, start_deployment
 

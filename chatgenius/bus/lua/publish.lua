@@ -5,20 +5,22 @@
 --   (both hash-tagged with the channel, so one channel lives in one slot).
 -- ARGV[1] candidate epoch (used only when none is stored: a fresh or wiped Redis),
 -- ARGV[2] HISTORY_MAXLEN, ARGV[3] HISTORY_TTL, ARGV[4] meta TTL, ARGV[5] n,
--- then four values per event: durable flag, live pub/sub channel, type, body
--- (the envelope JSON after its id: ',"type":...,"ts":...}').
+-- then five values per event: durable flag, live pub/sub channel, type, and the
+-- envelope's head and tail: Python makes the envelope JSON (events.envelope_parts),
+-- this script only splices in the cursor it assigns: head .. cursor .. tail
+-- (an ephemeral event has no cursor: head .. tail).
 --
 -- Live payload: '<cursor>\n<type>\n<envelope>' (cursor empty for ephemeral
--- events), so a reader builds the SSE frame without parsing JSON.
+-- events), the parts sse.frame_from_live makes the SSE frame of without parsing JSON.
 -- Returns {epoch, seq_1, ..., seq_n} with seq 0 for ephemeral events.
 --
 -- Optional quotas (the publish rate limit, counted in this same step): after the
--- events, ARGV[6+4n] = q, then q pairs (amount, seconds); KEYS[3+2n ..] the q
+-- events, ARGV[6+5n] = q, then q pairs (amount, seconds); KEYS[3+2n ..] the q
 -- counter keys. Over any of them: nothing is published, and the reply is the
 -- error 'QUOTA <index> <seconds until its window ends>'.
 --
 -- Optional idempotency (EventBus.publish_once), after the quotas (q = 0 when none):
--- ARGV[i] = window seconds with i = 7 + 4n + 2q, ARGV[i+1] the request's fingerprint
+-- ARGV[i] = window seconds with i = 7 + 5n + 2q, ARGV[i+1] the request's fingerprint
 -- ('' when it has no key), ARGV[i+1+k] event k's fingerprint ('' when it has no key of
 -- its own); KEYS after the quota keys: the request's key (when it has one), then one
 -- per keyed event in order. A key's value is '<fingerprint>\n<answer>': the request's
@@ -28,7 +30,7 @@
 -- a fingerprint mismatch is the error 'IDEMPOTENCY <0 for the request, else k>'.
 -- Absent (presence's embedded calls, publishes without keys), it costs one lookup.
 local n_events = tonumber(ARGV[5])
-local q_at = 6 + 4 * n_events
+local q_at = 6 + 5 * n_events
 local q = tonumber(ARGV[q_at]) or 0
 local i_at = q_at + 1 + 2 * q
 local window = tonumber(ARGV[i_at])
@@ -88,15 +90,15 @@ local meta_ttl = tonumber(ARGV[4])
 local n = tonumber(ARGV[5])
 local out = {epoch}
 for i = 1, n do
-  local a = 6 + (i - 1) * 4
-  local live, etype, body = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local a = 6 + (i - 1) * 5
+  local live, etype, head, tail = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   if seen[i] then
     out[#out + 1] = seen[i]
   elseif ARGV[a] == '1' then
     local hist, meta = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
     local seq = redis.call('INCR', KEYS[2])
     local cursor = epoch .. '-' .. seq
-    local envelope = '{"id":"' .. cursor .. '"' .. body
+    local envelope = head .. cursor .. tail
     local excess = redis.call('XLEN', hist) + 1 - maxlen
     if excess > 0 then
       -- Record the newest seq that falls out, so a resume from before it is a reset, not a gap.
@@ -115,7 +117,7 @@ for i = 1, n do
       redis.call('SET', owned[i], ARGV[i_at + 1 + i] .. '\n' .. cursor, 'EX', window)
     end
   else
-    redis.call('PUBLISH', live, '\n' .. etype .. '\n{' .. string.sub(body, 2))
+    redis.call('PUBLISH', live, '\n' .. etype .. '\n' .. head .. tail)
     out[#out + 1] = 0
     if owned[i] then
       redis.call('SET', owned[i], ARGV[i_at + 1 + i] .. '\n', 'EX', window)

@@ -1,4 +1,4 @@
-"""Presence on Redis Cluster: presence_redis.py's scripts, with every key in the channel's shard.
+"""Presence on Redis Cluster: presence/redis.py's scripts, with every key in the channel's shard.
 
 The single-Redis layout has three deployment-wide sorted sets (leases, their lex index, due
 offlines); here each shard has its own three, under its hash tag, beside the shard's publish
@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 
 import gevent
 
-from ..presence import OFFLINE, ONLINE, DraftFor, Lease
-from .cluster_shards import Shard, spublish_source
-from .presence_redis import _lua, _member, _user_range
-from .redis_cluster import RedisClusterBus
-from .redis_errors import unavailable
+from ..bus.cluster_shards import Shard, spublish_source
+from ..bus.redis_cluster import RedisClusterBus
+from ..redis_errors import unavailable
+from .base import OFFLINE, ONLINE, DraftFor, Lease
+from .redis import _lua, _member, _user_range
 
 
 def _with_spublish(name: str) -> str:
@@ -27,7 +27,7 @@ def _with_spublish(name: str) -> str:
 
 
 def _keys(shard: Shard) -> list[str]:
-    """The shard's lease expiries, lease index and due offlines (presence_redis.py's cg:pl, cg:px, cg:pd)."""
+    """The shard's lease expiries, lease index and due offlines (presence/redis.py's cg:pl, cg:px, cg:pd)."""
     return ["cg:pl:{" + shard.tag + "}", "cg:px:{" + shard.tag + "}", "cg:pd:{" + shard.tag + "}"]
 
 
@@ -112,5 +112,6 @@ class ClusterPresence:
         return out
 
     def online(self, channel: str) -> list[str]:
+        """See PresenceStore.online: the channel's announced users, from its shard's set."""
         with unavailable():
             return sorted(m.decode() for m in self.client.smembers(_online_key(self.bus.layout.of(channel), channel)))

@@ -15,65 +15,25 @@ shape; its presence has no grace, which is what makes clients flap).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple, Protocol
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import gevent
+from .. import log
+from ..background import Every, warn
+from .base import DraftFor, Lease, PresenceStore, presence_draft
 
-from . import log
-from .events import Draft, draft
-
-ONLINE = "online"
-OFFLINE = "offline"
-
-
-class Lease(NamedTuple):
-    """One stream's presence on one channel."""
-
-    channel: str
-    user: str
-    connection: str
-
-
-DraftFor = Callable[[str, str, str], Draft]  # (channel, user, status) -> the user.presence draft
-
-
-class PresenceStore(Protocol):
-    """Shared presence state (bus/presence_memory.py, bus/presence_redis.py).
-
-    Guarantees (tests/chat/test_presence_store.py holds both backends to them):
-    - A state change and the event announcing it are one atomic step, so the
-      order of presence events in history is the order of the changes.
-    - A user is announced online once per channel until announced offline;
-      an offline is announced once, `grace` s after their last lease went
-      (left, or lapsed unrefreshed), and never if a lease came back before.
-    - Leases expire by one clock (Redis' TIME on Redis), never each host's.
-    - BusUnavailable when the store cannot be reached.
-    """
-
-    def join(self, leases: Sequence[Lease], ttl: float, draft_for: DraftFor) -> list[bool]:
-        """Take `leases` for `ttl` s; announce online where the user was not; True per lease that announced."""
-
-    def leave(self, leases: Sequence[Lease], grace: float) -> None:
-        """Drop `leases`; a user left with none on a channel is due offline in `grace` s."""
-
-    def refresh(self, leases: Sequence[Lease], ttl: float) -> list[Lease]:
-        """Extend `leases` to `ttl` s from now; return those that lapsed meanwhile (to be joined again)."""
-
-    def sweep(self, grace: float, draft_for: DraftFor, limit: int = 200) -> list[tuple[str, str]]:
-        """Expire lapsed leases, announce every due offline once; returns the (channel, user) announced here."""
-
-    def online(self, channel: str) -> list[str]:
-        """Users announced online on `channel` (sorted), as the events on the channel say."""
-
-
-def presence_draft(channel: str, user: str, status: str) -> Draft:
-    """The `user.presence` event, validated like any publisher's."""
-    return draft({"channel": channel, "type": "user.presence", "data": {"user_id": user, "status": status}}, 1 << 16)
+if TYPE_CHECKING:
+    from ..stream import StreamSession
 
 
 class Presence:
-    """This process' side: its streams' leases, the refresher and the sweeper."""
+    """This process' side: its streams' leases, the refresher and the sweeper (a StreamObserver).
+
+    It keeps the leases it holds in the store (connection -> user, channels), not
+    the streams (streams.py): by the time a stream is reported closed it is
+    detached from its channels, and a subscription change joins or leaves
+    channels only once the bus confirmed them.
+    """
 
     def __init__(
         self,
@@ -89,9 +49,20 @@ class Presence:
         self.sweep_interval = sweep_interval or min(1.0, max(0.2, min(grace, ttl) / 4))
         self._draft_for = draft_for
         self._local: dict[str, tuple[str, set[str]]] = {}  # connection -> (user, channels)
-        self._greenlets: list[gevent.Greenlet] = []
+        self._loops = (
+            Every(ttl / 3, self.refresh, warn("presence.refresh_failed")),
+            Every(self.sweep_interval, self.sweep, warn("presence.sweep_failed")),
+        )
 
     # -- streams ---------------------------------------------------------------------
+    def stream_opened(self, session: StreamSession) -> None:
+        """See StreamObserver.stream_opened: the stream's user joins its channels."""
+        self.joined(session.sub.id, session.sub.user_id, sorted(session.sub.channels))
+
+    def stream_closed(self, session: StreamSession) -> None:
+        """See StreamObserver.stream_closed: the stream's leases go, after the grace period."""
+        self.left(session.sub.id)
+
     def joined(self, connection: str, user: str, channels: Iterable[str]) -> None:
         """A stream opened on (or was subscribed to) `channels`; never raises: the refresher heals."""
         entry = self._local.setdefault(connection, (user, set()))
@@ -118,9 +89,11 @@ class Presence:
             log.event("presence.error", logging.WARNING, user_id=user, connection_id=connection, error=repr(exc))
 
     def online(self, channel: str) -> list[str]:
+        """The users online in `channel`, across every process."""
         return self.store.online(channel)
 
     def leases(self) -> list[Lease]:
+        """The leases this process holds, one per (stream, channel), for the refresher."""
         return [Lease(c, user, conn) for conn, (user, chans) in self._local.items() for c in chans]
 
     def _join(self, leases: list[Lease]) -> None:
@@ -143,26 +116,16 @@ class Presence:
         return len(held)
 
     def sweep(self) -> list[tuple[str, str]]:
+        """Publish `presence.leave` for users whose last lease lapsed (a process died without leaving)."""
         return self.store.sweep(self.grace, self._draft_for)
 
     def start(self) -> None:
-        if not self._greenlets:
-            self._greenlets = [
-                gevent.spawn(_every, self.ttl / 3, self.refresh, "presence.refresh_failed"),
-                gevent.spawn(_every, self.sweep_interval, self.sweep, "presence.sweep_failed"),
-            ]
+        """Start the refresher and the sweeper."""
+        for loop in self._loops:
+            loop.start()
 
     def close(self) -> None:
-        for greenlet in self._greenlets:
-            greenlet.kill(block=False)
-        self._greenlets = []
+        """Stop the refresher and the sweeper; the leases lapse by themselves."""
+        for loop in self._loops:
+            loop.stop()
 
-
-def _every(interval: float, work: Callable[[], object], failure: str) -> None:
-    """Run `work` every `interval` s; a failure is logged and the next round retries."""
-    while True:
-        gevent.sleep(interval)
-        try:
-            work()
-        except Exception as exc:
-            log.event(failure, logging.WARNING, error=repr(exc))

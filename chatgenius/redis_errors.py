@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import redis
 from redis import exceptions
 
-from .base import BusUnavailable
+from .bus.base import BusUnavailable
 
 # Raised by redis-py for the conditions above (ReadOnlyError and BusyLoadingError are ResponseErrors).
 UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -43,12 +43,23 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def translated(exc: BaseException, refused: str = "redis unavailable") -> BaseException:
+    """BusUnavailable when `exc` says Redis cannot serve now, else `exc` itself. `refused` opens the
+    message of an error reply (the publish script says "redis cannot take writes now")."""
+    if isinstance(exc, UNAVAILABLE):
+        return BusUnavailable(f"redis unavailable: {exc}")
+    if is_unavailable(exc):
+        return BusUnavailable(f"{refused}: {exc}")
+    return exc
+
+
 @contextmanager
 def unavailable() -> Iterator[None]:
     """Turn Redis' unavailability inside the block into BusUnavailable; other errors pass unchanged."""
     try:
         yield
     except (redis.RedisError, OSError, exceptions.SlotNotCoveredError) as exc:
-        if is_unavailable(exc):
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
-        raise
+        failure = translated(exc)
+        if failure is exc:
+            raise
+        raise failure from exc

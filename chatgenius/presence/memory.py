@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from ..presence import OFFLINE, ONLINE, DraftFor, Lease
-from .memory import MemoryBus
+from ..bus.memory import MemoryBus
+from .base import OFFLINE, ONLINE, DraftFor, Lease
 
 
 class MemoryPresence:
@@ -79,6 +79,7 @@ class MemoryPresence:
         return announced
 
     def online(self, channel: str) -> list[str]:
+        """See PresenceStore.online."""
         return sorted(self._online.get(channel, ()))
 
     def _drop(self, lease: Lease, due: float) -> None:

@@ -7,10 +7,10 @@ Keys (members hold NUL separators; neither channel names nor user ids can):
 - `cg:pd`  ZSET `<channel>\\0<user>` -> when that user's offline is due (ms)
 - `cg:pu:{channel}` SET the users announced online on the channel (GET /presence reads it)
 
-The scripts that announce (join, offline) embed lua/publish.lua as a local function, so a
+The scripts that announce (join, offline) embed the bus' lua/publish.lua as a local function, so a
 state change and its event are one atomic step: a sweeper's offline can never be stored
 after the online of a reconnect that beat it. Like the bus, this assumes one Redis (or a
-Sentinel-managed primary); presence_cluster.py is the Redis Cluster layout.
+Sentinel-managed primary); presence/redis_cluster.py is the Redis Cluster layout.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from importlib import resources
 
-from ..presence import OFFLINE, ONLINE, DraftFor, Lease
-from .redis import RedisBus
-from .redis_errors import unavailable
+from ..bus.redis import RedisBus
+from ..bus.redis_publish import script_source
+from ..redis_errors import unavailable
+from .base import OFFLINE, ONLINE, DraftFor, Lease
 
 LEASES = "cg:pl"
 INDEX = "cg:px"
@@ -29,6 +30,7 @@ ONLINE_PREFIX = "cg:pu:"
 
 
 def online_key(channel: str) -> str:
+    """The set of a channel's online users; braced so it shares the channel's cluster slot."""
     return ONLINE_PREFIX + "{" + channel + "}"
 
 
@@ -38,7 +40,7 @@ def _lua(name: str) -> str:
 
 def _with_publish(name: str) -> str:
     """The script `name` with publish.lua available as `publish(KEYS, ARGV)`."""
-    return "local function publish(KEYS, ARGV)\n" + _lua("publish.lua") + "\nend\n" + _lua(name)
+    return "local function publish(KEYS, ARGV)\n" + script_source() + "\nend\n" + _lua(name)
 
 
 def _member(lease: Lease) -> str:
@@ -115,5 +117,6 @@ class RedisPresence:
         return [(c, u) for (c, u), won in zip(pairs, claimed, strict=True) if won]
 
     def online(self, channel: str) -> list[str]:
+        """See PresenceStore.online."""
         with unavailable():
             return sorted(m.decode() for m in self.client.smembers(online_key(channel)))

@@ -1,17 +1,16 @@
-"""The control plane: ask every process of the deployment something, over the bus control channel.
+"""The control plane: ask every process of the deployment something, over the control channel.
 
 A stream lives in one worker of one host, but a request about it (change its
 channels, end it, list it) may land anywhere. The asker publishes one message
-on the control channel; the bus counts the processes it reached (Redis PUBLISH
+on the control channel (ControlStore); the store counts the processes it reached (Redis PUBLISH
 returns the number of subscribed readers, one per process); each of them answers
 into a reply mailbox (a Redis list with a short TTL), and the asker waits for
 all answers, or for the first one that says "found", at most `timeout` s. A
 process that owns nothing answers "not found" at once, so a missing stream is a
 quick 404 rather than a timeout. Handlers run in their own greenlet: they may
-block (attaching channels waits for the bus reader, which delivered the message).
+block (attaching channels waits for the feed reader, which delivered the message).
 
-This module also keeps the registry of this process' open streams, the one
-thing every control operation looks up.
+Handlers look streams up in this process' one registry (streams.py).
 """
 
 from __future__ import annotations
@@ -23,56 +22,25 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import gevent
 
-from . import log
-from .bus.base import BusUnavailable, EventBus
-from .stream import StreamSession
+from .. import log
+from ..bus.base import BusUnavailable
+from .base import ControlStore
 
 Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
-
-
-class ControlStore(Protocol):
-    """The small shared state of the control plane (bus/control_memory.py, bus/control_redis.py)."""
-
-    def reply(self, mailbox: str, answer: str, ttl: float) -> None:
-        """Append `answer` to `mailbox`; the mailbox vanishes `ttl` s after the last answer."""
-
-    def receive(self, mailbox: str, timeout: float) -> str | None:
-        """The oldest answer in `mailbox`, waiting up to `timeout` s; None if none came."""
-
-    def discard(self, mailbox: str) -> None:
-        """The asker is done with `mailbox`; late answers may be dropped."""
-
-    def first_within(self, key: str, seconds: float) -> bool:
-        """True for the first call with `key` in any `seconds`-long window, across processes (throttles)."""
-
-    def flags(self) -> dict[str, bool]:
-        """The runtime flag overrides stored by PUT /admin/flags."""
-
-    def set_flags(self, changes: Mapping[str, bool | None]) -> None:
-        """Store overrides; None removes one (back to the environment's default)."""
 
 
 class ControlPlane:
     """Route operations to the process that owns a stream; gather answers from all of them."""
 
-    def __init__(self, bus: EventBus, store: ControlStore, timeout: float = 2.0) -> None:
-        self.bus = bus
+    def __init__(self, store: ControlStore, timeout: float = 2.0) -> None:
         self.store = store
         self.timeout = timeout
-        self.sessions: dict[str, StreamSession] = {}  # this process' open streams
         self._handlers: dict[str, Handler] = {}
-        bus.on_control = self._received
-
-    # -- this process' streams --------------------------------------------------------------
-    def opened(self, session: StreamSession) -> None:
-        self.sessions[session.sub.id] = session
-
-    def closed(self, session: StreamSession) -> None:
-        self.sessions.pop(session.sub.id, None)
+        store.on_control = self._received
 
     @staticmethod
     def whoami() -> dict[str, Any]:
@@ -86,7 +54,7 @@ class ControlPlane:
 
     def broadcast(self, op: str, **fields: Any) -> int:
         """Tell every process (no answers); returns how many it reached."""
-        return self.bus.publish_control(_encode({"op": op, **fields}))
+        return self.store.publish_control(_encode({"op": op, **fields}))
 
     def ask(self, op: str, fields: Mapping[str, Any], first_found: bool = False, timeout: float | None = None) -> list[dict[str, Any]]:
         """Every process' answer to `op` (only those that came in time); with `first_found`, stop at
@@ -95,7 +63,7 @@ class ControlPlane:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         answers: list[dict[str, Any]] = []
         try:
-            reached = self.bus.publish_control(_encode({"op": op, "reply": mailbox, **fields}))
+            reached = self.store.publish_control(_encode({"op": op, "reply": mailbox, **fields}))
             while len(answers) < reached:
                 left = deadline - time.monotonic()
                 raw = self.store.receive(mailbox, left) if left > 0 else None
@@ -111,7 +79,7 @@ class ControlPlane:
 
     # -- answering ------------------------------------------------------------------------
     def _received(self, payload: bytes) -> None:
-        """Called by the bus reader: never block it (handlers may need it), so answer in a greenlet."""
+        """Called by the feed reader: never block it (handlers may need it), so answer in a greenlet."""
         try:
             message = json.loads(payload)
         except ValueError:
