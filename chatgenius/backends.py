@@ -42,8 +42,8 @@ class Backends:
     state: SharedState
     presence: PresenceStore
     control: ControlStore
-    # flask-limiter's storage (web/ratelimit.py): the family's Redis connection pool, None for memory.
-    limiter_pool: object | None = None
+    # flask-limiter's storage (web/ratelimit.py): its URI and options; one Redis shares the family's pool.
+    limiter_storage: tuple[str, dict[str, object]] = ("memory://", {})
 
 
 def memory_family(settings: Settings) -> Backends:
@@ -62,19 +62,22 @@ def redis_family(settings: Settings) -> Backends:
         lambda sub: reconnect_frame(settings.reconnect_retry_ms),  # a lost feed ends every local stream
         idempotency_window=settings.idempotency_window,
     )
-    return Backends(bus, RedisState(client), RedisPresence(bus), RedisControl(client, feed), client.connection_pool)
+    limiter = ("redis://", {"connection_pool": client.connection_pool})
+    return Backends(bus, RedisState(client), RedisPresence(bus), RedisControl(client, feed), limiter)
 
 
 def cluster_family(settings: Settings) -> Backends:
     """Redis Cluster (docs/ARCHITECTURE.md, "Redis Cluster"): one cluster client shared by every seam,
     and one sharded pub/sub connection per master the bus needs, the control channel among them.
-    flask-limiter opens its own cluster client on the same nodes (web/ratelimit.py)."""
+    flask-limiter opens its own cluster client on the same nodes (limits cannot share this one)."""
     client = make_cluster_client(settings.redis_cluster_nodes)
     bus = RedisClusterBus(
         client, settings.redis_cluster_shards, settings.history_maxlen, settings.history_ttl,
         lambda sub: reconnect_frame(settings.reconnect_retry_ms), idempotency_window=settings.idempotency_window,
     )  # fmt: skip
-    return Backends(bus, RedisClusterState(client), ClusterPresence(bus), ClusterControl(client, bus))
+    nodes = ",".join(f"{host}:{port}" for host, port in settings.redis_cluster_nodes)
+    limiter = (f"redis+cluster://{nodes}", {})
+    return Backends(bus, RedisClusterState(client), ClusterPresence(bus), ClusterControl(client, bus), limiter)
 
 
 def choose(settings: Settings) -> Callable[[Settings], Backends]:

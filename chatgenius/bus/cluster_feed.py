@@ -200,4 +200,3 @@ class ClusterFeed:
             event.clear()
         if had_feed:
             self.hub.end_all("bus_lost", self._reconnect_frame)
-
