@@ -91,12 +91,13 @@ class PublishScript:
         """KEYS and ARGV of lua/publish.lua for `drafts` alone (no quotas, no idempotency): also what
         scripts that publish atomically with a state change of their own pass (presence/redis.py)."""
         at = self.keys
+        history, meta, live = at.history_key, at.meta_key, at.live
         keys: list[str] = [at.epoch_key, at.seq_key]
         args: list[object] = [at.new_epoch(), self.maxlen, self.ttl, self.meta_ttl, len(drafts)]
         for d in drafts:
-            keys += [at.history_key(d.channel), at.meta_key(d.channel)]
+            keys += [history(d.channel), meta(d.channel)]
             durable = d.durable
-            args += ["1" if durable else "0", at.live(d.channel), d.type, *envelope_parts(durable, d.body)]
+            args += ["1" if durable else "0", live(d.channel), d.type, *envelope_parts(durable, d.body)]
         return keys, args
 
     def publish(self, drafts: Sequence[Draft], quotas: Sequence[Quota] = ()) -> list[str | None]:
