@@ -4,8 +4,8 @@ A family is one builder, `Settings -> Backends`: the bus (bus/), shared state
 (state/), the presence store (presence/) and the control store (control/), all
 of one kind and sharing its connections. `choose` picks the family from the
 settings; create_app calls it once and nothing else asks which kind it got.
-Adding a family (say, Redis Cluster) is one more builder and one line in
-`choose`.
+A family is one more builder and one line in `choose` (Redis Cluster is the
+third: cluster_family).
 """
 
 from __future__ import annotations
@@ -16,18 +16,22 @@ from dataclasses import dataclass
 from .bus.base import EventBus
 from .bus.memory import MemoryBus
 from .bus.redis import RedisBus, make_clients
+from .bus.redis_cluster import RedisClusterBus, make_cluster_client
 from .bus.redis_feed import RedisFeed
 from .config import Settings
 from .control.base import ControlStore
 from .control.memory import MemoryControl
 from .control.redis import RedisControl
+from .control.redis_cluster import ClusterControl
 from .presence.base import PresenceStore
 from .presence.memory import MemoryPresence
 from .presence.redis import RedisPresence
+from .presence.redis_cluster import ClusterPresence
 from .service import reconnect_frame
 from .state.base import SharedState
 from .state.memory import MemoryState
 from .state.redis import RedisState
+from .state.redis_cluster import RedisClusterState
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +42,8 @@ class Backends:
     state: SharedState
     presence: PresenceStore
     control: ControlStore
-    # flask-limiter's storage (web/ratelimit.py): the family's Redis connection pool, None for memory.
-    limiter_pool: object | None = None
+    # flask-limiter's storage (web/ratelimit.py): its URI and options; one Redis shares the family's pool.
+    limiter_storage: tuple[str, dict[str, object]] = ("memory://", {})
 
 
 def memory_family(settings: Settings) -> Backends:
@@ -58,11 +62,28 @@ def redis_family(settings: Settings) -> Backends:
         lambda sub: reconnect_frame(settings.reconnect_retry_ms),  # a lost feed ends every local stream
         idempotency_window=settings.idempotency_window,
     )
-    return Backends(bus, RedisState(client), RedisPresence(bus), RedisControl(client, feed), client.connection_pool)
+    limiter = ("redis://", {"connection_pool": client.connection_pool})
+    return Backends(bus, RedisState(client), RedisPresence(bus), RedisControl(client, feed), limiter)
+
+
+def cluster_family(settings: Settings) -> Backends:
+    """Redis Cluster (docs/ARCHITECTURE.md, "Redis Cluster"): one cluster client shared by every seam,
+    and one sharded pub/sub connection per master the bus needs, the control channel among them.
+    flask-limiter opens its own cluster client on the same nodes (limits cannot share this one)."""
+    client = make_cluster_client(settings.redis_cluster_nodes)
+    bus = RedisClusterBus(
+        client, settings.redis_cluster_shards, settings.history_maxlen, settings.history_ttl,
+        lambda sub: reconnect_frame(settings.reconnect_retry_ms), idempotency_window=settings.idempotency_window,
+    )  # fmt: skip
+    nodes = ",".join(f"{host}:{port}" for host, port in settings.redis_cluster_nodes)
+    limiter = (f"redis+cluster://{nodes}", {})
+    return Backends(bus, RedisClusterState(client), ClusterPresence(bus), ClusterControl(client, bus), limiter)
 
 
 def choose(settings: Settings) -> Callable[[Settings], Backends]:
-    """The Redis family when REDIS_URL or sentinels are set, else the in-process one."""
+    """Redis Cluster when REDIS_CLUSTER_NODES is set, one Redis when REDIS_URL or sentinels are, else in-process."""
+    if settings.redis_cluster_nodes:
+        return cluster_family
     return redis_family if settings.redis_url or settings.redis_sentinels else memory_family
 
 

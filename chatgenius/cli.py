@@ -27,7 +27,9 @@ def check_config(env: Mapping[str, str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 1
-    if s.redis_sentinels:
+    if s.redis_cluster_nodes:
+        bus = "redis cluster " + ",".join(f"{h}:{p}" for h, p in s.redis_cluster_nodes) + f" ({s.redis_cluster_shards} shards)"
+    elif s.redis_sentinels:
         bus = "redis via sentinels " + ",".join(f"{h}:{p}" for h, p in s.redis_sentinels) + f" (master {s.redis_sentinel_master})"
     elif s.redis_url:
         bus = f"redis {_without_password(s.redis_url)}"

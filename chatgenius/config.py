@@ -19,6 +19,8 @@ from .config_values import (
     algorithms,
     boolean,
     choice,
+    cluster_nodes,
+    cluster_shards,
     integer,
     number,
     origins,
@@ -36,6 +38,8 @@ class Settings:
     redis_url: str | None = None
     redis_sentinels: tuple[tuple[str, int], ...] = ()
     redis_sentinel_master: str = "mymaster"
+    redis_cluster_nodes: tuple[tuple[str, int], ...] = ()  # Redis Cluster start-up nodes (docs/ARCHITECTURE.md)
+    redis_cluster_shards: int = 8
     cors_origins: tuple[str, ...] = ()
     max_connections_per_user: int = 5
     presence_grace: float = 10.0
@@ -96,6 +100,8 @@ _PARSERS = {
     "REDIS_URL": ("redis_url", redis_url),
     "REDIS_SENTINELS": ("redis_sentinels", sentinels),
     "REDIS_SENTINEL_MASTER": ("redis_sentinel_master", lambda n, r: r.strip()),
+    "REDIS_CLUSTER_NODES": ("redis_cluster_nodes", cluster_nodes),
+    "REDIS_CLUSTER_SHARDS": ("redis_cluster_shards", cluster_shards),
     "CORS_ORIGIN": ("cors_origins", origins),
     "MAX_CONNECTIONS_PER_USER": ("max_connections_per_user", lambda n, r: integer(n, r, 1, 10_000)),
     "PRESENCE_GRACE": ("presence_grace", lambda n, r: number(n, r, 0, 3600)),
@@ -188,7 +194,7 @@ def validate(s: Settings) -> Settings:
         raise ConfigError(
             f"AUTH_MODE: dev mode mints its own tokens and is refused unless every bound address is loopback, got {s.bind!r}"
         )
-    if s.workers > 1 and not (s.redis_url or s.redis_sentinels):
+    if s.workers > 1 and not (s.redis_url or s.redis_sentinels or s.redis_cluster_nodes):
         raise ConfigError(
             f"REDIS_URL: required with {s.workers} worker processes (gunicorn --workers or WEB_CONCURRENCY); "
             "the in-memory bus is one process only"

@@ -104,6 +104,19 @@ def sentinels(name: str, raw: str) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
+def cluster_nodes(name: str, raw: str) -> tuple[tuple[str, int], ...]:
+    """`host:port[,host:port]` of Redis Cluster nodes: where the client starts looking, not the whole cluster."""
+    nodes = sentinels(name, raw)
+    if not nodes:
+        raise ConfigError(f"{name}: expected host:port[,host:port], got {raw!r}")
+    return nodes
+
+
+def cluster_shards(name: str, raw: str) -> int:
+    """The cluster bus' shard count, 1..14: bounds the cursor at 197 bytes (shard_cursor.py)."""
+    return integer(name, raw, 1, 14)
+
+
 def origins(name: str, raw: str) -> tuple[str, ...]:
     """Comma-separated CORS origins (or `*`), without trailing slashes, as browsers send them."""
     found = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())

@@ -64,7 +64,7 @@ def serve(env: Mapping[str, str] | None = None) -> int:
     server = WSGIServer(listener, app, log=None, spawn=Pool(CONNECTIONS))
     for sig in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(sig, server.stop, 1)  # open streams get a second, then are cut
-    bus = "redis" if settings.redis_url or settings.redis_sentinels else "memory"
+    bus = "redis" if settings.redis_url or settings.redis_sentinels or settings.redis_cluster_nodes else "memory"
     print(f"ChatGenius realtime: http://{settings.bind}/ (bus: {bus}, auth: {settings.auth_mode}; "
           f"admin page: http://{settings.bind}/admin; Ctrl-C stops)", flush=True)
     server.serve_forever()

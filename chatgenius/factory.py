@@ -95,12 +95,13 @@ def create_app(settings: config.Settings | None = None, env: Mapping[str, str] |
     # Every endpoint but health needs a user; a scraper may use METRICS_TOKEN instead (it does not expire).
     metrics.export(app, telemetry.metrics, guard=admin_stats.metrics_guard(settings.metrics_token))
     security.install(app, settings)
-    ratelimit.install(app, settings, family.limiter_pool)
+    limiter = ratelimit.install(app, settings, family.limiter_storage)
     for module in (errors, ops, stream, poll, publish, tickets, dev, static, apidoc, admin_stats, chat_web, admin_web):
         app.register_blueprint(module.bp)
     # Outermost: the publisher's usual POST /events is answered before Flask (web/publish_fast.py).
     app.wsgi_app = FastPublish(app.wsgi_app, rt, telemetry, security.max_body_bytes(settings))  # type: ignore[method-assign]
     life = app.extensions["chatgenius.lifecycle"] = Lifecycle()
+    life.on_close(lambda: ratelimit.close(limiter))
     start(life, settings, rt, telemetry, chat_api, admin_api)
     return app
 

@@ -23,6 +23,8 @@ from .bus.base import BusUnavailable
 # Raised by redis-py for the conditions above (ReadOnlyError and BusyLoadingError are ResponseErrors).
 UNAVAILABLE: tuple[type[BaseException], ...] = (
     redis.ConnectionError, redis.TimeoutError, exceptions.ReadOnlyError, exceptions.BusyLoadingError, OSError,
+    # Redis Cluster mid-failover or resharding: CLUSTERDOWN, TRYAGAIN, too many redirections, a slot with no owner.
+    exceptions.ClusterError, exceptions.TryAgainError, exceptions.SlotNotCoveredError,
 )
 # Error replies with no exception class of their own; inside MULTI they come back as EXECABORT
 # with the queued command's reply quoted.
@@ -56,7 +58,7 @@ def unavailable() -> Iterator[None]:
     """Turn Redis' unavailability inside the block into BusUnavailable; other errors pass unchanged."""
     try:
         yield
-    except (redis.RedisError, OSError) as exc:
+    except (redis.RedisError, OSError, exceptions.SlotNotCoveredError) as exc:
         failure = translated(exc)
         if failure is exc:
             raise

@@ -20,7 +20,7 @@ from . import log
 from .auth import AuthError, DevIssuer, Identity, Verifier, bearer
 from .bus.base import BusUnavailable, EventBus, Published, Replay
 from .config import Settings
-from .cursor import Cursor, CursorError, parse
+from .cursor import Cursor, CursorError
 from .errors import ServiceError, bus_unavailable
 from .events import Draft, EventError, parse_channels
 from .flags import Flags
@@ -148,7 +148,7 @@ class Realtime:
             raise ServiceError(503, "draining", "this worker is shutting down; retry", headers={"Retry-After": "1"})
         if self.capacity is not None and len(self.bus.hub.subscribers) >= self.capacity:
             raise ServiceError(503, "at_capacity", "this worker holds as many streams as it may; retry", headers={"Retry-After": "1"})
-        after = _cursor(last_event_id)
+        after = _cursor(last_event_id, self.bus.parse_cursor)
         sub = Subscriber(uuid.uuid4().hex, identity.sub, channels, self.settings.queue_max_bytes)
         sub.resumed = after is not None
         sub.worker = self.worker_id
@@ -220,7 +220,7 @@ class Realtime:
     # -- long-poll ------------------------------------------------------------------
     def poll(self, identity: Identity, channels: list[str], raw_cursor: str | None, timeout: float) -> dict:
         """One long-poll: events after the cursor, waiting up to `timeout` s for the first one."""
-        after = _cursor(raw_cursor)
+        after = _cursor(raw_cursor, self.bus.parse_cursor)
         try:
             if after is None:
                 return {"events": [], "cursor": str(self.bus.head()), "reset": False}
@@ -271,7 +271,7 @@ class Realtime:
         return done
 
 
-def _cursor(raw: str | None) -> Cursor | None:
+def _cursor(raw: str | None, parse: Callable[[str], Cursor]) -> Cursor | None:
     if raw is None or raw.strip() == "":
         return None
     try:

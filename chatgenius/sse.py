@@ -9,7 +9,7 @@ in practice they are always one line and U+2028/U+2029 never reach the wire raw.
 
 This module is the only place event parts become SSE bytes: the memory bus and
 history replay call `durable_frame`/`ephemeral_frame`, the Redis reader calls
-`frame_from_live` on what lua/publish.lua published.
+`frame_from_live` (the cluster's `body_from_live`) on what lua/publish.lua published.
 """
 
 from __future__ import annotations
@@ -80,6 +80,14 @@ def frame_from_live(payload: bytes) -> tuple[bytes, int, bytes]:
         return b"", 0, b"event: " + etype + b"\ndata: " + envelope + b"\n\n"
     epoch, _, seq = cursor.rpartition(b"-")
     return epoch, int(seq), b"id: " + cursor + b"\nevent: " + etype + b"\ndata: " + envelope + b"\n\n"
+
+
+def body_from_live(payload: bytes) -> tuple[bytes, int, bytes]:
+    """`frame_from_live` without the `id:` line: on Redis Cluster each stream writes its own id
+    (its vector of shard positions, shard_cursor.stamp) before the shared body."""
+    cursor, etype, envelope = payload.split(b"\n", 2)
+    epoch, _, seq = cursor.rpartition(b"-")
+    return epoch, int(seq or 0), b"event: " + etype + b"\ndata: " + envelope + b"\n\n"
 
 
 def ephemeral_frame(etype: str, envelope: str) -> bytes:

@@ -23,6 +23,7 @@ from . import log
 from .bus.base import EventBus, Replay
 from .cursor import Cursor
 from .hangup import unwatch
+from .shard_cursor import Stamped, Vector, stamp_replay
 from .sse import comment, encode, retry
 from .subscriber import Frame, Subscriber
 from .wire import THROUGH_SERVER, GunicornSocket, Transport
@@ -89,6 +90,12 @@ def open_session(
     except BaseException:
         bus.detach(sub)
         raise
+    if isinstance(found.head, Vector):  # Redis Cluster: per-shard positions, each frame its stream's id
+        bodies = [(r.seq, r.frame.split(b"\n", 1)[1]) for r in found.events]  # without the event's own id line
+        frames, position = stamp_replay(after if isinstance(after, Vector) else None, found.head, bodies)
+        found.events = [Stamped(f) for f in frames]  # type: ignore[misc]
+        sub.set_position(position)
+        return StreamSession(bus, sub, found, 0, heartbeat, retry_ms, deadline, on_write=on_write)
     # History was read up to the head of one consistent snapshot: any live frame at or
     # below it was either replayed or is older than the cursor. Drop those, keep the rest.
     floor = found.head.seq if after is not None and found.head is not None else 0

@@ -20,9 +20,11 @@ from collections.abc import Iterable
 import gevent
 from gevent.hub import Waiter, get_hub
 
+from .shard_cursor import Vector, stamp
 from .wire import CLOSED, QUEUED, SENT, THROUGH_SERVER, Transport
 
 Frame = tuple[int, bytes]  # (seq, wire bytes); seq 0 = no cursor (ephemeral)
+ALWAYS_ABOVE = 1 << 62  # a floor above every seq: a cluster stream's (Subscriber.set_position)
 
 
 class Wake:
@@ -73,7 +75,7 @@ class Subscriber:
     __slots__ = (
         "id", "user_id", "channels", "max_bytes", "opened", "resumed", "sent", "worker",
         "_frames", "_bytes", "_wake", "end_reason", "end_frame", "due",
-        "out", "last_write", "floor",
+        "out", "last_write", "floor", "position",
     )
 
     def __init__(self, id: str, user_id: str, channels: Iterable[str], max_bytes: int) -> None:
@@ -98,6 +100,7 @@ class Subscriber:
         self.out: Transport = THROUGH_SERVER
         self.last_write = time.monotonic()
         self.floor = 0  # live frames at or below this seq were replayed (stream.open_session)
+        self.position: Vector | None = None  # Redis Cluster: per-shard positions, its own id lines (set_position)
 
     def offer(self, seq: int, frame: bytes) -> int:
         """Send one frame now if the stream is idle on a direct transport, else queue it.
@@ -110,9 +113,13 @@ class Subscriber:
         if self.end_reason is not None:
             return CLOSED
         if self.floor and seq:
-            if seq <= self.floor:
+            if self.position is not None:  # Redis Cluster (floor stays set): this stream's id line
+                if (frame := stamp(self.position, seq, frame)) is None:  # type: ignore[assignment]
+                    return CLOSED  # replayed already, on its shard
+            elif seq <= self.floor:
                 return CLOSED
-            self.floor = 0  # past the replay overlap
+            else:
+                self.floor = 0  # past the replay overlap
         done = self.write_now(frame)
         if done != QUEUED:
             return done
@@ -152,6 +159,17 @@ class Subscriber:
         if floor and self._frames:
             self._frames = [(s, f) for s, f in self._frames if not s or s > floor]
             self._bytes = sum(len(f) for _, f in self._frames)
+
+    def set_position(self, position: Vector) -> None:
+        """Redis Cluster's set_floor: stamp queued frames with this stream's id lines (dropping those
+        the replay covered); `offer` stamps later ones. The floor stays above every packed seq, so
+        every durable frame takes offer's replay-overlap branch (one Redis pays nothing for this)
+        and the hub never joins a run for this stream (Hub.dispatch_run)."""
+        queued = [(s, stamp(position, s, f)) for s, f in self._frames]
+        self._frames = [(s, f) for s, f in queued if f is not None]
+        self._bytes = sum(len(f) for _, f in self._frames)
+        self.position = position
+        self.floor = ALWAYS_ABOVE
 
     def end(self, reason: str, frame: bytes | None = None) -> None:
         """Ask the loop to stop after writing `frame`; the first reason wins."""

@@ -24,7 +24,7 @@ from support.procs import REPO_ROOT, find_redis_server, free_port, require_binar
 from support.redis_server import RedisServer  # noqa: E402
 
 # Under CI (any truthy CI) a run that skipped anything fails: see support/ci_guard.py.
-pytest_plugins = ["support.ci_guard"]
+pytest_plugins = ["support.ci_guard", "support.cluster_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -160,5 +160,9 @@ class EventBus(Protocol):
     def head(self) -> Cursor:
         """The newest cursor: where a client with no cursor starts."""
 
+    def parse_cursor(self, raw: str) -> Cursor:
+        """A client's cursor (Last-Event-ID, /poll's) in the form `replay` reads; CursorError if malformed.
+        One Redis and memory: cursor.parse; Redis Cluster: a vector of shard positions (shard_cursor.py)."""
+
     def health(self) -> str | None:
         """None when ready to serve, else the reason (for /readyz)."""

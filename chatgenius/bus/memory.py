@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from ..cursor import Cursor, new_epoch
+from ..cursor import Cursor, new_epoch, parse
 from ..events import Draft, digest, envelope_json
 from ..fanout import Hub, Subscriber
 from ..sse import durable_frame, ephemeral_frame
@@ -178,6 +178,8 @@ class MemoryBus:
         if stale:
             result.reset = list(channels)
         return result
+
+    parse_cursor = staticmethod(parse)  # see EventBus.parse_cursor
 
     def head(self) -> Cursor:
         """See EventBus.head."""

@@ -21,7 +21,7 @@ from gevent.event import Event
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..cursor import Cursor, new_epoch
+from ..cursor import Cursor, new_epoch, parse
 from ..events import ID_HEAD, Draft
 from ..fanout import Hub, Subscriber
 from ..redis_errors import UNAVAILABLE, unavailable
@@ -111,6 +111,8 @@ class RedisBus:
         """KEYS and ARGV of lua/publish.lua for `drafts`, for scripts that publish atomically with a
         state change of their own (presence/redis.py embeds publish.lua as a function)."""
         return self._publisher.call_args(drafts)
+
+    parse_cursor = staticmethod(parse)  # see EventBus.parse_cursor
 
     def head(self) -> Cursor:
         """See EventBus.head: the first call of a deployment starts its epoch."""

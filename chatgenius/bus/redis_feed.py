@@ -110,22 +110,10 @@ class RedisFeed:
         return None
 
     def _run(self) -> None:
-        backoff = 0.1
-        while not self._stopping:
-            try:
-                self._serve()
-            except UNAVAILABLE as exc:
-                log.warning("bus reader lost redis: %s", exc)
-            except gevent.GreenletExit:
-                return
-            except Exception:  # a bug must not leave the process deaf forever
-                log.exception("bus reader failed")
-            self._drop()
-            if self._stopping:
-                return
-            self.reconnects += 1
-            gevent.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+        serve_until_stopped(self._serve, self._drop, lambda: self._stopping, self._retrying, "bus reader")
+
+    def _retrying(self) -> None:
+        self.reconnects += 1
 
     def _serve(self) -> None:
         owner = self.owner
@@ -168,6 +156,30 @@ class RedisFeed:
         self.pubsub = None
         if had_feed and self.owner is not None:
             self.owner.lost()
+
+
+def serve_until_stopped(
+    serve: Callable[[], None], drop: Callable[[], None], stopping: Callable[[], bool],
+    retrying: Callable[[], None], what: str, max_backoff: float = 5.0,
+) -> None:
+    """Run a feed's `serve` until `stopping()`: after each loss `drop` (the owner ends its streams),
+    `retrying` (count it), back off and serve again. Shared by RedisFeed and ClusterFeed."""
+    backoff = 0.1
+    while not stopping():
+        try:
+            serve()
+        except UNAVAILABLE as exc:
+            log.warning("%s lost redis: %s", what, exc)
+        except gevent.GreenletExit:
+            return
+        except Exception:  # a bug must not leave the process deaf forever
+            log.exception("%s failed", what)
+        drop()
+        if stopping():
+            return
+        retrying()
+        gevent.sleep(backoff)
+        backoff = min(backoff * 2, max_backoff)
 
 
 def next_reply(conn: redis.connection.AbstractConnection, timeout: float) -> list | None:

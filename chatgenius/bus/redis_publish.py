@@ -50,18 +50,34 @@ def script_source() -> str:
     return resources.files(__package__).joinpath("lua/publish.lua").read_text()
 
 
+class Keys:
+    """Where a publish writes: one Redis' key names (this class); a Redis Cluster shard has its own
+    (bus/cluster_shards.Shard: the same names under its hash tag, its own epochs)."""
+
+    epoch_key = EPOCH_KEY
+    seq_key = SEQ_KEY
+    history_key = staticmethod(history_key)
+    meta_key = staticmethod(meta_key)
+    live = staticmethod(live_channel)
+    new_epoch = staticmethod(new_epoch)
+
+
+SINGLE = Keys()
+
+
 class PublishScript:
     """lua/publish.lua bound to a client and the history settings; see EventBus.publish_once.
 
     `on_seq(epoch, seq)` (optional) hears the highest seq each call handed out: RedisBus
-    uses it to notice a sequence that went backwards.
+    uses it to notice a sequence that went backwards. `keys`: where it writes (Keys).
     """
 
     def __init__(
         self, client: redis.Redis, maxlen: int, ttl: int, window: int = 600,
-        runner: Callable[..., object] | None = None,
+        runner: Callable[..., object] | None = None, keys: Keys = SINGLE,
     ) -> None:
         self.client = client
+        self.keys = keys
         self.maxlen = maxlen
         self.ttl = ttl
         self.meta_ttl = max(ttl * 10, 7 * 86400)
@@ -74,12 +90,14 @@ class PublishScript:
     def call_args(self, drafts: Sequence[Draft]) -> tuple[list[str], list[object]]:
         """KEYS and ARGV of lua/publish.lua for `drafts` alone (no quotas, no idempotency): also what
         scripts that publish atomically with a state change of their own pass (presence/redis.py)."""
-        keys: list[str] = [EPOCH_KEY, SEQ_KEY]
-        args: list[object] = [new_epoch(), self.maxlen, self.ttl, self.meta_ttl, len(drafts)]
+        at = self.keys
+        history, meta, live = at.history_key, at.meta_key, at.live
+        keys: list[str] = [at.epoch_key, at.seq_key]
+        args: list[object] = [at.new_epoch(), self.maxlen, self.ttl, self.meta_ttl, len(drafts)]
         for d in drafts:
-            keys += [history_key(d.channel), meta_key(d.channel)]
+            keys += [history(d.channel), meta(d.channel)]
             durable = d.durable
-            args += ["1" if durable else "0", live_channel(d.channel), d.type, *envelope_parts(durable, d.body)]
+            args += ["1" if durable else "0", live(d.channel), d.type, *envelope_parts(durable, d.body)]
         return keys, args
 
     def publish(self, drafts: Sequence[Draft], quotas: Sequence[Quota] = ()) -> list[str | None]:

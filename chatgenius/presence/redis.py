@@ -10,7 +10,7 @@ Keys (members hold NUL separators; neither channel names nor user ids can):
 The scripts that announce (join, offline) embed the bus' lua/publish.lua as a local function, so a
 state change and its event are one atomic step: a sweeper's offline can never be stored
 after the online of a reconnect that beat it. Like the bus, this assumes one Redis (or a
-Sentinel-managed primary), not Redis Cluster.
+Sentinel-managed primary); presence/redis_cluster.py is the Redis Cluster layout.
 """
 
 from __future__ import annotations

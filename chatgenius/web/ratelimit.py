@@ -26,6 +26,7 @@ import time
 
 from flask import Flask, Response, request
 from flask_limiter import Limit, Limiter, RateLimitExceeded
+from limits.storage import RedisClusterStorage
 
 from .. import log
 from ..config import Settings
@@ -55,18 +56,18 @@ def caller_key() -> str:
         return "ip:" + (request.remote_addr or "unknown")
 
 
-def install(app: Flask, settings: Settings, redis_pool: object | None) -> Limiter:
-    """Build the limiter over Redis (`redis_pool`: the Redis family's command pool, backends.py) or memory, and register it."""
+def install(app: Flask, settings: Settings, storage: tuple[str, dict[str, object]]) -> Limiter:
+    """Build the limiter over the backend family's storage (`storage`: URI and options, backends.py), and register it."""
     limits = {rule: getattr(settings, attr) for rule, attr in RULES.items()}
 
     def route_limit() -> str:
         rule = request.url_rule
         return limits.get(rule.rule, "") if rule is not None else ""
 
-    if redis_pool is not None:
-        storage_uri, options = "redis://", {"connection_pool": redis_pool, "key_prefix": KEY_PREFIX}
-    else:
-        storage_uri, options = "memory://", {}
+    storage_uri, options = storage
+    if storage_uri != "memory://":
+        options = {**options, "key_prefix": KEY_PREFIX}
+
     def counted_by_the_bus() -> bool:
         # An authenticated POST /events is counted inside the publish itself (Realtime.publish:
         # one Redis round trip, not two); a bad credential there is still counted here, by address.
@@ -101,6 +102,14 @@ def install(app: Flask, settings: Settings, redis_pool: object | None) -> Limite
 
     app.register_error_handler(RateLimitExceeded, rate_limited)
     return limiter
+
+
+def close(limiter: Limiter) -> None:
+    """Release the limiter's own Redis Cluster client (chatgenius.close); one Redis' storage rides the
+    family's pool, which the bus closes, and memory holds no connection."""
+    storage = limiter.storage
+    if isinstance(storage, RedisClusterStorage):
+        storage.storage.close()
 
 
 class _FailOpenLog(logging.Filter):

@@ -1,0 +1,202 @@
+"""The cluster bus' live feed: one sharded pub/sub connection per master node, one greenlet each.
+
+A mixin of RedisClusterBus (redis_cluster.py), kept apart because it is the one
+part with its own failure rules: any sign that a subscription moved or broke (a
+lost connection, a MOVED or other error reply, a SUNSUBSCRIBE we did not ask
+for) ends the whole feed, so every local stream reconnects and resumes from its
+cursor, and the supervisor resubscribes on a fresh slot map. Before it does, it
+compares each shard's sequence with the highest it saw: a shard that went back
+(a failover to a replica that missed a tail) gets a new epoch, so cursors into
+the lost tail reset that shard's channels instead of skipping what is reissued.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import gevent
+import redis
+from gevent.event import Event
+from redis.backoff import NoBackoff
+from redis.crc import key_slot
+from redis.retry import Retry
+
+from ..redis_errors import UNAVAILABLE as _ERRORS
+from ..shard_cursor import new_shard_epoch, pack
+from ..sse import body_from_live
+from .cluster_shards import Shard
+from .redis import RedisBus
+from .redis_feed import serve_until_stopped
+
+if TYPE_CHECKING:
+    from .redis_cluster import RedisClusterBus
+
+log = logging.getLogger(__name__)
+HEALTH_CHECK = 2  # seconds: an idle feed connection is PINGed this often
+
+
+class ClusterFeed:
+    """attach/detach, routed channels and the reader greenlets of RedisClusterBus."""
+
+    # The contract's attach/detach are the single-Redis bus' own: they only wait for confirmations.
+    attach = RedisBus.attach
+    detach = RedisBus.detach
+
+    def route(self: RedisClusterBus, channel: bytes, handler: Callable[[bytes], None]) -> None:
+        """Hand every message on the shard channel `channel` to `handler` (in a reader: never block);
+        subscribed on every (re)start of the feed (control/redis_cluster.py: the control channel)."""
+        self._routes[channel] = handler
+        if self._serving:
+            self._lost.set()  # restart the feed: it subscribes routes first
+
+    def _run(self: RedisClusterBus) -> None:
+        serve_until_stopped(self._serve, self._drop_feeds, lambda: self._stopping, self._retrying, "cluster bus feed", 2.0)
+
+    def _retrying(self: RedisClusterBus) -> None:
+        self.reader_reconnects += 1
+
+    def _serve(self: RedisClusterBus) -> None:
+        if self.reader_reconnects:
+            self.client.nodes_manager.initialize()  # after a loss, a fresh slot map: who owns each shard now
+        self._lost.clear()
+        self._check_sequences()
+        for channel in self._routes:  # before the bus' own: health() waits for them
+            self._feed_for(self.client.nodes_manager.get_node_from_slot(key_slot(channel))).ssubscribe(channel)
+        # No yield between going live and reading the hub: a channel attached before this point is
+        # in `names`, one attached after subscribes itself (_subscribe).
+        self._serving = True
+        names = self.hub.channels()
+        for name in names:
+            self._confirmed.setdefault(name, Event())
+        self._subscribe(names)
+        self._lost.wait()
+        raise redis.ConnectionError("a shard subscription moved or broke")
+
+    def _feed_for(self: RedisClusterBus, node: redis.cluster.ClusterNode) -> redis.client.PubSub:
+        """The pub/sub connection to `node`, made (and its reader spawned) on first need."""
+        feed = self._feeds.get(node.name)
+        if feed is None:
+            conn = redis.Redis(
+                host=node.host, port=node.port, socket_connect_timeout=3, socket_keepalive=True,
+                socket_timeout=None, retry=Retry(NoBackoff(), 0),
+            )  # fmt: skip
+            feed = self._feeds[node.name] = conn.pubsub()
+            self._readers.append(gevent.spawn(self._read_node, feed))
+        return feed
+
+    def _read_node(self: RedisClusterBus, feed: redis.client.PubSub) -> None:
+        """Read one node's feed; a PING unanswered for two intervals counts as lost (a hung master)."""
+        last_rx, pinged = time.monotonic(), False
+        try:
+            while not self._lost.is_set():
+                if not feed.subscribed:
+                    gevent.sleep(0.01)  # not one SSUBSCRIBE sent yet
+                    last_rx = time.monotonic()
+                    continue
+                msg = feed.get_message(timeout=HEALTH_CHECK)
+                if msg is None:
+                    if pinged and time.monotonic() - last_rx > 2 * HEALTH_CHECK:
+                        raise redis.TimeoutError("no answer to PING on a cluster feed")
+                    feed.ping()
+                    pinged = True
+                    continue
+                last_rx, pinged = time.monotonic(), False
+                if not self._handle(msg):
+                    break
+        except _ERRORS as exc:
+            log.warning("cluster bus feed connection lost: %s", exc)
+        except redis.ResponseError as exc:  # MOVED, CROSSSLOT...: the slot map we subscribed by is stale
+            log.warning("cluster bus feed refused: %s", exc)
+        except Exception:  # a bug must not leave the process deaf
+            log.exception("cluster bus feed reader failed")
+        finally:
+            self._lost.set()  # also when killed: the supervisor restarts the feed
+
+    def _handle(self: RedisClusterBus, msg: dict) -> bool:
+        """Dispatch one message; False when the subscription can no longer be trusted."""
+        kind, channel = msg["type"], msg["channel"]
+        routed = channel in self._routes
+        if kind == "smessage":
+            if routed:
+                self._routes[channel](msg["data"])
+                return True
+            shard, name = self.layout.live_name(channel)
+            epoch, seq, frame = body_from_live(msg["data"])
+            if seq:
+                held = self._seen.get(shard.index)
+                if held is None or held[0] != epoch or seq > held[1]:
+                    self._seen[shard.index] = (epoch, seq)
+            self.hub.dispatch(name, pack(shard.index, seq), frame)
+        elif kind == "ssubscribe" and not routed:
+            event = self._confirmed.get(self.layout.live_name(channel)[1])
+            if event is not None:
+                event.set()
+        elif kind == "sunsubscribe":
+            name = None if routed else self.layout.live_name(channel)[1]
+            if name is None or name in self._confirmed:
+                log.warning("redis dropped the subscription of %r (slot moved)", channel)
+                return False
+        return True
+
+    def _subscribe(self: RedisClusterBus, channels: list[str]) -> None:
+        for name in channels:
+            self._confirmed.setdefault(name, Event())
+        if not self._serving:
+            return  # attach times out; the supervisor subscribes everything when the feed is back
+        by_shard: dict[Shard, list[str]] = defaultdict(list)
+        for name in channels:
+            shard = self.layout.of(name)
+            by_shard[shard].append(shard.live(name))
+        try:
+            for shard, lives in by_shard.items():  # SSUBSCRIBE takes channels of one slot
+                self._feed_for(self.client.nodes_manager.get_node_from_slot(shard.slot)).ssubscribe(*lives)
+        except _ERRORS as exc:
+            log.warning("ssubscribe failed (%s); the feed restarts", exc)
+            self._lost.set()
+
+    def _unsubscribe(self: RedisClusterBus, channels: list[str]) -> None:
+        for name in channels:
+            self._confirmed.pop(name, None)
+        if not self._serving:
+            return
+        try:
+            for name in channels:
+                shard = self.layout.of(name)
+                feed = self._feeds.get(self.client.nodes_manager.get_node_from_slot(shard.slot).name)
+                if feed is not None:
+                    feed.sunsubscribe(shard.live(name))
+        except _ERRORS as exc:
+            log.warning("sunsubscribe failed (%s); the feed restarts", exc)
+            self._lost.set()
+
+    def _check_sequences(self: RedisClusterBus) -> None:
+        """Retire the epoch of every shard whose sequence went back within its epoch (a lost tail)."""
+        for shard in self.layout.shards:
+            epoch, current = self.client.mget(shard.epoch_key, shard.seq_key)
+            held = self._seen.get(shard.index)
+            if epoch is not None and held is not None and held[0] == epoch and int(current or 0) < held[1]:
+                log.warning("shard %d sequence went back from %d to %d: new epoch", shard.index, held[1], int(current or 0))
+                epoch = self._retire(keys=[shard.epoch_key], args=[epoch, new_shard_epoch(shard.index)])
+            self._seen[shard.index] = (epoch or b"", int(current or 0))
+
+    def _drop_feeds(self: RedisClusterBus) -> None:
+        """Close every feed connection and end every local stream: they may have missed events."""
+        had_feed = self._serving
+        self._serving = False
+        readers, self._readers = self._readers, []
+        gevent.killall([r for r in readers if r is not gevent.getcurrent()], block=True, timeout=2)
+        feeds, self._feeds = self._feeds, {}
+        for feed in feeds.values():
+            try:
+                feed.reset()
+            except _ERRORS:
+                pass
+            feed.connection_pool.disconnect()  # the node client's own pool: nothing left open
+        for event in self._confirmed.values():
+            event.clear()
+        if had_feed:
+            self.hub.end_all("bus_lost", self._reconnect_frame)

@@ -1,0 +1,222 @@
+"""The Redis Cluster bus: per-shard sequences, sharded pub/sub, one reader connection per master.
+
+History and publishing are the single-Redis design per shard (cluster_shards.py:
+lua/publish.lua in one slot, SPUBLISH for live). The live feed is one pub/sub
+connection per master node that owns a subscribed shard (O(nodes), never
+O(streams)), each read by a greenlet, SSUBSCRIBE-ing the shard channels of that
+node. Anything that can move a subscription (a connection lost, a MOVED reply,
+a SUNSUBSCRIBE the server sends when a slot migrates) ends the feed: local
+streams get `system.reconnect` and resume from their cursor, the slot map is
+refreshed and every channel subscribed again. Nothing is re-routed silently.
+
+Live frames carry no `id:` line: the id is the stream's position vector
+(shard_cursor.Vector), which the stream prepends; the Frame's int is
+shard_cursor.pack(shard, seq). The control channel (control/redis_cluster.py)
+is a shard channel routed on the same feed. See docs/ARCHITECTURE.md, "Redis Cluster".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from importlib import resources
+
+import gevent
+import redis
+from gevent.event import Event
+from redis.cluster import ClusterNode
+
+from ..cursor import Cursor, parse
+from ..events import ID_HEAD, Draft
+from ..fanout import Hub, Subscriber
+from ..redis_errors import unavailable
+from ..shard_cursor import Vector, is_single_redis, new_shard_epoch, pack, parse_vector
+from .base import Published, Quota, Record, Replay
+from .cluster_feed import ClusterFeed
+from .cluster_shards import Layout, Shard, ShardPublisher, spublish_source
+
+log = logging.getLogger(__name__)
+
+
+def make_cluster_client(nodes: Sequence[tuple[str, int]]) -> redis.RedisCluster:
+    """The command client; REDIS_CLUSTER_NODES are only where it starts looking."""
+    return redis.RedisCluster(
+        startup_nodes=[ClusterNode(h, p) for h, p in nodes], socket_connect_timeout=3, socket_timeout=10,
+        socket_keepalive=True,
+    )  # fmt: skip
+
+
+class RedisClusterBus(ClusterFeed):
+    """See EventBus; cursors are shard_cursor.Vector (replay, head) instead of one Cursor."""
+
+    def __init__(
+        self, client: redis.RedisCluster, shards: int, maxlen: int, ttl: int,
+        reconnect_frame: Callable[[Subscriber], bytes | None], subscribe_timeout: float = 5.0,
+        idempotency_window: int = 600,
+    ) -> None:  # fmt: skip
+        self.hub = Hub(on_first=self._subscribe, on_last=self._unsubscribe)
+        self.client = client
+        self.layout = Layout(shards)
+        script = client.register_script(spublish_source())
+        self._publishers = [ShardPublisher(s, client, script, maxlen, ttl, idempotency_window) for s in self.layout.shards]
+        for p in self._publishers:
+            p.on_seq = self._handed_out
+        self._retire = client.register_script(resources.files(__package__).joinpath("lua/retire_epoch.lua").read_text())
+        self._reconnect_frame = reconnect_frame
+        self._subscribe_timeout = subscribe_timeout
+        self._feeds: dict[str, redis.client.PubSub] = {}  # node name -> its pub/sub connection
+        self._confirmed: dict[str, Event] = {}
+        self._seen: dict[int, tuple[bytes, int]] = {}  # shard -> (epoch, highest seq seen)
+        self._lost = Event()
+        self._serving = False
+        self._readers: list[gevent.Greenlet] = []
+        self._supervisor: gevent.Greenlet | None = None
+        self._stopping = False
+        self._routes: dict[bytes, Callable[[bytes], None]] = {}  # route(): the control channel
+        self.reader_reconnects = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        """See EventBus.start: spawns the feed's supervisor (it connects to the masters it needs)."""
+        if self._supervisor is None:
+            self._supervisor = gevent.spawn(self._run)
+
+    def close(self) -> None:
+        """See EventBus.close: stops the feed, then closes the command client's connections to every node."""
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.kill(block=True, timeout=2)
+        self._drop_feeds()
+        self.client.close()
+
+    def health(self) -> str | None:
+        """See EventBus.health: not ready until the feed is connected to the control channel's master."""
+        return None if self._serving else "bus reader not connected"
+
+    # -- publishing and history ------------------------------------------------------------
+    def publish(self, drafts: Sequence[Draft], quotas: Sequence[Quota] = ()) -> list[str | None]:
+        """See EventBus.publish."""
+        return self.publish_once(drafts, "", None, quotas).ids
+
+    def publish_once(
+        self,
+        drafts: Sequence[Draft],
+        scope: str,
+        key: str | None = None,
+        quotas: Sequence[Quota] = (),
+    ) -> Published:
+        """See EventBus.publish_once. One shard: one atomic script. A batch over several shards is
+        one script per shard, in shard order; quotas and the request's key go with the first."""
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, d in enumerate(drafts):
+            groups[self.layout.of(d.channel).index].append(i)
+        ids: list[str | None] = [None] * len(drafts)
+        repeats: set[int] = set()
+        replayed = False
+        for n, (shard, positions) in enumerate(sorted(groups.items())):
+            part = [drafts[i] for i in positions]
+            done = self._publishers[shard].publish_once(part, scope, key if n == 0 else None, quotas if n == 0 else ())
+            if done.replayed and len(groups) == 1:
+                return done
+            replayed = replayed or done.replayed
+            for j, i in enumerate(positions):
+                ids[i] = done.ids[j]
+                if j in done.repeats:
+                    repeats.add(i)
+        return Published(ids, replayed=replayed, repeats=frozenset(repeats))
+
+    def publish_call(self, drafts: Sequence[Draft]) -> tuple[list[str], list[object]]:
+        """KEYS and ARGV of lua/publish.lua for `drafts` (all of one shard), for scripts that publish
+        atomically with a state change of their own (bus/presence_cluster.py)."""
+        return self._publishers[self.layout.of(drafts[0].channel).index].call_args(drafts)
+
+    def parse_cursor(self, raw: str) -> Vector | Cursor:
+        """A client's cursor: a vector, or a single-Redis `<epoch>-<seq>` (resumed as a reset); CursorError if neither."""
+        return parse(raw) if is_single_redis(raw) else parse_vector(raw, len(self.layout))
+
+    def _handed_out(self, epoch: bytes, seq: int) -> None:
+        shard = self.layout.shards[int(epoch[:1], 36)].index
+        held = self._seen.get(shard)
+        if held is not None and held[0] == epoch and seq > held[1]:
+            self._seen[shard] = (epoch, seq)
+
+    def _shard_heads(self, shards: Sequence[Shard]) -> dict[int, tuple[str, int]]:
+        heads = {}
+        with unavailable():
+            for s in shards:
+                epoch, seq = self.client.mget(s.epoch_key, s.seq_key)
+                if epoch is None:
+                    self.client.set(s.epoch_key, new_shard_epoch(s.index), nx=True)
+                    epoch = self.client.get(s.epoch_key)
+                heads[s.index] = (epoch.decode(), int(seq or 0))
+        return heads
+
+    def head(self, channels: Sequence[str] | None = None) -> Vector:
+        """Positions of the shards of `channels` (default: every shard)."""
+        shards = self.layout.shards if channels is None else sorted({self.layout.of(c) for c in channels}, key=lambda s: s.index)
+        return Vector(self._shard_heads(shards))
+
+    def replay(self, channels: Sequence[str], after: Vector | Cursor | None, limit: int) -> Replay:
+        """See EventBus.replay, per shard: a shard whose epoch differs from the cursor's (lost data,
+        or a single-Redis Cursor) or that the cursor lacks resets its own channels only and is
+        replayed whole; the others resume exactly after their own position. Records' seq is pack()."""
+        by_shard: dict[Shard, list[str]] = defaultdict(list)
+        for name in channels:
+            by_shard[self.layout.of(name)].append(name)
+        out = Replay(head=Vector())
+        for shard, names in sorted(by_shard.items(), key=lambda kv: kv[0].index):
+            epoch, seq, found = self._read_shard(shard, names, after, limit)
+            out.head.positions[shard.index] = (epoch, seq)  # type: ignore[union-attr]
+            out.events += found.events
+            out.reset += found.reset
+        return out
+
+    def _read_shard(self, shard: Shard, names: list[str], after: Vector | Cursor | None, limit: int) -> tuple[str, int, Replay]:
+        """One shard's part of replay. The reset decision uses the epoch and head of the same MULTI
+        that read the history, so an epoch retired meanwhile cannot pass for the cursor's."""
+        if after is None:
+            epoch, seq = self._shard_heads([shard])[shard.index]
+            return epoch, seq, Replay()
+        held = after.positions.get(shard.index) if isinstance(after, Vector) else None  # a Cursor: single Redis
+        found, epoch, seq = self._read_history(shard, names, held[1] if held else 0, limit)
+        if epoch is None:  # a wiped shard: give it its new epoch now, so the head names a real one
+            self._shard_heads([shard])
+            found, epoch, seq = self._read_history(shard, names, 0, limit)
+        elif held is not None and held[0] == epoch and held[1] <= seq:
+            return epoch, seq, found
+        elif held is not None and held[1] > 0:  # another lifetime or past the head: all of this one
+            found, epoch, seq = self._read_history(shard, names, 0, limit)
+        found.reset = list(names)
+        return epoch or "", seq, found
+
+    def _read_history(self, shard: Shard, names: list[str], after_seq: int, limit: int) -> tuple[Replay, str | None, int]:
+        with unavailable():
+            pipe = self.client.pipeline(transaction=True)  # one slot: a MULTI on the shard's master
+            pipe.get(shard.epoch_key)
+            pipe.get(shard.seq_key)
+            for name in names:
+                pipe.xrange(shard.history_key(name), min=str(after_seq + 1), max="+", count=limit + 1)
+                pipe.hmget(shard.meta_key(name), "trimmed", "last")
+                pipe.exists(shard.history_key(name))
+            results = pipe.execute()
+        epoch_b, seq_b = results[0], results[1]
+        if epoch_b is None:
+            return Replay(), None, 0
+        epoch = epoch_b.decode()
+        out = Replay()
+        prefix = f"{ID_HEAD}{epoch}-"
+        for i, name in enumerate(names):
+            entries, (trimmed, last), exists = results[2 + 3 * i : 5 + 3 * i]
+            lost = int(trimmed or 0) > after_seq or (not exists and int(last or 0) > after_seq)
+            if lost or len(entries) > limit:
+                out.reset.append(name)
+                continue
+            for entry_id, raw in entries:
+                fields = raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2], strict=True))  # a MULTI reply is raw
+                envelope = fields[b"e"].decode()
+                if envelope.startswith(prefix):  # else written under an epoch since retired
+                    seq = int(entry_id.split(b"-", 1)[0])
+                    out.events.append(Record(pack(shard.index, seq), f"{epoch}-{seq}", fields[b"t"].decode(), envelope))
+        out.events.sort(key=lambda r: r.seq)
+        return out, epoch, int(seq_b or 0)
