@@ -176,12 +176,17 @@ class ClusterFeed:
     def _check_sequences(self: RedisClusterBus) -> None:
         """Retire the epoch of every shard whose sequence went back within its epoch (a lost tail)."""
         for shard in self.layout.shards:
+            held = self._seen.get(shard.index)  # before the read: a publish answered meanwhile may pass it
             epoch, current = self.client.mget(shard.epoch_key, shard.seq_key)
-            held = self._seen.get(shard.index)
-            if epoch is not None and held is not None and held[0] == epoch and int(current or 0) < held[1]:
-                log.warning("shard %d sequence went back from %d to %d: new epoch", shard.index, held[1], int(current or 0))
+            now = int(current or 0)
+            if epoch is not None and held is not None and held[0] == epoch and now < held[1]:
+                log.warning("shard %d sequence went back from %d to %d: new epoch", shard.index, held[1], now)
                 epoch = self._retire(keys=[shard.epoch_key], args=[epoch, new_shard_epoch(shard.index)])
-            self._seen[shard.index] = (epoch or b"", int(current or 0))
+            else:
+                later = self._seen.get(shard.index)
+                if later is not None and later[0] == epoch:
+                    now = max(now, later[1])
+            self._seen[shard.index] = (epoch or b"", now)
 
     def _drop_feeds(self: RedisClusterBus) -> None:
         """Close every feed connection and end every local stream: they may have missed events."""

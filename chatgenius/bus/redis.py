@@ -1,12 +1,11 @@
 """The Redis bus: history in streams, live feed over pub/sub (bus/redis_feed.py: one reader per process).
 
-Publishing is one Lua script (lua/publish.lua): global INCR, XADD with the seq as
-the entry id, exact trim with a watermark, EXPIRE, PUBLISH — so history and
-broadcast never disagree. The live feed is the process' one pub/sub connection
-(RedisFeed), subscribed only to channels with local subscribers; this module
-turns what it reads into runs of frames for the hub, and ends every local
-stream with `system.reconnect` when the feed is lost (they may have missed
-events; clients resume from history). It replaces flask-sse's connection per client.
+Publishing is one Lua script (lua/publish.lua): global INCR, XADD with the seq as the entry
+id, exact trim with a watermark, EXPIRE, PUBLISH: history and broadcast never disagree. The
+live feed is the process' one pub/sub connection (RedisFeed), subscribed only to channels with
+local subscribers; this module turns what it reads into runs of frames for the hub, and ends
+every local stream with `system.reconnect` when the feed is lost (they may have missed events;
+clients resume from history). It replaces flask-sse's connection per client.
 """
 
 from __future__ import annotations
@@ -105,7 +104,7 @@ class RedisBus:
 
     def _handed_out(self, epoch: bytes, seq: int) -> None:
         if epoch == self._seen_epoch and seq > self._max_seen:
-            self._max_seen = seq  # a seq we handed out counts as seen (see _check_sequence)
+            self._max_seen = seq  # a seq we handed out counts as seen (see connecting)
 
     def publish_call(self, drafts: Sequence[Draft]) -> tuple[list[str], list[object]]:
         """KEYS and ARGV of lua/publish.lua for `drafts`, for scripts that publish atomically with a
@@ -113,7 +112,6 @@ class RedisBus:
         return self._publisher.call_args(drafts)
 
     parse_cursor = staticmethod(parse)  # see EventBus.parse_cursor
-
     def head(self) -> Cursor:
         """See EventBus.head: the first call of a deployment starts its epoch."""
         with unavailable():

@@ -59,3 +59,28 @@ def test_a_sequence_that_went_back_retires_the_epoch(redis_url):
         assert found.reset == [CHAN], "old cursors reset instead of skipping the seqs issued again"
     finally:
         bus.close()
+
+
+def test_on_a_cluster_a_publish_answered_during_the_check_does_not_retire_the_shard(redis_cluster_nodes):
+    from .test_cluster_contract import make_cluster_bus
+
+    bus = make_cluster_bus(redis_cluster_nodes)
+    try:
+        bus.publish([draft({"channel": CHAN, "type": "message.created", "data": {"n": i}}, 1 << 16) for i in range(3)])
+        shard = bus.layout.of(CHAN)
+        bus._check_sequences()  # a restart of the feed after those publishes
+        before = bus.client.get(shard.epoch_key)
+        read = bus.client.mget
+
+        def read_then_publish_answered(*keys):
+            epoch, current = read(*keys)
+            if keys[0] == shard.epoch_key:
+                bus._handed_out(epoch, int(current) + 2)
+            return [epoch, current]
+
+        bus.client.mget = read_then_publish_answered
+        bus._check_sequences()
+        assert bus.client.get(shard.epoch_key) == before
+        assert bus._seen[shard.index][1] == 5
+    finally:
+        bus.close()
