@@ -77,7 +77,7 @@ echo "results -> $OUT_DIR"
 PEER_DIR=
 start_target() { "$PEER_DIR/stop.sh" >>"$LOG" 2>&1; sleep 0.5
   "$PEER_DIR/start.sh" >>"$LOG" 2>&1 || { echo "start of $T failed, see $LOG" >&2; return 1; }
-  SUB_HEADERS=(); PUB_HEADERS=(); CHAN='bench{run}c{c}'; SPREAD_SUB_URL=''; SUB_HEADER_FILE=''; source "$PEER_DIR/target.env"; sleep 1; }
+  SUB_HEADERS=(); PUB_HEADERS=(); STATS_HOOK=''; CHAN='bench{run}c{c}'; SPREAD_SUB_URL=''; SUB_HEADER_FILE=''; source "$PEER_DIR/target.env"; sleep 1; }
 stop_target() { [[ -n $PEER_DIR ]] && "$PEER_DIR/stop.sh" >>"$LOG" 2>&1; true; }
 trap stop_target EXIT
 
@@ -92,7 +92,9 @@ bench() { # bench SCENARIO_LABEL SUB_URL [extra ssebench flags...]
   for h in "${PUB_HEADERS[@]}"; do args+=(-pub-H "$h"); done
   echo "+ ssebench ${args[*]} $*" | sed 's/Bearer [A-Za-z0-9._-]*/Bearer <token>/g' >>"$LOG"
   local b0 t0; b0=$(busy_s); t0=$(date +%s.%N)
+  [[ -n ${STATS_HOOK:-} ]] && "$STATS_HOOK" before "$label"
   "$BIN" "${args[@]}" "$@" 2>>"$LOG" | python3 "$BENCH_DIR/summarize.py" --line
+  [[ -n ${STATS_HOOK:-} ]] && "$STATS_HOOK" after "$label"
   # whole-machine CPU during the run, to tell our load from other tenants' (see summary)
   printf '%s\t%s\t%.1f\t%.1f\t%s\n' "$TARGET_NAME" "$label" "$(echo "$(date +%s.%N) - $t0" | bc)" \
     "$(echo "$(busy_s) - $b0" | bc)" "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT_DIR/machine-cpu.tsv"
