@@ -17,6 +17,7 @@ is a shard channel routed on the same feed. See docs/ARCHITECTURE.md, "Redis Clu
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -40,10 +41,15 @@ log = logging.getLogger(__name__)
 
 
 def make_cluster_client(nodes: Sequence[tuple[str, int]]) -> redis.RedisCluster:
-    """The command client; REDIS_CLUSTER_NODES are only where it starts looking."""
+    """The command client; REDIS_CLUSTER_NODES are only where it starts looking. Each node's pool
+    blocks (up to 5 s) when full, as on one Redis: redis-py's default pool refuses the 101st
+    concurrent command to a node, which a burst of stream opens reaches."""
+    (host, port), *rest = nodes
     return redis.RedisCluster(
-        startup_nodes=[ClusterNode(h, p) for h, p in nodes], socket_connect_timeout=3, socket_timeout=10,
-        socket_keepalive=True,
+        # a url: the only way redis-py builds each node's pool with connection_pool_class
+        url=f"redis://{host}:{port}/0", startup_nodes=[ClusterNode(h, p) for h, p in rest],
+        socket_connect_timeout=3, socket_timeout=10, socket_keepalive=True, max_connections=32,
+        connection_pool_class=functools.partial(redis.BlockingConnectionPool, timeout=5),
     )  # fmt: skip
 
 

@@ -7,14 +7,14 @@ source "$(dirname "$0")/../../lib.sh"
 ROOT="$(cd "$BENCH_DIR/.." && pwd)"
 GUNICORN="$ROOT/.venv/bin/gunicorn"
 [[ -n ${CG_ROOT:-} ]] && ROOT=$CG_ROOT
-D="$RUN_DIR/chatgenius-cluster"; mkdir -p "$D"; rm -f "$D"/node-*.pid "$D"/nodes-*.conf
+D="$RUN_DIR/chatgenius-cluster"; mkdir -p "$D"; rm -f "$D"/node-*.pid "$D"/nodes-*.conf "$D"/*.rdb "$D"/gunicorn.log
 raise_nofile
 port_free "$CG_PORT"
 ports=()
 for i in 0 1 2 3 4 5; do
   p=$(free_port); bus=$(free_port)
   redis-server --port "$p" --cluster-enabled yes --cluster-port "$bus" --cluster-config-file "$D/nodes-$p.conf" \
-    --cluster-node-timeout 2000 --save '' --appendonly no --daemonize yes --bind 127.0.0.1 \
+    --cluster-node-timeout 2000 --save '' --appendonly no --dbfilename "dump-$p.rdb" --daemonize yes --bind 127.0.0.1 \
     --pidfile "$D/node-$i.pid" --logfile "$D/node-$i.log" --dir "$D" --maxclients 10000
   ports+=("$p")
 done
