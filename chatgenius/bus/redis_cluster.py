@@ -94,6 +94,9 @@ class RedisClusterBus(ClusterFeed):
         if self._supervisor is not None:
             self._supervisor.kill(block=True, timeout=2)
         self._drop_feeds()
+        for node in self.client.get_nodes():  # pools given to the node clients stay open on close()
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()
         self.client.close()
 
     def health(self) -> str | None:

@@ -20,4 +20,6 @@ def test_a_burst_on_one_node_queues_for_the_pool(redis_cluster_nodes):
         node = client.get_node_from_key("{burst}q")
         assert node.redis_connection.connection_pool.max_connections == 32
     finally:
+        for n in client.get_nodes():  # the node pools were given to their clients: close() leaves them open
+            n.redis_connection.connection_pool.disconnect()
         client.close()
