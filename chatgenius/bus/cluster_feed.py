@@ -65,7 +65,7 @@ class ClusterFeed:
         self._lost.clear()
         self._check_sequences()
         for channel in self._routes:  # before the bus' own: health() waits for them
-            self._feed_for(self.client.nodes_manager.get_node_from_slot(key_slot(channel))).ssubscribe(channel)
+            self._send(self.client.nodes_manager.get_node_from_slot(key_slot(channel)), "SSUBSCRIBE", channel)
         # No yield between going live and reading the hub: a channel attached before this point is
         # in `names`, one attached after subscribes itself (_subscribe).
         self._serving = True
@@ -76,17 +76,30 @@ class ClusterFeed:
         self._lost.wait()
         raise redis.ConnectionError("a shard subscription moved or broke")
 
-    def _feed_for(self: RedisClusterBus, node: redis.cluster.ClusterNode) -> redis.client.PubSub:
-        """The pub/sub connection to `node`, made (and its reader spawned) on first need."""
-        feed = self._feeds.get(node.name)
-        if feed is None:
-            conn = redis.Redis(
-                host=node.host, port=node.port, socket_connect_timeout=3, socket_keepalive=True,
-                socket_timeout=None, retry=Retry(NoBackoff(), 0),
-            )  # fmt: skip
-            feed = self._feeds[node.name] = conn.pubsub()
-            self._readers.append(gevent.spawn(self._read_node, feed))
-        return feed
+    def _send(self: RedisClusterBus, node: redis.cluster.ClusterNode, command: str, *channels: bytes | str) -> None:
+        """SSUBSCRIBE or SUNSUBSCRIBE `channels` (all of one slot) on `node`'s feed, made (and its
+        reader spawned) on first need. One send at a time per bus: redis-py's PubSub connects on
+        its first command, and a second command sent while that connect yields would open a
+        second connection, which nobody reads (a subscription never confirmed, or confirmed
+        and then deaf: tests/bus/test_cluster_feed_burst.py)."""
+        with self._sending:
+            feed = self._feeds.get(node.name)
+            if feed is None:
+                if command != "SSUBSCRIBE":
+                    return  # nothing subscribed there
+                conn = redis.Redis(
+                    host=node.host, port=node.port, socket_connect_timeout=3, socket_keepalive=True,
+                    socket_timeout=None, retry=Retry(NoBackoff(), 0),
+                )  # fmt: skip
+                feed = self._feeds[node.name] = conn.pubsub()
+                self._readers.append(gevent.spawn(self._read_node, feed))
+            if command == "SSUBSCRIBE":
+                feed.ssubscribe(*channels)
+            else:
+                for channel in channels:  # our own: its reply is no sign of a moved slot (_handle)
+                    key = channel.encode() if isinstance(channel, str) else channel
+                    self._unsubscribing[key] = self._unsubscribing.get(key, 0) + 1
+                feed.sunsubscribe(*channels)
 
     def _read_node(self: RedisClusterBus, feed: redis.client.PubSub) -> None:
         """Read one node's feed; a PING unanswered for two intervals counts as lost (a hung master)."""
@@ -136,6 +149,13 @@ class ClusterFeed:
             if event is not None:
                 event.set()
         elif kind == "sunsubscribe":
+            pending = self._unsubscribing.get(channel, 0)
+            if pending:  # the answer to our own SUNSUBSCRIBE, even if the channel was wanted again since
+                if pending == 1:
+                    del self._unsubscribing[channel]
+                else:
+                    self._unsubscribing[channel] = pending - 1
+                return True
             name = None if routed else self.layout.live_name(channel)[1]
             if name is None or name in self._confirmed:
                 log.warning("redis dropped the subscription of %r (slot moved)", channel)
@@ -153,7 +173,7 @@ class ClusterFeed:
             by_shard[shard].append(shard.live(name))
         try:
             for shard, lives in by_shard.items():  # SSUBSCRIBE takes channels of one slot
-                self._feed_for(self.client.nodes_manager.get_node_from_slot(shard.slot)).ssubscribe(*lives)
+                self._send(self.client.nodes_manager.get_node_from_slot(shard.slot), "SSUBSCRIBE", *lives)
         except _ERRORS as exc:
             log.warning("ssubscribe failed (%s); the feed restarts", exc)
             self._lost.set()
@@ -166,9 +186,7 @@ class ClusterFeed:
         try:
             for name in channels:
                 shard = self.layout.of(name)
-                feed = self._feeds.get(self.client.nodes_manager.get_node_from_slot(shard.slot).name)
-                if feed is not None:
-                    feed.sunsubscribe(shard.live(name))
+                self._send(self.client.nodes_manager.get_node_from_slot(shard.slot), "SUNSUBSCRIBE", shard.live(name))
         except _ERRORS as exc:
             log.warning("sunsubscribe failed (%s); the feed restarts", exc)
             self._lost.set()
@@ -194,7 +212,9 @@ class ClusterFeed:
         self._serving = False
         readers, self._readers = self._readers, []
         gevent.killall([r for r in readers if r is not gevent.getcurrent()], block=True, timeout=2)
-        feeds, self._feeds = self._feeds, {}
+        with self._sending:  # not while a send is connecting a feed we would then not close
+            feeds, self._feeds = self._feeds, {}
+            self._unsubscribing.clear()
         for feed in feeds.values():
             try:
                 feed.reset()

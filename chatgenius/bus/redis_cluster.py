@@ -26,6 +26,7 @@ from importlib import resources
 import gevent
 import redis
 from gevent.event import Event
+from gevent.lock import Semaphore
 from redis.cluster import ClusterNode
 
 from ..cursor import Cursor, parse
@@ -72,6 +73,8 @@ class RedisClusterBus(ClusterFeed):
         self._reconnect_frame = reconnect_frame
         self._subscribe_timeout = subscribe_timeout
         self._feeds: dict[str, redis.client.PubSub] = {}  # node name -> its pub/sub connection
+        self._sending = Semaphore()  # one (S)SUBSCRIBE send at a time: ClusterFeed._send
+        self._unsubscribing: dict[bytes, int] = {}  # live channel -> our SUNSUBSCRIBEs not yet answered
         self._confirmed: dict[str, Event] = {}
         self._seen: dict[int, tuple[bytes, int]] = {}  # shard -> (epoch, highest seq seen)
         self._lost = Event()

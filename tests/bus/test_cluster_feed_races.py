@@ -1,0 +1,67 @@
+"""Subscription races on the cluster feed, each of which lost streams in the chat benchmark.
+
+A burst of first subscriptions on a fresh feed: the feed's connection to a master is made by the first SSUBSCRIBE sent to it.
+When many streams open at once (a deploy, the chat benchmark's connect burst),
+several attaches reach a master's feed before it is connected; each must not
+open a connection of its own: a subscription sent on a connection nobody reads
+is never confirmed (the open fails after the subscribe timeout), or is
+confirmed and then never delivers (the stream is silently deaf).
+
+A channel left and joined again at once (a chat user switching back): the
+answer to our own SUNSUBSCRIBE arrives when the channel is wanted again, and
+must not pass for Redis dropping the subscription (which ends every stream).
+"""
+
+from __future__ import annotations
+
+import gevent
+import redis
+
+from .test_cluster_contract import make_cluster_bus
+from .test_contract import collect, ev, sub
+
+
+def pubsub_clients(redis_cluster) -> dict[int, int]:
+    """Pub/sub connections open on each master, by port."""
+    counts = {}
+    for node in redis_cluster.masters():
+        with redis.Redis(host="127.0.0.1", port=node.port) as r:
+            counts[node.port] = len(r.client_list(_type="pubsub"))
+    return counts
+
+
+def test_concurrent_first_attaches_share_one_connection_per_master_and_all_deliver(redis_cluster_nodes, redis_cluster):
+    bus = make_cluster_bus(redis_cluster_nodes)
+    try:
+        names = [f"channel:burst{i}" for i in range(60)]
+        subs = [sub([names[i % len(names)]], name=f"b{i}") for i in range(240)]
+        attaches = [gevent.spawn(bus.attach, s, list(s.channels)) for s in subs]
+        gevent.joinall(attaches, timeout=30)
+        assert [a.exception for a in attaches if a.exception] == []
+        assert set(pubsub_clients(redis_cluster).values()) == {1}, "one feed connection per master"
+        for i, name in enumerate(names):
+            bus.publish([ev(name, i)])
+        missing = [s.id for s in subs if len(collect(s, 1, timeout=5)) != 1]
+        assert missing == [], f"{len(missing)} of {len(subs)} streams got nothing"
+    finally:
+        bus.close()
+
+
+def test_a_channel_left_and_joined_again_at_once_keeps_the_feed(redis_cluster_nodes):
+    bus = make_cluster_bus(redis_cluster_nodes)
+    try:
+        name = "channel:rejoin"
+        first = sub([name], name="first")
+        bus.attach(first, [name])
+        for n in range(5):
+            bus.detach(first)  # the last local subscriber: SUNSUBSCRIBE
+            first = sub([name], name=f"again{n}")
+            bus.attach(first, [name])  # wanted again before that answer is read
+        bystander = sub(["channel:other"], name="bystander")
+        bus.attach(bystander, ["channel:other"])
+        bus.publish([ev(name, 1)])
+        assert len(collect(first, 1)) == 1
+        gevent.sleep(0.2)
+        assert (bus.reader_reconnects, first.end_reason, bystander.end_reason) == (0, None, None)
+    finally:
+        bus.close()
