@@ -30,7 +30,7 @@ from ..shard_cursor import new_shard_epoch, pack
 from ..sse import body_from_live
 from .cluster_shards import Shard
 from .redis import RedisBus
-from .redis_feed import serve_until_stopped
+from .redis_feed import next_reply, serve_until_stopped
 
 if TYPE_CHECKING:
     from .redis_cluster import RedisClusterBus
@@ -76,45 +76,50 @@ class ClusterFeed:
         self._lost.wait()
         raise redis.ConnectionError("a shard subscription moved or broke")
 
-    def _send(self: RedisClusterBus, node: redis.cluster.ClusterNode, command: str, *channels: bytes | str) -> None:
-        """SSUBSCRIBE or SUNSUBSCRIBE `channels` (all of one slot) on `node`'s feed, made (and its
-        reader spawned) on first need. One send at a time per bus: redis-py's PubSub connects on
-        its first command, and a second command sent while that connect yields would open a
-        second connection, which nobody reads (a subscription never confirmed, or confirmed
-        and then deaf: tests/bus/test_cluster_feed_burst.py)."""
+    def _send(self: RedisClusterBus, node: redis.cluster.ClusterNode, command: str, *args: bytes | str) -> None:
+        """Send `command` (SSUBSCRIBE/SUNSUBSCRIBE of channels of one slot, or PING) on `node`'s feed.
+
+        The feed is a bare connection, not redis-py's PubSub: a PubSub connects on
+        its first command and reconnects by itself after an error (re-subscribing
+        channels of many slots in one SSUBSCRIBE, CROSSSLOT), reading its handshake
+        on a socket the reader is waiting on. Here the connection is made and its
+        handshake read before its reader exists, every send is one at a time
+        (`_sending`: a burst of first attaches cannot open a second connection
+        that nobody reads), and a broken feed is never used again: nothing is sent
+        once the feed is lost, the supervisor makes new ones
+        (tests/bus/test_cluster_feed_races.py).
+        """
         with self._sending:
-            feed = self._feeds.get(node.name)
-            if feed is None:
+            if self._lost.is_set():
+                return  # the supervisor resubscribes every channel on fresh connections
+            conn = self._feeds.get(node.name)
+            if conn is None:
                 if command != "SSUBSCRIBE":
                     return  # nothing subscribed there
-                conn = redis.Redis(
+                conn = redis.Connection(
                     host=node.host, port=node.port, socket_connect_timeout=3, socket_keepalive=True,
                     socket_timeout=None, retry=Retry(NoBackoff(), 0),
                 )  # fmt: skip
-                feed = self._feeds[node.name] = conn.pubsub()
-                self._readers.append(gevent.spawn(self._read_node, feed))
-            if command == "SSUBSCRIBE":
-                feed.ssubscribe(*channels)
-            else:
-                for channel in channels:  # our own: its reply is no sign of a moved slot (_handle)
+                conn.connect()  # the handshake's replies are read here, before the reader reads
+                self._feeds[node.name] = conn
+                self._readers.append(gevent.spawn(self._read_node, conn))
+            if command == "SUNSUBSCRIBE":
+                for channel in args:  # our own: its answer is no sign of a moved slot (_handle)
                     key = channel.encode() if isinstance(channel, str) else channel
                     self._unsubscribing[key] = self._unsubscribing.get(key, 0) + 1
-                feed.sunsubscribe(*channels)
+            conn.send_command(command, *args)
 
-    def _read_node(self: RedisClusterBus, feed: redis.client.PubSub) -> None:
+    def _read_node(self: RedisClusterBus, conn: redis.Connection) -> None:
         """Read one node's feed; a PING unanswered for two intervals counts as lost (a hung master)."""
         last_rx, pinged = time.monotonic(), False
         try:
             while not self._lost.is_set():
-                if not feed.subscribed:
-                    gevent.sleep(0.01)  # not one SSUBSCRIBE sent yet
-                    last_rx = time.monotonic()
-                    continue
-                msg = feed.get_message(timeout=HEALTH_CHECK)
+                msg = next_reply(conn, HEALTH_CHECK)
                 if msg is None:
                     if pinged and time.monotonic() - last_rx > 2 * HEALTH_CHECK:
                         raise redis.TimeoutError("no answer to PING on a cluster feed")
-                    feed.ping()
+                    with self._sending:  # one writer on the socket at a time
+                        conn.send_command("PING")
                     pinged = True
                     continue
                 last_rx, pinged = time.monotonic(), False
@@ -129,26 +134,27 @@ class ClusterFeed:
         finally:
             self._lost.set()  # also when killed: the supervisor restarts the feed
 
-    def _handle(self: RedisClusterBus, msg: dict) -> bool:
-        """Dispatch one message; False when the subscription can no longer be trusted."""
-        kind, channel = msg["type"], msg["channel"]
+    def _handle(self: RedisClusterBus, msg: list) -> bool:
+        """Dispatch one reply as Redis sent it; False when the subscription can no longer be trusted."""
+        kind = msg[0]
+        channel = msg[1] if len(msg) > 1 else b""
         routed = channel in self._routes
-        if kind == "smessage":
+        if kind == b"smessage":
             if routed:
-                self._routes[channel](msg["data"])
+                self._routes[channel](msg[2])
                 return True
             shard, name = self.layout.live_name(channel)
-            epoch, seq, frame = body_from_live(msg["data"])
+            epoch, seq, frame = body_from_live(msg[2])
             if seq:
                 held = self._seen.get(shard.index)
                 if held is None or held[0] != epoch or seq > held[1]:
                     self._seen[shard.index] = (epoch, seq)
             self.hub.dispatch(name, pack(shard.index, seq), frame)
-        elif kind == "ssubscribe" and not routed:
+        elif kind == b"ssubscribe" and not routed:
             event = self._confirmed.get(self.layout.live_name(channel)[1])
             if event is not None:
                 event.set()
-        elif kind == "sunsubscribe":
+        elif kind == b"sunsubscribe":
             pending = self._unsubscribing.get(channel, 0)
             if pending:  # the answer to our own SUNSUBSCRIBE, even if the channel was wanted again since
                 if pending == 1:
@@ -215,12 +221,8 @@ class ClusterFeed:
         with self._sending:  # not while a send is connecting a feed we would then not close
             feeds, self._feeds = self._feeds, {}
             self._unsubscribing.clear()
-        for feed in feeds.values():
-            try:
-                feed.reset()
-            except _ERRORS:
-                pass
-            feed.connection_pool.disconnect()  # the node client's own pool: nothing left open
+        for conn in feeds.values():
+            conn.disconnect()
         for event in self._confirmed.values():
             event.clear()
         if had_feed:

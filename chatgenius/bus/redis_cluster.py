@@ -72,7 +72,7 @@ class RedisClusterBus(ClusterFeed):
         self._retire = client.register_script(resources.files(__package__).joinpath("lua/retire_epoch.lua").read_text())
         self._reconnect_frame = reconnect_frame
         self._subscribe_timeout = subscribe_timeout
-        self._feeds: dict[str, redis.client.PubSub] = {}  # node name -> its pub/sub connection
+        self._feeds: dict[str, redis.Connection] = {}  # node name -> its pub/sub connection (ClusterFeed._send)
         self._sending = Semaphore()  # one (S)SUBSCRIBE send at a time: ClusterFeed._send
         self._unsubscribing: dict[bytes, int] = {}  # live channel -> our SUNSUBSCRIBEs not yet answered
         self._confirmed: dict[str, Event] = {}

@@ -7,6 +7,11 @@ open a connection of its own: a subscription sent on a connection nobody reads
 is never confirmed (the open fails after the subscribe timeout), or is
 confirmed and then never delivers (the stream is silently deaf).
 
+The same burst on two processes' buses with a routed channel (as the control
+channel is) while events are published (the benchmark's priming): redis-py's
+PubSub, which the feed first used, reconnected by itself after an error and read
+its handshake on a socket the reader waited on; attaches failed and feeds restarted.
+
 A channel left and joined again at once (a chat user switching back): the
 answer to our own SUNSUBSCRIBE arrives when the channel is wanted again, and
 must not pass for Redis dropping the subscription (which ends every stream).
@@ -14,8 +19,11 @@ must not pass for Redis dropping the subscription (which ends every stream).
 
 from __future__ import annotations
 
+import random
+
 import gevent
 import redis
+from support.procs import wait_until
 
 from .test_cluster_contract import make_cluster_bus
 from .test_contract import collect, ev, sub
@@ -65,3 +73,36 @@ def test_a_channel_left_and_joined_again_at_once_keeps_the_feed(redis_cluster_no
         assert (bus.reader_reconnects, first.end_reason, bystander.end_reason) == (0, None, None)
     finally:
         bus.close()
+
+
+def test_a_burst_under_publishing_on_two_buses_with_a_routed_channel(redis_cluster_nodes):
+    buses = [make_cluster_bus(redis_cluster_nodes) for _ in range(2)]
+    try:
+        for b in buses:
+            b.route(b"cg:ctl:{burst}", lambda data: None)  # restarts each feed once, routes first
+        wait_until(lambda: all(b.health() is None and b.reader_reconnects == 1 for b in buses), 10, message="feeds back")
+        names = [f"channel:big{i}" for i in range(500)]
+        subs = [sub([names[i % len(names)]], name=f"s{i}") for i in range(2000)]
+        publishing = True
+
+        def publish() -> None:
+            while publishing:
+                buses[0].publish([ev(random.choice(names), 0)])
+                gevent.sleep(0.002)
+
+        publishers = [gevent.spawn(publish) for _ in range(4)]
+        attaches = [gevent.spawn(buses[i % 2].attach, s, list(s.channels)) for i, s in enumerate(subs)]
+        gevent.joinall(attaches, timeout=60)
+        publishing = False
+        gevent.joinall(publishers, timeout=10)
+        assert [a.exception for a in attaches if a.exception] == []
+        assert [b.reader_reconnects for b in buses] == [1, 1], "no feed restarted during the burst"
+        for s in subs:
+            s.take(0)
+        for i, name in enumerate(names):
+            buses[1].publish([ev(name, i)])
+        missing = [s.id for s in subs if not collect(s, 1, timeout=5)]
+        assert missing == [], f"{len(missing)} of {len(subs)} streams got nothing"
+    finally:
+        for b in buses:
+            b.close()
