@@ -149,7 +149,7 @@ func parseFlags(mode string, args []string) *config {
 	fs.DurationVar(&c.stormMax, "storm-max", 60*time.Second, "resume storm: give up waiting for replay/liveness after this long")
 
 	fs.StringVar(&c.serverPids, "server-pids", "", "comma-separated root PIDs of the server; RSS/PSS/CPU are summed over them and all descendants")
-	fs.StringVar(&c.redisStats, "redis-stats", "", "Redis host:port to read INFO from (defaults to -redis)")
+	fs.StringVar(&c.redisStats, "redis-stats", "", "Redis host:port to read INFO from (defaults to -redis); a comma-separated list is summed (a cluster's masters)")
 	fs.StringVar(&c.runID, "run-id", "", "run id for {run} (default random)")
 	fs.Parse(args)
 	if c.runID == "" {
@@ -1095,10 +1095,31 @@ type redisSample struct {
 	PubsubC int64   `json:"pubsub_channels"`
 }
 
-func redisInfo(addr string) *redisSample {
-	if addr == "" {
+// redisInfo samples one Redis, or several (a comma-separated list: a cluster's masters),
+// summed: CPU, clients, RSS and channels of the whole deployment.
+func redisInfo(addrs string) *redisSample {
+	if addrs == "" {
 		return nil
 	}
+	var sum *redisSample
+	for _, addr := range strings.Split(addrs, ",") {
+		s := redisInfoOne(addr)
+		if s == nil {
+			return nil // a partial sum would pass for the whole
+		}
+		if sum == nil {
+			sum = s
+			continue
+		}
+		sum.Clients += s.Clients
+		sum.RSSKiB += s.RSSKiB
+		sum.CPU = round3(sum.CPU + s.CPU)
+		sum.PubsubC += s.PubsubC
+	}
+	return sum
+}
+
+func redisInfoOne(addr string) *redisSample {
 	nc, err := net.DialTimeout("tcp", addr, 3*time.Second)
 	if err != nil {
 		return nil

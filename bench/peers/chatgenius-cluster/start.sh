@@ -30,7 +30,7 @@ echo "${ports[0]}" > "$D/redis.port"
 nodes=$(printf '127.0.0.1:%s,' "${ports[@]}"); nodes=${nodes%,}
 cd "$ROOT"
 REDIS_CLUSTER_NODES="$nodes" AUTH_MODE=dev BIND="127.0.0.1:$CG_PORT" \
-  WEB_CONCURRENCY="${CG_WORKERS:-2}" LOG_LEVEL=WARNING \
+  WEB_CONCURRENCY="${CG_WORKERS:-2}" LOG_LEVEL=${CG_LOG_LEVEL:-WARNING} \
   MAX_CONNECTIONS_PER_USER=10000 RATE_LIMIT_CONNECT='1000000/minute' \
   RATE_LIMIT_PUBLISH='100000000/minute' RATE_LIMIT_POLL='1000000/minute' \
   setsid "$GUNICORN" -c gunicorn.conf.py --pid "$D/gunicorn.pid" wsgi:app \
