@@ -62,7 +62,8 @@ def refuse_more_workers(environ: Mapping[str, str], new: int, old: int | None) -
     """True when a change of worker count (TTIN) would run the in-memory bus in several processes."""
     if old is None or new <= 1:
         return False
-    return not (environ.get("REDIS_URL") or environ.get("REDIS_SENTINELS"))
+    # The same stores config.load accepts for several workers: a reload (HUP) passes here too.
+    return not (environ.get("REDIS_URL") or environ.get("REDIS_SENTINELS") or environ.get("REDIS_CLUSTER_NODES"))
 
 
 def workers_changed(server: Any, new: int, old: int | None) -> None:

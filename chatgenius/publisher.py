@@ -1,29 +1,40 @@
 """Publish from any Python process (workers, cron jobs) with only a Redis URL: no Flask, no gevent.
 
     from chatgenius.publisher import RedisPublisher
-    events = RedisPublisher.from_env()          # REDIS_URL, HISTORY_MAXLEN, HISTORY_TTL, ...
+    events = RedisPublisher.from_env()          # REDIS_URL or REDIS_CLUSTER_NODES, HISTORY_MAXLEN, ...
     events.publish("channel:general", "message.created", {"text": "build done"}, idempotency_key="build-812")
 
-It runs the service's own publish script (bus/redis_publish.py) on the service's Redis,
-so its events get ids from the same sequence, land in the same history and reach every
-stream like POST /events' do. Keep HISTORY_MAXLEN and HISTORY_TTL equal to the service's
-(from_env reads the same variables). Not counted by the service's rate limit or metrics.
+It runs the service's own publish script (bus/redis_publish.py) on the service's Redis (on
+Redis Cluster, once per shard: bus/cluster_shards.py), so its events get ids from the same
+sequence, land in the same history and reach every stream like POST /events' do. Keep
+HISTORY_MAXLEN, HISTORY_TTL and REDIS_CLUSTER_SHARDS equal to the service's (from_env reads
+the same variables). Not counted by the service's rate limit or metrics.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import redis
+from redis.cluster import ClusterNode
 
 from . import config
+from .bus.cluster_shards import Layout, ShardedPublish
 from .bus.redis_publish import PublishScript
 from .publishing import APP_SCOPE, Publisher, PublishError
 
 __all__ = ["PublishError", "RedisPublisher"]
 
-ENV = ("REDIS_URL", "HISTORY_MAXLEN", "HISTORY_TTL", "IDEMPOTENCY_WINDOW", "MAX_EVENT_BYTES")
+ENV = ("REDIS_URL", "REDIS_CLUSTER_NODES", "REDIS_CLUSTER_SHARDS", "HISTORY_MAXLEN", "HISTORY_TTL", "IDEMPOTENCY_WINDOW", "MAX_EVENT_BYTES")
+
+
+def cluster_client(nodes: Sequence[tuple[str, int]]) -> redis.RedisCluster:
+    """A cluster client starting from `nodes` ((host, port) pairs, as config parses them)."""
+    return redis.RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+        socket_connect_timeout=3, socket_timeout=10, socket_keepalive=True,
+    )  # fmt: skip
 
 
 class RedisPublisher(Publisher):
@@ -31,15 +42,21 @@ class RedisPublisher(Publisher):
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | redis.RedisCluster,
         *,
         history_maxlen: int = config.Settings.history_maxlen,
         history_ttl: int = config.Settings.history_ttl,
         idempotency_window: int = config.Settings.idempotency_window,
         max_event_bytes: int = config.Settings.max_event_bytes,
+        redis_cluster_shards: int = config.Settings.redis_cluster_shards,
         scope: str = APP_SCOPE,
     ) -> None:
-        super().__init__(PublishScript(client, history_maxlen, history_ttl, idempotency_window), max_event_bytes, scope=scope)
+        args = (history_maxlen, history_ttl, idempotency_window)
+        if isinstance(client, redis.RedisCluster):
+            backend: PublishScript | ShardedPublish = ShardedPublish(Layout(redis_cluster_shards), client, *args)
+        else:
+            backend = PublishScript(client, *args)
+        super().__init__(backend, max_event_bytes, scope=scope)
         self.client = client
 
     @classmethod
@@ -53,10 +70,24 @@ class RedisPublisher(Publisher):
         return cls(client, **options)  # type: ignore[arg-type]
 
     @classmethod
+    def from_cluster(cls, nodes: str, **options: object) -> RedisPublisher:
+        """A publisher on the Redis Cluster found from `nodes` (REDIS_CLUSTER_NODES' `host:port,...`)."""
+        startup = config.parse({"REDIS_CLUSTER_NODES": nodes}, ("REDIS_CLUSTER_NODES",)).get("redis_cluster_nodes")
+        if not startup:
+            raise config.ConfigError("REDIS_CLUSTER_NODES: required to publish to a cluster")
+        return cls(cluster_client(startup), **options)  # type: ignore[arg-type]
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, scope: str = APP_SCOPE) -> RedisPublisher:
-        """A publisher configured like the service: REDIS_URL (required), HISTORY_MAXLEN, HISTORY_TTL,
-        IDEMPOTENCY_WINDOW, MAX_EVENT_BYTES; a bad value is config.ConfigError naming the variable."""
+        """A publisher configured like the service: REDIS_CLUSTER_NODES (and REDIS_CLUSTER_SHARDS) when
+        set, else REDIS_URL (required), HISTORY_MAXLEN, HISTORY_TTL, IDEMPOTENCY_WINDOW, MAX_EVENT_BYTES;
+        a bad value is config.ConfigError naming the variable."""
         values = config.parse(os.environ if env is None else env, ENV)
+        nodes = values.pop("redis_cluster_nodes", None)
+        if nodes:  # as the service chooses (backends.choose): the cluster when its nodes are set
+            values.pop("redis_url", None)
+            return cls(cluster_client(nodes), scope=scope, **values)  # type: ignore[arg-type]
+        values.pop("redis_cluster_shards", None)
         return cls.from_url(str(values.pop("redis_url", "")), scope=scope, **values)
 
     def close(self) -> None:

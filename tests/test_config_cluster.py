@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_config import BASE
 
-from chatgenius import config
+from chatgenius import config, gunicorn_checks
 from chatgenius.config import ConfigError
 
 
@@ -17,6 +17,12 @@ def test_cluster_nodes_and_shards_are_parsed():
 
 def test_cluster_nodes_count_as_redis_for_several_workers():
     assert config.load({**BASE, "WEB_CONCURRENCY": "4", "REDIS_CLUSTER_NODES": "h:7000"}).workers == 4
+
+
+def test_cluster_nodes_count_as_redis_when_gunicorn_changes_the_worker_count():
+    # A HUP re-applies the worker count (2 -> 2): refusing it looped, reverting forever, and no new worker started.
+    assert not gunicorn_checks.refuse_more_workers({"REDIS_CLUSTER_NODES": "h:7000"}, 2, 2)
+    assert gunicorn_checks.refuse_more_workers({}, 2, 1)
 
 
 @pytest.mark.parametrize(("name", "raw"), [("REDIS_CLUSTER_NODES", "h"), ("REDIS_CLUSTER_SHARDS", "15"), ("REDIS_CLUSTER_SHARDS", "0")])

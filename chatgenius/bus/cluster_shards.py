@@ -10,6 +10,8 @@ spread over all of them.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -17,8 +19,9 @@ import redis
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.exceptions import SlotNotCoveredError
 
+from ..events import Draft
 from ..shard_cursor import MAX_SHARDS, new_shard_epoch, shard_of
-from .base import BusUnavailable
+from .base import BusUnavailable, Published, Quota
 from .redis_publish import PublishScript, script_source
 
 
@@ -118,3 +121,40 @@ class ShardPublisher(PublishScript):
             return self._cluster_script(keys=keys, args=args)  # type: ignore[operator]
         except SlotNotCoveredError as exc:  # not a RedisError: translate it here
             raise BusUnavailable(f"redis unavailable: {exc}") from exc
+
+
+class ShardedPublish:
+    """Publishing on a cluster (RedisClusterBus, and chatgenius.publisher without gevent): one
+    ShardPublisher per shard of `layout`, all running the one registered script."""
+
+    def __init__(self, layout: Layout, client: redis.RedisCluster, maxlen: int, ttl: int, window: int) -> None:
+        script = client.register_script(spublish_source())
+        self.layout = layout
+        self.shards = [ShardPublisher(s, client, script, maxlen, ttl, window) for s in layout.shards]
+
+    def of(self, channel: str) -> ShardPublisher:
+        """The publisher of `channel`'s shard."""
+        return self.shards[self.layout.of(channel).index]
+
+    def publish_once(
+        self, drafts: Sequence[Draft], scope: str, key: str | None = None, quotas: Sequence[Quota] = (),
+    ) -> Published:
+        """See EventBus.publish_once. One shard: one atomic script. A batch over several shards is
+        one script per shard, in shard order; quotas and the request's key go with the first."""
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, d in enumerate(drafts):
+            groups[self.layout.of(d.channel).index].append(i)
+        ids: list[str | None] = [None] * len(drafts)
+        repeats: set[int] = set()
+        replayed = False
+        for n, (shard, positions) in enumerate(sorted(groups.items())):
+            part = [drafts[i] for i in positions]
+            done = self.shards[shard].publish_once(part, scope, key if n == 0 else None, quotas if n == 0 else ())
+            if done.replayed and len(groups) == 1:
+                return done
+            replayed = replayed or done.replayed
+            for j, i in enumerate(positions):
+                ids[i] = done.ids[j]
+                if j in done.repeats:
+                    repeats.add(i)
+        return Published(ids, replayed=replayed, repeats=frozenset(repeats))

@@ -36,7 +36,7 @@ from ..redis_errors import unavailable
 from ..shard_cursor import Vector, is_single_redis, new_shard_epoch, pack, parse_vector
 from .base import Published, Quota, Record, Replay
 from .cluster_feed import ClusterFeed
-from .cluster_shards import Layout, Shard, ShardPublisher, spublish_source
+from .cluster_shards import Layout, Shard, ShardedPublish
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,8 @@ class RedisClusterBus(ClusterFeed):
         self.hub = Hub(on_first=self._subscribe, on_last=self._unsubscribe)
         self.client = client
         self.layout = Layout(shards)
-        script = client.register_script(spublish_source())
-        self._publishers = [ShardPublisher(s, client, script, maxlen, ttl, idempotency_window) for s in self.layout.shards]
-        for p in self._publishers:
+        self._publish = ShardedPublish(self.layout, client, maxlen, ttl, idempotency_window)
+        for p in self._publish.shards:
             p.on_seq = self._handed_out
         self._retire = client.register_script(resources.files(__package__).joinpath("lua/retire_epoch.lua").read_text())
         self._reconnect_frame = reconnect_frame
@@ -118,30 +117,13 @@ class RedisClusterBus(ClusterFeed):
         key: str | None = None,
         quotas: Sequence[Quota] = (),
     ) -> Published:
-        """See EventBus.publish_once. One shard: one atomic script. A batch over several shards is
-        one script per shard, in shard order; quotas and the request's key go with the first."""
-        groups: dict[int, list[int]] = defaultdict(list)
-        for i, d in enumerate(drafts):
-            groups[self.layout.of(d.channel).index].append(i)
-        ids: list[str | None] = [None] * len(drafts)
-        repeats: set[int] = set()
-        replayed = False
-        for n, (shard, positions) in enumerate(sorted(groups.items())):
-            part = [drafts[i] for i in positions]
-            done = self._publishers[shard].publish_once(part, scope, key if n == 0 else None, quotas if n == 0 else ())
-            if done.replayed and len(groups) == 1:
-                return done
-            replayed = replayed or done.replayed
-            for j, i in enumerate(positions):
-                ids[i] = done.ids[j]
-                if j in done.repeats:
-                    repeats.add(i)
-        return Published(ids, replayed=replayed, repeats=frozenset(repeats))
+        """See EventBus.publish_once (cluster_shards.ShardedPublish)."""
+        return self._publish.publish_once(drafts, scope, key, quotas)
 
     def publish_call(self, drafts: Sequence[Draft]) -> tuple[list[str], list[object]]:
         """KEYS and ARGV of lua/publish.lua for `drafts` (all of one shard), for scripts that publish
         atomically with a state change of their own (bus/presence_cluster.py)."""
-        return self._publishers[self.layout.of(drafts[0].channel).index].call_args(drafts)
+        return self._publish.of(drafts[0].channel).call_args(drafts)
 
     def parse_cursor(self, raw: str) -> Vector | Cursor:
         """A client's cursor: a vector, or a single-Redis `<epoch>-<seq>` (resumed as a reset); CursorError if neither."""

@@ -1,4 +1,7 @@
-"""Clients for the chat tests: streams that say which worker serves them, and a client that follows drains."""
+"""Clients for the chat tests: streams that say which worker serves them, and a client that follows drains.
+
+Cursors and ids are opaque here (`<epoch>-<seq>` on one Redis, a vector on the cluster).
+"""
 
 from __future__ import annotations
 
@@ -7,26 +10,50 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import gevent
 from gevent.event import Event
 from support.gunicorn import Gunicorn
 from support.http_json import get_json, post_json, request
 from support.procs import wait_until
+from support.redis_cluster import RedisCluster
 from support.service import bearer, dev_token, service_env
 from support.sse_client import Frame, SSEClient
+
+from chatgenius.bus.cluster_shards import Layout
 
 ADMIN = ["admin:sse"]
 PUBLISHER = ["publish:events"]
 
 
-def host(redis_url: str, workers: int = 2, **env: str) -> Gunicorn:
-    """A gunicorn instance ("host") on `redis_url`: dev auth, 1 s heartbeat, room for many streams per user."""
+@dataclass(frozen=True)
+class Store:
+    """The Redis a test's hosts share: one Redis (REDIS_URL) or a Redis Cluster (REDIS_CLUSTER_NODES)."""
+
+    env: dict[str, str]
+    client: Callable[[], Any]  # a plain redis-py client, for writes behind the service's back; the caller closes it
+    cluster: RedisCluster | None = None
+
+    def channel(self, name: str) -> str:
+        """`name` on one Redis; on the cluster the first `name<n>` whose shard's master is not the control
+        channel's, so the flag pushes and the channel's events travel through different masters."""
+        if self.cluster is None:
+            return name
+        layout = Layout(8)  # REDIS_CLUSTER_SHARDS' default
+        control = self.cluster.master_of(layout.shards[0].slot).port
+        return next(f"{name}{n}" for n in range(100) if self.cluster.master_of(layout.of(f"{name}{n}").slot).port != control)
+
+
+def host(store: Store | str | None, workers: int = 2, **env: str) -> Gunicorn:
+    """A gunicorn instance ("host") on `store` (or a REDIS_URL): dev auth, 1 s heartbeat, room for many streams per user."""
     settings = {
         "MAX_CONNECTIONS_PER_USER": "100", "RATE_LIMIT_CONNECT": "10000/minute", "RATE_LIMIT_PUBLISH": "100000/minute",
         "GRACEFUL_TIMEOUT": "3",  # quick teardown; the drain tests set their own
     }
-    return Gunicorn(workers=workers, env=service_env(redis_url, **{**settings, **env}))
+    if isinstance(store, Store):
+        return Gunicorn(workers=workers, env=service_env(None, **{**settings, **store.env, **env}))
+    return Gunicorn(workers=workers, env=service_env(store, **{**settings, **env}))
 
 
 def token(base: str, sub: str, channels: list[str] | None = None, permissions: list[str] | None = None) -> str:
@@ -159,7 +186,8 @@ class Publisher:
 @dataclass
 class Follower:
     """Does what the bundled client does: on system.reconnect wait `retry_ms` and resume with
-    Last-Event-ID; on a refusal (503 draining) or a refused connection, retry shortly."""
+    Last-Event-ID (the last frame's id: its cursor); on a refusal (503 draining) or a refused
+    connection, retry shortly. `ids` are the events' own ids, as history lists them."""
 
     base: Callable[[], str]
     tok: str
@@ -185,9 +213,9 @@ class Follower:
 
     def _run(self) -> None:
         while not self.done.is_set():
-            last = self.ids[-1] if self.ids else self.cursor
             try:
-                client = SSEClient(f"{self.base()}/stream?channels={self.channel}", {**bearer(self.tok), "Last-Event-ID": last}, timeout=5)
+                headers = {**bearer(self.tok), "Last-Event-ID": self.cursor}
+                client = SSEClient(f"{self.base()}/stream?channels={self.channel}", headers, timeout=5)
             except OSError:
                 self.refusals += 1
                 gevent.sleep(0.1)
@@ -215,4 +243,5 @@ class Follower:
                 gevent.sleep(frame.json()["retry_ms"] / 1000)
                 return
             if frame.id is not None:
-                self.ids.append(frame.id)
+                self.ids.append(frame.json()["id"])
+                self.cursor = frame.id

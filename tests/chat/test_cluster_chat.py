@@ -32,7 +32,7 @@ def on_two_masters(cluster: RedisCluster) -> tuple[str, str]:
 def test_subscriptions_typing_presence_and_admin_on_the_cluster(redis_cluster: RedisCluster, redis_cluster_nodes: str) -> None:
     one, two = on_two_masters(redis_cluster)
     env = {**PRESENCE_ENV, "REDIS_CLUSTER_NODES": redis_cluster_nodes}
-    with host(None, workers=1, **env) as a, host(None, workers=1, **env) as b:  # type: ignore[arg-type]
+    with host(None, workers=1, **env) as a, host(None, workers=1, **env) as b:
         pub = token(a.base_url, "cc-pub", permissions=PUBLISHER)
         alice = token(a.base_url, "cc-alice")
         stream = open_stream(b.base_url, alice, one)

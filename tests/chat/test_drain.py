@@ -15,9 +15,8 @@ from support.procs import REPO_ROOT, wait_until
 
 from chatgenius.drain import spread_for
 
-from .helpers import PUBLISHER, Follower, Publisher, head, history_after, host, token
+from .helpers import PUBLISHER, Follower, Publisher, Store, head, history_after, host, token
 
-CHAN = "channel:drain"
 CLIENTS = 8
 # A short graceful_timeout keeps the test quick; the spread (a third of it) is still 2 s.
 DRAIN_ENV = {"GRACEFUL_TIMEOUT": "6", "RECONNECT_RETRY_MS": "300"}
@@ -47,14 +46,14 @@ def test_gunicorn_graceful_timeout_outlasts_the_drain(monkeypatch, tmp_path):
     assert conf["worker_class"] == "gevent" and "post_worker_init" in conf
 
 
-def test_reload_under_50_events_per_second_loses_and_duplicates_nothing(make_redis):
-    server = make_redis()
-    with host(server.url, **DRAIN_ENV) as g:
+def test_reload_under_50_events_per_second_loses_and_duplicates_nothing(store: Store):
+    chan = store.channel("channel:drain")
+    with host(store, **DRAIN_ENV) as g:
         pub = token(g.base_url, "dr-pub", permissions=PUBLISHER)
         alice = token(g.base_url, "dr-alice")
-        start = head(g.base_url, alice, CHAN)
-        followers = [Follower(lambda: g.base_url, alice, CHAN, start).start() for _ in range(CLIENTS)]
-        publisher = Publisher(lambda: g.base_url, pub, CHAN, rate=50).start()
+        start = head(g.base_url, alice, chan)
+        followers = [Follower(lambda: g.base_url, alice, chan, start).start() for _ in range(CLIENTS)]
+        publisher = Publisher(lambda: g.base_url, pub, chan, rate=50).start()
         try:
             opened(g, CLIENTS)
             wait_until(lambda: len(publisher.ids) >= 50, 20)
@@ -66,7 +65,7 @@ def test_reload_under_50_events_per_second_loses_and_duplicates_nothing(make_red
             wait_until(lambda: len(publisher.ids) >= count + 50, 20)  # publishing goes on meanwhile
         finally:
             ids = publisher.stop()
-        truth = history_after(g.base_url, alice, CHAN, start)
+        truth = history_after(g.base_url, alice, chan, start)
         assert truth[-1] == ids[-1]
         check_exactly_once(followers, truth)
         drains = [r for r in g.json_logs() if r.get("event") == "worker.drain"]
@@ -75,16 +74,16 @@ def test_reload_under_50_events_per_second_loses_and_duplicates_nothing(make_red
         assert not [line for line in g.log_lines() if "graceful timeout" in line.lower()]
 
 
-def test_shutdown_under_50_events_per_second_loses_and_duplicates_nothing(make_redis):
-    server = make_redis()
-    a, b = host(server.url, **DRAIN_ENV), host(server.url, **DRAIN_ENV)
+def test_shutdown_under_50_events_per_second_loses_and_duplicates_nothing(store: Store):
+    chan = store.channel("channel:drain")
+    a, b = host(store, **DRAIN_ENV), host(store, **DRAIN_ENV)
     with a, b:
         pub = token(b.base_url, "dr-pub", permissions=PUBLISHER)
         alice = token(a.base_url, "dr-alice")
-        start = head(a.base_url, alice, CHAN)
+        start = head(a.base_url, alice, chan)
         route = {"to": a.base_url}  # the load balancer
-        followers = [Follower(lambda: route["to"], alice, CHAN, start).start() for _ in range(CLIENTS)]
-        publisher = Publisher(lambda: b.base_url, pub, CHAN, rate=50).start()
+        followers = [Follower(lambda: route["to"], alice, chan, start).start() for _ in range(CLIENTS)]
+        publisher = Publisher(lambda: b.base_url, pub, chan, rate=50).start()
         try:
             opened(a, CLIENTS)
             wait_until(lambda: len(publisher.ids) >= 50, 20)
@@ -96,7 +95,7 @@ def test_shutdown_under_50_events_per_second_loses_and_duplicates_nothing(make_r
             wait_until(lambda: len(publisher.ids) >= count + 50, 20)
         finally:
             ids = publisher.stop()
-        truth = history_after(b.base_url, alice, CHAN, start)
+        truth = history_after(b.base_url, alice, chan, start)
         assert truth[-1] == ids[-1]
         check_exactly_once(followers, truth)
         assert [r for r in a.json_logs() if r.get("event") == "worker.drain"]

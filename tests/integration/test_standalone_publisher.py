@@ -1,4 +1,5 @@
-"""chatgenius.publisher from a plain Python process (no Flask, no gevent) into a real gunicorn's streams."""
+"""chatgenius.publisher from a plain Python process (no Flask, no gevent) into a real gunicorn's streams,
+on one Redis and on Redis Cluster."""
 
 from __future__ import annotations
 
@@ -45,27 +46,36 @@ def stream(g: Gunicorn, token: str, last_event_id: str | None = None) -> SSEClie
     return connected_stream(g.base_url, token, CHAN, last_event_id)
 
 
-def test_a_process_without_flask_publishes_to_live_streams_and_history(redis_url):
-    with Gunicorn(workers=1, env=service_env(redis_url)) as g:
+@pytest.fixture(params=["redis", "cluster"])
+def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Where the service and the publisher meet: REDIS_URL, or REDIS_CLUSTER_NODES (the session cluster, emptied)."""
+    if request.param == "redis":
+        return {"REDIS_URL": request.getfixturevalue("redis_url")}
+    return {"REDIS_CLUSTER_NODES": request.getfixturevalue("redis_cluster_nodes")}
+
+
+def test_a_process_without_flask_publishes_to_live_streams_and_history(store_env):
+    with Gunicorn(workers=1, env=service_env(None, **store_env)) as g:
         token = dev_token(g.base_url, "alice", ["channel:*"], ["publish:events"])
         live = stream(g, token)
         try:
             before = publish(g.base_url, token, CHAN, {"n": 0})
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("HISTORY_", "IDEMPOTENCY_"))}
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("HISTORY_", "IDEMPOTENCY_", "REDIS_"))}
             done = subprocess.run(
-                [sys.executable, "-c", WORKER], cwd=REPO_ROOT, env=env | {"REDIS_URL": redis_url},
+                [sys.executable, "-c", WORKER], cwd=REPO_ROOT, env=env | store_env,
                 capture_output=True, text=True, timeout=60, check=False,
             )
             assert done.returncode == 0, done.stderr
             ids = json.loads(done.stdout)
             got = [live.read_until(lambda f: f.event == "message.created", 10) for _ in range(3)]
-            assert [(f.id, f.json()["data"]["n"]) for f in got] == [(before, 0), (ids[0], 1), (ids[1], 2)]
+            # The frame id is the stream's cursor (on the cluster a vector, not the event's id).
+            assert [(f.json()["id"], f.json()["data"]["n"]) for f in got] == [(before, 0), (ids[0], 1), (ids[1], 2)]
         finally:
             live.close()
-        resumed = stream(g, token, last_event_id=ids[0])  # its cursors resume like any other
+        resumed = stream(g, token, last_event_id=got[1].id)  # its events' cursors resume like any other
         try:
             frame = resumed.read_until(lambda f: f.event == "message.created", 10)
-            assert (frame.id, frame.json()["data"]["n"]) == (ids[1], 2)
+            assert (frame.json()["id"], frame.json()["data"]["n"]) == (ids[1], 2)
         finally:
             resumed.close()
 
@@ -77,3 +87,7 @@ def test_from_env_validates_like_the_service():
         RedisPublisher.from_env({"REDIS_URL": "http://nope"})
     with pytest.raises(ConfigError, match=r"^IDEMPOTENCY_WINDOW: must be between"):
         RedisPublisher.from_env({"REDIS_URL": "redis://127.0.0.1:1", "IDEMPOTENCY_WINDOW": "0"})
+    with pytest.raises(ConfigError, match=r"^REDIS_CLUSTER_NODES: expected"):
+        RedisPublisher.from_env({"REDIS_CLUSTER_NODES": "nope"})
+    with pytest.raises(ConfigError, match=r"^REDIS_CLUSTER_SHARDS: must be between"):
+        RedisPublisher.from_env({"REDIS_CLUSTER_NODES": "127.0.0.1:1", "REDIS_CLUSTER_SHARDS": "15"})
