@@ -74,3 +74,45 @@ busy_s() { awk '/^cpu /{printf "%.2f\n", ($2+$3+$4+$7+$8+$9)/100; exit}' /proc/s
 
 # free_port: print a free loopback TCP port (the kernel picks it)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# cg_gunicorn_start DIR NAME=VALUE...: start ChatGenius realtime under gunicorn (gevent,
+# CG_WORKERS workers, default 2) on 127.0.0.1:$CG_PORT with the given Redis settings
+# (REDIS_URL=... or REDIS_CLUSTER_NODES=...), PID and log in DIR. CG_ROOT runs the service
+# from another checkout (a what-if experiment) with this venv; the caller is left in that
+# checkout's directory, as gunicorn.conf.py and wsgi.py are found there.
+cg_gunicorn_start() {
+  local d=$1 root gunicorn
+  shift
+  root="$(cd "$BENCH_DIR/.." && pwd)"
+  gunicorn="$root/.venv/bin/gunicorn"
+  [[ -n ${CG_ROOT:-} ]] && root=$CG_ROOT
+  cd "$root"
+  # Limits that exist to protect production from abuse are opened wide: the benchmark
+  # is one user holding thousands of streams and publishing thousands of events/s.
+  # (MAX_CONNECTIONS_PER_USER: 10000 is the highest value config.py accepts.)
+  env "$@" AUTH_MODE=dev BIND="127.0.0.1:$CG_PORT" \
+    WEB_CONCURRENCY="${CG_WORKERS:-2}" LOG_LEVEL="${CG_LOG_LEVEL:-WARNING}" \
+    MAX_CONNECTIONS_PER_USER=10000 RATE_LIMIT_CONNECT='1000000/minute' \
+    RATE_LIMIT_PUBLISH='100000000/minute' RATE_LIMIT_POLL='1000000/minute' \
+    setsid "$gunicorn" -c gunicorn.conf.py --pid "$d/gunicorn.pid" wsgi:app \
+    >>"$d/gunicorn.log" 2>&1 < /dev/null &
+  wait_port "$CG_PORT" 30 || { tail -20 "$d/gunicorn.log" >&2; exit 1; }
+  for _ in $(seq 50); do [[ -s $d/gunicorn.pid ]] && break; sleep 0.1; done
+}
+
+# cg_mint SUB: a dev token for SUB (reads and publishes bench:*) from the service on $CG_PORT
+cg_mint() {
+  curl -sf -XPOST "http://127.0.0.1:$CG_PORT/dev/token" -H 'content-type: application/json' \
+    -d '{"sub":"'"$1"'","channels":["bench:*"],"permissions":["publish:events"],"ttl":86400}' \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
+}
+
+# cg_mint_tokens DIR: the publisher's token in DIR/token and 8 users' Authorization headers
+# in DIR/sub-headers. Streams are spread over the 8 users (ssebench -H-rotate): the per-user
+# connection limit (at most 10000) stays on, and 20k streams stay possible.
+cg_mint_tokens() {
+  local d=$1 u
+  cg_mint bench > "$d/token"
+  : > "$d/sub-headers"
+  for u in 0 1 2 3 4 5 6 7; do echo "Authorization: Bearer $(cg_mint "bench$u")" >> "$d/sub-headers"; done
+}

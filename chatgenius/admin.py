@@ -12,9 +12,8 @@ import logging
 from typing import Any
 
 from . import log
-from .bus.base import BusUnavailable
 from .control.service import ControlPlane
-from .errors import ServiceError, bus_unavailable
+from .errors import ServiceError, bus_or_503
 from .flags import NAMES, RuntimeFlags
 from .service import Realtime
 from .stream import StreamSession
@@ -47,10 +46,8 @@ class Admin:
 
     def connections(self) -> dict[str, Any]:
         """Every open stream of the deployment, with the number of processes that answered."""
-        try:
+        with bus_or_503():
             answers = self.control.ask("connections", {})
-        except BusUnavailable as exc:
-            raise bus_unavailable(exc) from None
         rows = []
         for answer in answers:
             where = {"worker": answer.get("worker"), "host": answer.get("host")}
@@ -60,10 +57,8 @@ class Admin:
 
     def kick(self, connection_id: str, admin: str) -> dict[str, Any]:
         """End one stream with system.reconnect wherever it is served; 404 if none answers."""
-        try:
+        with bus_or_503():
             answers = self.control.ask("kick", {"connection_id": connection_id}, first_found=True)
-        except BusUnavailable as exc:
-            raise bus_unavailable(exc) from None
         found = next((a for a in answers if a.get("found")), None)
         if found is None:
             raise ServiceError(404, "no_connection", f"no live stream {connection_id[:64]!r}")
@@ -83,11 +78,9 @@ class Admin:
             raise ServiceError(400, "bad_flags", f"unknown flag {unknown[0][:40]!r}; flags are {', '.join(NAMES)}")
         if not all(v is None or isinstance(v, bool) for v in payload.values()):
             raise ServiceError(400, "bad_flags", "a flag is true, false, or null (back to the environment's default)")
-        try:
+        with bus_or_503():
             current = self.flags.update(payload)
             reached = self.control.broadcast("flags")
-        except BusUnavailable as exc:
-            raise bus_unavailable(exc) from None
         log.event("admin.flags", logging.WARNING, user_id=admin, changes=payload, flags=current, processes=reached)
         return current
 

@@ -14,7 +14,7 @@ from . import log
 from .auth import Identity
 from .bus.base import BusUnavailable
 from .control.service import ControlPlane
-from .errors import ServiceError, bus_unavailable
+from .errors import ServiceError, bus_or_503, bus_unavailable
 from .events import draft, valid_channel
 from .presence.service import Presence
 from .service import Realtime
@@ -42,12 +42,10 @@ class Chat:
         if not identity.may_read(channel):
             raise ServiceError(403, "forbidden", f"not allowed to read {channel!r}", extra={"channels": [channel]})
         event = draft({"channel": channel, "type": "user.typing", "data": {"user_id": identity.sub}}, self.rt.settings.max_event_bytes)
-        try:
+        with bus_or_503():
             if not self.control.store.first_within(f"{identity.sub}\0{channel}", TYPING_WINDOW):
                 return False
             self.rt.bus.publish([event])
-        except BusUnavailable as exc:
-            raise bus_unavailable(exc) from None
         self.rt.announce_published([event])
         return True
 
@@ -58,10 +56,8 @@ class Chat:
             raise ServiceError(400, "bad_channel", f"invalid channel: {channel[:140]!r}")
         if not identity.may_read(channel):
             raise ServiceError(403, "forbidden", f"not allowed to read {channel!r}", extra={"channels": [channel]})
-        try:
+        with bus_or_503():
             return self.presence.online(channel)
-        except BusUnavailable as exc:
-            raise bus_unavailable(exc) from None
 
     # -- live subscriptions -------------------------------------------------------------------
     def change_subscriptions(self, identity: Identity, payload: object) -> dict[str, Any]:
@@ -71,10 +67,8 @@ class Chat:
         if denied:
             raise ServiceError(403, "forbidden", f"not allowed to read {denied[0]!r}", extra={"channels": denied})
         fields = {"connection_id": conn, "user_id": identity.sub, "subscribe": subscribe, "unsubscribe": unsubscribe}
-        try:
+        with bus_or_503():
             answers = self.control.ask("subscriptions", fields, first_found=True)
-        except BusUnavailable as exc:
-            raise bus_unavailable(exc) from None
         found = next((a for a in answers if a.get("found")), None)
         if found is None:
             raise ServiceError(404, "no_connection", f"no live stream {conn!r} of yours answered")

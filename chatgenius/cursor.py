@@ -43,11 +43,13 @@ def parse(raw: str) -> Cursor:
     return Cursor(match.group(1), int(match.group(2)))
 
 
-def _base36(n: int) -> str:
+def base36(n: int, digits: str) -> str:
+    """`n` in base 36 with `digits` as its 36 digits, most significant first (shard_cursor.py uses
+    0-9a-z, which int(text, 36) reads back; an epoch's counter here only needs to be unique)."""
     out = ""
     while True:
         n, r = divmod(n, 36)
-        out = _ALPHABET[r] + out
+        out = digits[r] + out
         if not n:
             return out
 
@@ -71,7 +73,7 @@ class _Epochs:
         self.counter = itertools.count(secrets.randbelow(36**4))
 
     def __call__(self) -> str:
-        return self.prefix + _base36(next(self.counter))  # 10 to 16 characters (the cursor's form allows 4 to 16)
+        return self.prefix + base36(next(self.counter), _ALPHABET)  # 10 to 16 characters (the cursor's form allows 4 to 16)
 
 
 new_epoch = _Epochs()

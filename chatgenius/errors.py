@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from .bus.base import BusUnavailable
 
 
 class ServiceError(Exception):
@@ -33,3 +36,12 @@ def bus_unavailable(reason: object, kind: type[ServiceError] = ServiceError) -> 
 
     The one place this answer is built; `kind` keeps a caller's subclass (PublishError)."""
     return kind(503, "bus_unavailable", str(reason), headers={"Retry-After": "2"})
+
+
+@contextmanager
+def bus_or_503() -> Iterator[None]:
+    """Run the block; a BusUnavailable it raises becomes the 503 answer (bus_unavailable)."""
+    try:
+        yield
+    except BusUnavailable as exc:
+        raise bus_unavailable(exc) from None

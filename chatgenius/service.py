@@ -21,7 +21,7 @@ from .auth import AuthError, DevIssuer, Identity, Verifier, bearer
 from .bus.base import BusUnavailable, EventBus, Published, Replay
 from .config import Settings
 from .cursor import Cursor, CursorError
-from .errors import ServiceError, bus_unavailable
+from .errors import ServiceError, bus_or_503, bus_unavailable
 from .events import Draft, EventError, parse_channels
 from .flags import Flags
 from .leases import ConnectionLeases
@@ -103,10 +103,8 @@ class Realtime:
 
     def issue_ticket(self, identity: Identity) -> dict:
         """A single-use ticket for `GET /stream?ticket=` (browsers' EventSource cannot send headers)."""
-        try:
+        with bus_or_503():
             issued = self.tickets.issue(identity)
-        except BusUnavailable as exc:
-            raise bus_unavailable(exc) from None
         if issued is None:
             raise unauthorized("expired", "token expires too soon to issue a ticket; refresh it first")
         ticket, expires_in = issued
@@ -115,10 +113,8 @@ class Realtime:
 
     def redeem_ticket(self, ticket: str) -> Identity:
         """The user a ticket was issued to, once; 401 for an unknown, used or expired ticket."""
-        try:
+        with bus_or_503():
             identity = self.tickets.redeem(ticket)
-        except BusUnavailable as exc:
-            raise bus_unavailable(exc) from None
         if identity is None:
             raise unauthorized("bad_ticket", "ticket is unknown, used or expired; get a new one from POST /tickets")
         log.event("auth.ok", logging.DEBUG, user_id=identity.sub, via="ticket")
@@ -186,10 +182,8 @@ class Realtime:
     def _lease(self, user: str, connection_id: str) -> None:
         """Take one of the user's MAX_CONNECTIONS_PER_USER slots (streams and waiting long-polls, all
         workers and hosts), or 429."""
-        try:
+        with bus_or_503():
             lease = self.leases.acquire(user, connection_id)
-        except BusUnavailable as exc:
-            raise bus_unavailable(exc) from None
         if not lease.granted:
             log.event("connection.reject", logging.INFO, user_id=user, reason="connection_limit", held=lease.held)
             retry_after = max(1, min(int(self.leases.ttl), math.ceil(lease.retry_after)))
@@ -221,7 +215,7 @@ class Realtime:
     def poll(self, identity: Identity, channels: list[str], raw_cursor: str | None, timeout: float) -> dict:
         """One long-poll: events after the cursor, waiting up to `timeout` s for the first one."""
         after = _cursor(raw_cursor, self.bus.parse_cursor)
-        try:
+        with bus_or_503():
             if after is None:
                 return {"events": [], "cursor": str(self.bus.head()), "reset": False}
             sub = Subscriber(uuid.uuid4().hex, identity.sub, channels, self.settings.queue_max_bytes)
@@ -241,8 +235,6 @@ class Realtime:
                     self.bus.detach(sub)
             finally:
                 self.leases.release(identity.sub, "poll:" + sub.id)
-        except BusUnavailable as exc:
-            raise bus_unavailable(exc) from None
         return _poll_result(found, live)
 
     # -- publishing -------------------------------------------------------------------

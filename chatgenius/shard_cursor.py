@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from .cursor import CursorError
+from .cursor import CursorError, base36
 
 MAX_SHARDS = 14  # keeps the cursor of a stream reading every shard under 200 bytes
 SHARD_BITS = 4  # live frames carry (seq << SHARD_BITS) | shard in the hub's one int (pack)
@@ -54,15 +54,6 @@ def unpack(packed: int) -> tuple[int, int]:
     return packed & ((1 << SHARD_BITS) - 1), packed >> SHARD_BITS
 
 
-def _b36(n: int) -> str:
-    out = ""
-    while True:
-        n, r = divmod(n, 36)
-        out = _B36[r] + out
-        if not n:
-            return out
-
-
 class Vector:
     """Positions per shard: {shard: (epoch, seq)}. What `id:` and /poll carry, and replay reads."""
 
@@ -72,7 +63,7 @@ class Vector:
         self.positions: dict[int, tuple[str, int]] = dict(positions or {})
 
     def __str__(self) -> str:
-        return ".".join(epoch + _b36(seq) for _, (epoch, seq) in sorted(self.positions.items()))
+        return ".".join(epoch + base36(seq, _B36) for _, (epoch, seq) in sorted(self.positions.items()))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Vector) and other.positions == self.positions

@@ -21,13 +21,14 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..cursor import Cursor, new_epoch, parse
-from ..events import ID_HEAD, Draft
+from ..events import Draft
 from ..fanout import Hub, Subscriber
 from ..redis_errors import UNAVAILABLE, unavailable
 from ..sse import frame_from_live
-from .base import BusUnavailable, Published, Quota, Record, Replay
+from .base import BusUnavailable, Published, Quota, Replay
 from .redis_feed import RedisFeed, next_reply
-from .redis_publish import EPOCH_KEY, LIVE_PREFIX, SEQ_KEY, PublishScript, history_key, live_channel, meta_key, script_source
+from .redis_history import history_from_replies, queue_history_reads
+from .redis_publish import EPOCH_KEY, LIVE_PREFIX, SEQ_KEY, SINGLE, PublishScript, live_channel, script_source
 from .redis_script import Script
 
 log = logging.getLogger(__name__)
@@ -140,30 +141,14 @@ class RedisBus:
         with unavailable():
             pipe = self.client.pipeline(transaction=True)
             pipe.mget(EPOCH_KEY, SEQ_KEY)
-            for name in channels:
-                pipe.xrange(history_key(name), min=str(after_seq + 1), max="+", count=limit + 1)
-                pipe.hmget(meta_key(name), "trimmed", "last")
-                pipe.exists(history_key(name))
+            queue_history_reads(pipe, SINGLE, channels, after_seq, limit)
             results = pipe.execute()
         epoch_b, seq_b = results[0]
         if epoch_b is None:
             return Replay(reset=list(channels), head=self.head())
         epoch = epoch_b.decode()
-        out = Replay(head=Cursor(epoch, int(seq_b or 0)))
-        prefix = f"{ID_HEAD}{epoch}-"
-        for i, name in enumerate(channels):
-            entries, (trimmed, last), exists = results[1 + 3 * i : 4 + 3 * i]
-            lost = int(trimmed or 0) > after_seq or (not exists and int(last or 0) > after_seq)
-            if lost or len(entries) > limit:
-                out.reset.append(name)
-                continue
-            for entry_id, fields in entries:
-                envelope = fields[b"e"].decode()
-                if not envelope.startswith(prefix):
-                    continue  # written under an epoch that was since retired
-                seq = int(entry_id.split(b"-", 1)[0])
-                out.events.append(Record(seq, f"{epoch}-{seq}", fields[b"t"].decode(), envelope))
-        out.events.sort(key=lambda r: r.seq)
+        out = history_from_replies(results[1:], channels, epoch, after_seq, limit, position=lambda seq: seq)
+        out.head = Cursor(epoch, int(seq_b or 0))
         return out
 
     # -- the live feed ---------------------------------------------------------------

@@ -30,13 +30,14 @@ from gevent.lock import Semaphore
 from redis.cluster import ClusterNode
 
 from ..cursor import Cursor, parse
-from ..events import ID_HEAD, Draft
+from ..events import Draft
 from ..fanout import Hub, Subscriber
 from ..redis_errors import unavailable
 from ..shard_cursor import Vector, is_single_redis, new_shard_epoch, pack, parse_vector
-from .base import Published, Quota, Record, Replay
+from .base import Published, Quota, Replay
 from .cluster_feed import ClusterFeed
 from .cluster_shards import Layout, Shard, ShardedPublish
+from .redis_history import history_from_replies, queue_history_reads
 
 log = logging.getLogger(__name__)
 
@@ -189,28 +190,11 @@ class RedisClusterBus(ClusterFeed):
             pipe = self.client.pipeline(transaction=True)  # one slot: a MULTI on the shard's master
             pipe.get(shard.epoch_key)
             pipe.get(shard.seq_key)
-            for name in names:
-                pipe.xrange(shard.history_key(name), min=str(after_seq + 1), max="+", count=limit + 1)
-                pipe.hmget(shard.meta_key(name), "trimmed", "last")
-                pipe.exists(shard.history_key(name))
+            queue_history_reads(pipe, shard, names, after_seq, limit)
             results = pipe.execute()
         epoch_b, seq_b = results[0], results[1]
         if epoch_b is None:
             return Replay(), None, 0
         epoch = epoch_b.decode()
-        out = Replay()
-        prefix = f"{ID_HEAD}{epoch}-"
-        for i, name in enumerate(names):
-            entries, (trimmed, last), exists = results[2 + 3 * i : 5 + 3 * i]
-            lost = int(trimmed or 0) > after_seq or (not exists and int(last or 0) > after_seq)
-            if lost or len(entries) > limit:
-                out.reset.append(name)
-                continue
-            for entry_id, raw in entries:
-                fields = raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2], strict=True))  # a MULTI reply is raw
-                envelope = fields[b"e"].decode()
-                if envelope.startswith(prefix):  # else written under an epoch since retired
-                    seq = int(entry_id.split(b"-", 1)[0])
-                    out.events.append(Record(pack(shard.index, seq), f"{epoch}-{seq}", fields[b"t"].decode(), envelope))
-        out.events.sort(key=lambda r: r.seq)
-        return out, epoch, int(seq_b or 0)
+        found = history_from_replies(results[2:], names, epoch, after_seq, limit, position=functools.partial(pack, shard.index))
+        return found, epoch, int(seq_b or 0)

@@ -4,9 +4,6 @@
 # ../chatgenius/start.sh but with REDIS_CLUSTER_NODES instead of REDIS_URL.
 set -euo pipefail
 source "$(dirname "$0")/../../lib.sh"
-ROOT="$(cd "$BENCH_DIR/.." && pwd)"
-GUNICORN="$ROOT/.venv/bin/gunicorn"
-[[ -n ${CG_ROOT:-} ]] && ROOT=$CG_ROOT
 D="$RUN_DIR/chatgenius-cluster"; mkdir -p "$D"; rm -f "$D"/node-*.pid "$D"/nodes-*.conf "$D"/*.rdb "$D"/gunicorn.log
 raise_nofile
 port_free "$CG_PORT"
@@ -28,21 +25,6 @@ done
 for p in "${ports[@]}"; do redis-cli -p "$p" role | head -1 | grep -q master && echo "$p" >> "$D/masters"; done
 echo "${ports[0]}" > "$D/redis.port"
 nodes=$(printf '127.0.0.1:%s,' "${ports[@]}"); nodes=${nodes%,}
-cd "$ROOT"
-REDIS_CLUSTER_NODES="$nodes" AUTH_MODE=dev BIND="127.0.0.1:$CG_PORT" \
-  WEB_CONCURRENCY="${CG_WORKERS:-2}" LOG_LEVEL=${CG_LOG_LEVEL:-WARNING} \
-  MAX_CONNECTIONS_PER_USER=10000 RATE_LIMIT_CONNECT='1000000/minute' \
-  RATE_LIMIT_PUBLISH='100000000/minute' RATE_LIMIT_POLL='1000000/minute' \
-  setsid "$GUNICORN" -c gunicorn.conf.py --pid "$D/gunicorn.pid" wsgi:app \
-  >>"$D/gunicorn.log" 2>&1 < /dev/null &
-wait_port "$CG_PORT" 30 || { tail -20 "$D/gunicorn.log" >&2; exit 1; }
-for _ in $(seq 50); do [[ -s $D/gunicorn.pid ]] && break; sleep 0.1; done
-mint() {
-  curl -sf -XPOST "http://127.0.0.1:$CG_PORT/dev/token" -H 'content-type: application/json' \
-    -d '{"sub":"'"$1"'","channels":["bench:*"],"permissions":["publish:events"],"ttl":86400}' \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
-}
-mint bench > "$D/token"
-: > "$D/sub-headers"
-for u in 0 1 2 3 4 5 6 7; do echo "Authorization: Bearer $(mint "bench$u")" >> "$D/sub-headers"; done
+cg_gunicorn_start "$D" REDIS_CLUSTER_NODES="$nodes"
+cg_mint_tokens "$D"
 echo "chatgenius-cluster up: gunicorn master pid $(cat "$D/gunicorn.pid"), masters $(tr '\n' ' ' < "$D/masters")"
