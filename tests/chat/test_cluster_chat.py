@@ -2,14 +2,16 @@
 
 Live subscription changes (a channel added on a shard the stream held no position on),
 typing, presence and /admin/connections, all through the control plane and stores on the
-cluster; then a resume from the stream's last id covers the added channel too.
+cluster; then a resume from the stream's last id covers the added channel too. The per-user
+connection cap and publish rate limit hold across the hosts.
 """
 
 from __future__ import annotations
 
-from support.http_json import get_json
+from support.http_json import get_json, post_json
 from support.redis_cluster import RedisCluster
 from support.service import bearer, publish
+from support.sse_client import SSEClient
 
 from chatgenius.bus.cluster_shards import Layout
 
@@ -65,3 +67,25 @@ def test_subscriptions_typing_presence_and_admin_on_the_cluster(redis_cluster: R
                 resumed.close()
         finally:
             stream.close()
+
+
+def test_connection_cap_and_publish_rate_hold_across_hosts_on_the_cluster(redis_cluster_nodes: str) -> None:
+    # Leases (the per-user connection cap) and flask-limiter's counters live on the cluster,
+    # so two hosts share them: a third stream is refused on either host, a sixth publish too.
+    env = {"REDIS_CLUSTER_NODES": redis_cluster_nodes, "MAX_CONNECTIONS_PER_USER": "2", "RATE_LIMIT_PUBLISH": "5/minute"}
+    with host(None, workers=1, **env) as a, host(None, workers=1, **env) as b:
+        alice = token(a.base_url, "cl-alice")
+        pub = token(a.base_url, "cl-pub", permissions=PUBLISHER)
+        held = [open_stream(a.base_url, alice, "channel:cap"), open_stream(b.base_url, alice, "channel:cap")]
+        try:
+            for base in (a.base_url, b.base_url):
+                third = SSEClient(f"{base}/stream?channels=channel:cap", bearer(alice), timeout=10)
+                assert (third.status, third.json_body()["error"]) == (429, "connection_limit")
+                third.close()
+            event = {"channel": "channel:cap", "type": "message.created", "data": {}}
+            answers = [post_json(f"{(a, b)[n % 2].base_url}/events", event, bearer(pub)) for n in range(6)]
+            assert [status for status, _, _ in answers] == [201] * 5 + [429]
+            assert answers[-1][2]["error"] == "rate_limited"
+        finally:
+            for stream in held:
+                stream.client.close()
