@@ -60,8 +60,8 @@ def check_listeners(settings: config.Settings, listeners: list[Any]) -> None:
 
 def refuse_more_workers(environ: Mapping[str, str], new: int, old: int | None) -> bool:
     """True when a change of worker count (TTIN) would run the in-memory bus in several processes."""
-    if old is None or new <= 1:
-        return False
+    if old is None or new <= 1 or new <= old:
+        return False  # fewer (or as many, a reload): never refused, so an undo cannot be refused in turn
     # The same stores config.load accepts for several workers: a reload (HUP) passes here too.
     return not (environ.get("REDIS_URL") or environ.get("REDIS_SENTINELS") or environ.get("REDIS_CLUSTER_NODES"))
 

@@ -25,6 +25,13 @@ def test_cluster_nodes_count_as_redis_when_gunicorn_changes_the_worker_count():
     assert gunicorn_checks.refuse_more_workers({}, 2, 1)
 
 
+def test_the_undo_of_a_refused_worker_change_is_never_refused():
+    # workers_changed undoes a refusal by setting the count back, which calls the hook again
+    # with the two counts swapped: that call must pass, or they swap forever.
+    assert not gunicorn_checks.refuse_more_workers({}, 2, 3)
+    assert not gunicorn_checks.refuse_more_workers({}, 3, 3)
+
+
 @pytest.mark.parametrize(("name", "raw"), [("REDIS_CLUSTER_NODES", "h"), ("REDIS_CLUSTER_SHARDS", "15"), ("REDIS_CLUSTER_SHARDS", "0")])
 def test_malformed_cluster_settings_are_refused(name, raw):
     with pytest.raises(ConfigError, match=name):
