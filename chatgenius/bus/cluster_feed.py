@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING
 import gevent
 import redis
 from gevent.event import Event
-from redis.backoff import NoBackoff
+from gevent.lock import Semaphore
 from redis.crc import key_slot
-from redis.retry import Retry
 
 from ..redis_errors import UNAVAILABLE as _ERRORS
 from ..shard_cursor import new_shard_epoch, pack
 from ..sse import body_from_live
+from .cluster_node_feed import NodeFeed
 from .cluster_shards import Shard
 from .redis import RedisBus
 from .redis_feed import next_reply, serve_until_stopped
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 HEALTH_CHECK = 2  # seconds: an idle feed connection is PINGed this often
-
-
 class ClusterFeed:
     """attach/detach, routed channels and the reader greenlets of RedisClusterBus."""
 
@@ -76,50 +74,64 @@ class ClusterFeed:
         self._lost.wait()
         raise redis.ConnectionError("a shard subscription moved or broke")
 
-    def _send(self: RedisClusterBus, node: redis.cluster.ClusterNode, command: str, *args: bytes | str) -> None:
-        """Send `command` (SSUBSCRIBE/SUNSUBSCRIBE of channels of one slot, or PING) on `node`'s feed.
+    def _send(self: RedisClusterBus, node: redis.cluster.ClusterNode, command: str, *lives: bytes | str) -> None:
+        """SSUBSCRIBE or SUNSUBSCRIBE live channels (of one slot) on `node`'s feed, made on first need.
 
-        The feed is a bare connection, not redis-py's PubSub: a PubSub connects on
-        its first command and reconnects by itself after an error (re-subscribing
-        channels of many slots in one SSUBSCRIBE, CROSSSLOT), reading its handshake
-        on a socket the reader is waiting on. Here the connection is made and its
-        handshake read before its reader exists, every send is one at a time
-        (`_sending`: a burst of first attaches cannot open a second connection
-        that nobody reads), and a broken feed is never used again: nothing is sent
-        once the feed is lost, the supervisor makes new ones
-        (tests/bus/test_cluster_feed_races.py).
+        One send at a time per node (a burst of first attaches cannot open a second
+        connection that nobody reads), and what is sent is decided under that lock:
+        SSUBSCRIBE only channels still wanted, SUNSUBSCRIBE only those not wanted
+        again, so a late send cannot undo a later wish (tests/bus/test_cluster_feed_races.py).
+        Nothing is sent once the feed is lost: the supervisor subscribes everything anew.
         """
-        with self._sending:
-            if self._lost.is_set():
-                return  # the supervisor resubscribes every channel on fresh connections
-            conn = self._feeds.get(node.name)
-            if conn is None:
+        lock = self._node_locks.setdefault(node.name, Semaphore())
+        generation = self._generation
+        with lock:
+            if self._lost.is_set() or generation != self._generation:
+                return
+            feed = self._feeds.get(node.name)
+            if feed is None:
                 if command != "SSUBSCRIBE":
                     return  # nothing subscribed there
-                conn = redis.Connection(
-                    host=node.host, port=node.port, socket_connect_timeout=3, socket_keepalive=True,
-                    socket_timeout=None, retry=Retry(NoBackoff(), 0),
-                )  # fmt: skip
-                conn.connect()  # the handshake's replies are read here, before the reader reads
-                self._feeds[node.name] = conn
-                self._readers.append(gevent.spawn(self._read_node, conn))
-            if command == "SUNSUBSCRIBE":
-                for channel in args:  # our own: its answer is no sign of a moved slot (_handle)
-                    key = channel.encode() if isinstance(channel, str) else channel
+                feed = NodeFeed(node.host, node.port, lock)
+                feed.connect()
+                if self._lost.is_set() or generation != self._generation:
+                    feed.close()  # dropped while connecting: not one of the live feeds
+                    return
+                self._feeds[node.name] = feed
+                self._readers.append(gevent.spawn(self._read_node, feed))
+            subscribing = command == "SSUBSCRIBE"
+            keys = [c.encode() if isinstance(c, str) else c for c in lives]
+            keys = [k for k in keys if self._wanted(k) == subscribing]
+            if not keys:
+                return
+            if not subscribing:
+                for key in keys:  # our own: its answer is no sign of a moved slot (_handle)
                     self._unsubscribing[key] = self._unsubscribing.get(key, 0) + 1
-            conn.send_command(command, *args)
+            try:
+                feed.send(command, *keys)
+            except BaseException:
+                self._lost.set()
+                raise
 
-    def _read_node(self: RedisClusterBus, conn: redis.Connection) -> None:
+    def _wanted(self: RedisClusterBus, live: bytes) -> bool:
+        return live in self._routes or self.layout.live_name(live)[1] in self._confirmed
+
+    def _read_node(self: RedisClusterBus, feed: NodeFeed) -> None:
         """Read one node's feed; a PING unanswered for two intervals counts as lost (a hung master)."""
         last_rx, pinged = time.monotonic(), False
+        conn = feed.conn
         try:
             while not self._lost.is_set():
+                if feed.dead or not conn.is_connected:  # else a read would reconnect it
+                    raise redis.ConnectionError("the cluster feed connection is closed")
                 msg = next_reply(conn, HEALTH_CHECK)
                 if msg is None:
                     if pinged and time.monotonic() - last_rx > 2 * HEALTH_CHECK:
                         raise redis.TimeoutError("no answer to PING on a cluster feed")
-                    with self._sending:  # one writer on the socket at a time
-                        conn.send_command("PING")
+                    if self._lost.is_set():
+                        break
+                    with feed.lock:  # one writer on the socket at a time
+                        feed.send("PING")
                     pinged = True
                     continue
                 last_rx, pinged = time.monotonic(), False
@@ -216,13 +228,14 @@ class ClusterFeed:
         """Close every feed connection and end every local stream: they may have missed events."""
         had_feed = self._serving
         self._serving = False
+        self._lost.set()  # no send from here on; a send connecting now sees the new generation
+        self._generation += 1
         readers, self._readers = self._readers, []
+        feeds, self._feeds = self._feeds, {}
+        self._unsubscribing.clear()
+        for feed in feeds.values():  # before any yield: a kill (close()) may end this call at the next one
+            feed.close()
         gevent.killall([r for r in readers if r is not gevent.getcurrent()], block=True, timeout=2)
-        with self._sending:  # not while a send is connecting a feed we would then not close
-            feeds, self._feeds = self._feeds, {}
-            self._unsubscribing.clear()
-        for conn in feeds.values():
-            conn.disconnect()
         for event in self._confirmed.values():
             event.clear()
         if had_feed:

@@ -35,7 +35,7 @@ from ..fanout import Hub, Subscriber
 from ..redis_errors import unavailable
 from ..shard_cursor import Vector, is_single_redis, new_shard_epoch, pack, parse_vector
 from .base import Published, Quota, Replay
-from .cluster_feed import ClusterFeed
+from .cluster_feed import ClusterFeed, NodeFeed
 from .cluster_shards import Layout, Shard, ShardedPublish
 from .redis_history import history_from_replies, queue_history_reads
 
@@ -72,8 +72,9 @@ class RedisClusterBus(ClusterFeed):
         self._retire = client.register_script(resources.files(__package__).joinpath("lua/retire_epoch.lua").read_text())
         self._reconnect_frame = reconnect_frame
         self._subscribe_timeout = subscribe_timeout
-        self._feeds: dict[str, redis.Connection] = {}  # node name -> its pub/sub connection (ClusterFeed._send)
-        self._sending = Semaphore()  # one (S)SUBSCRIBE send at a time: ClusterFeed._send
+        self._feeds: dict[str, NodeFeed] = {}  # node name -> its feed (cluster_feed.py)
+        self._node_locks: dict[str, Semaphore] = {}  # node name -> one send at a time (ClusterFeed._send)
+        self._generation = 0  # of the feeds: a send that connected for an older one closes its connection
         self._unsubscribing: dict[bytes, int] = {}  # live channel -> our SUNSUBSCRIBEs not yet answered
         self._confirmed: dict[str, Event] = {}
         self._seen: dict[int, tuple[bytes, int]] = {}  # shard -> (epoch, highest seq seen)
@@ -94,6 +95,7 @@ class RedisClusterBus(ClusterFeed):
     def close(self) -> None:
         """See EventBus.close: stops the feed, then closes the command client's connections to every node."""
         self._stopping = True
+        self._lost.set()  # no send from now on, even before a reader exists
         if self._supervisor is not None:
             self._supervisor.kill(block=True, timeout=2)
         self._drop_feeds()

@@ -14,16 +14,26 @@ its handshake on a socket the reader waited on; attaches failed and feeds restar
 
 A channel left and joined again at once (a chat user switching back): the
 answer to our own SUNSUBSCRIBE arrives when the channel is wanted again, and
-must not pass for Redis dropping the subscription (which ends every stream).
+must not pass for Redis dropping the subscription (which ends every stream);
+and a SUNSUBSCRIBE that waited for the node's send lock while the channel was
+wanted again must not be sent at all (the stream would be silently deaf).
+
+A master that accepts the connection and never answers (SIGSTOP, a frozen VM)
+cannot hold a feed's handshake, and with it the node's send lock, for ever.
 """
 
 from __future__ import annotations
 
 import random
+import socket
 
 import gevent
+import pytest
 import redis
+from gevent.lock import Semaphore
 from support.procs import wait_until
+
+from chatgenius.bus import cluster_node_feed
 
 from .test_cluster_contract import make_cluster_bus
 from .test_contract import collect, ev, sub
@@ -106,3 +116,33 @@ def test_a_burst_under_publishing_on_two_buses_with_a_routed_channel(redis_clust
     finally:
         for b in buses:
             b.close()
+
+
+def test_a_late_sunsubscribe_of_a_channel_wanted_again_is_not_sent(redis_cluster_nodes):
+    bus = make_cluster_bus(redis_cluster_nodes)
+    try:
+        name = "channel:late"
+        stream = sub([name], name="late")
+        bus.attach(stream, [name])
+        shard = bus.layout.of(name)
+        # What a detach that waited on the node's send lock sends after the channel was joined again.
+        bus._send(bus.client.nodes_manager.get_node_from_slot(shard.slot), "SUNSUBSCRIBE", shard.live(name))
+        bus.publish([ev(name, 1)])
+        assert len(collect(stream, 1)) == 1, "the stream went deaf"
+        assert (bus.reader_reconnects, stream.end_reason) == (0, None)
+    finally:
+        bus.close()
+
+
+def test_a_silent_master_cannot_hold_a_feed_handshake(monkeypatch):
+    monkeypatch.setattr(cluster_node_feed, "FEED_IO_TIMEOUT", 0.5)
+    silent = socket.socket()  # accepts (the kernel does) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    try:
+        feed = cluster_node_feed.NodeFeed("127.0.0.1", silent.getsockname()[1], Semaphore())
+        with gevent.Timeout(5, AssertionError("the handshake waited for ever")), pytest.raises(redis.TimeoutError):
+            feed.connect()
+        assert feed.dead
+    finally:
+        silent.close()
