@@ -1093,6 +1093,8 @@ type redisSample struct {
 	RSSKiB  int64   `json:"rss_kib"`
 	CPU     float64 `json:"cpu_s"`
 	PubsubC int64   `json:"pubsub_channels"`
+	// NodeCPU: each listed Redis' own CPU (s), in -redis-stats order, when several are listed
+	NodeCPU []float64 `json:"node_cpu_s,omitempty"`
 }
 
 // redisInfo samples one Redis, or several (a comma-separated list: a cluster's masters),
@@ -1109,8 +1111,12 @@ func redisInfo(addrs string) *redisSample {
 		}
 		if sum == nil {
 			sum = s
+			if strings.Contains(addrs, ",") {
+				sum.NodeCPU = []float64{s.CPU}
+			}
 			continue
 		}
+		sum.NodeCPU = append(sum.NodeCPU, s.CPU)
 		sum.Clients += s.Clients
 		sum.RSSKiB += s.RSSKiB
 		sum.CPU = round3(sum.CPU + s.CPU)
@@ -1219,6 +1225,18 @@ func cpuDelta(a, b *sample) (srv, red, gen float64) {
 	return
 }
 
+// nodeCPUDelta: each listed Redis' CPU between two samples (nil unless several are listed).
+func nodeCPUDelta(a, b *sample) []float64 {
+	if a == nil || b == nil || a.Redis == nil || b.Redis == nil || len(a.Redis.NodeCPU) != len(b.Redis.NodeCPU) {
+		return nil
+	}
+	out := make([]float64, len(a.Redis.NodeCPU))
+	for i := range out {
+		out[i] = round3(b.Redis.NodeCPU[i] - a.Redis.NodeCPU[i])
+	}
+	return out
+}
+
 // ---------------------------------------------------------------- result
 
 type connectResult struct {
@@ -1267,6 +1285,7 @@ type stepResult struct {
 	DrainS         float64    `json:"drain_s"`
 	ServerCPU      float64    `json:"server_cpu_s"`
 	RedisCPU       float64    `json:"redis_cpu_s"`
+	RedisNodeCPU   []float64  `json:"redis_node_cpu_s,omitempty"` // per listed Redis (a cluster's masters)
 	GenCPU         float64    `json:"gen_cpu_s"`
 	ServerUsPerDel float64    `json:"server_cpu_us_per_delivery"`
 	TotalUsPerDel  float64    `json:"server_plus_redis_cpu_us_per_delivery"`
@@ -1535,6 +1554,7 @@ func (r *runner) runStep(k int, rate float64, pub publisher, t0 time.Time) stepR
 	res.DrainS = round3(time.Since(drainStart).Seconds())
 	after := r.sample(t0)
 	res.ServerCPU, res.RedisCPU, res.GenCPU = cpuDelta(before, after)
+	res.RedisNodeCPU = nodeCPUDelta(before, after)
 	if !samePids(before, after) {
 		// a worker died or was replaced: its CPU time is lost, the delta is meaningless
 		res.Restarted = true
