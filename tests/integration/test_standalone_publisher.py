@@ -19,6 +19,7 @@ from chatgenius.config import ConfigError
 from chatgenius.publisher import RedisPublisher
 
 CHAN = "channel:general"
+BOTH = "channel:general,channel:random"  # on Redis Cluster's default layout, shards on two masters
 
 WORKER = textwrap.dedent(
     """
@@ -28,7 +29,10 @@ WORKER = textwrap.dedent(
     with RedisPublisher.from_env() as events:
         one = events.publish("channel:general", "message.created", {"n": 1}, idempotency_key="job-1")
         again = events.publish("channel:general", "message.created", {"n": 1}, idempotency_key="job-1")
-        more = events.publish_many([{"channel": "channel:general", "type": "message.created", "data": {"n": 2}}])
+        more = events.publish_many([  # two channels on two masters of the cluster: one call per shard
+            {"channel": "channel:general", "type": "message.created", "data": {"n": 2}},
+            {"channel": "channel:random", "type": "message.created", "data": {"n": 4}},
+        ])
         try:
             events.publish("channel:general", "message.created", {"n": 3}, idempotency_key="job-1")
             raise SystemExit("a conflicting key was accepted")
@@ -43,7 +47,7 @@ WORKER = textwrap.dedent(
 
 
 def stream(g: Gunicorn, token: str, last_event_id: str | None = None) -> SSEClient:
-    return connected_stream(g.base_url, token, CHAN, last_event_id)
+    return connected_stream(g.base_url, token, BOTH, last_event_id)
 
 
 @pytest.fixture(params=["redis", "cluster"])
@@ -67,15 +71,18 @@ def test_a_process_without_flask_publishes_to_live_streams_and_history(store_env
             )
             assert done.returncode == 0, done.stderr
             ids = json.loads(done.stdout)
-            got = [live.read_until(lambda f: f.event == "message.created", 10) for _ in range(3)]
-            # The frame id is the stream's cursor (on the cluster a vector, not the event's id).
-            assert [(f.json()["id"], f.json()["data"]["n"]) for f in got] == [(before, 0), (ids[0], 1), (ids[1], 2)]
+            got = [live.read_until(lambda f: f.event == "message.created", 10) for _ in range(4)]
+            # The frame id is the stream's cursor (on the cluster a vector, not the event's id);
+            # the batch's two events travel through two masters: in either order.
+            seen = [(f.json()["id"], f.json()["data"]["n"]) for f in got]
+            assert seen[:2] == [(before, 0), (ids[0], 1)]
+            assert sorted(seen[2:], key=lambda e: e[1]) == [(ids[1], 2), (ids[2], 4)]
         finally:
             live.close()
         resumed = stream(g, token, last_event_id=got[1].id)  # its events' cursors resume like any other
         try:
-            frame = resumed.read_until(lambda f: f.event == "message.created", 10)
-            assert (frame.json()["id"], frame.json()["data"]["n"]) == (ids[1], 2)
+            frames = [resumed.read_until(lambda f: f.event == "message.created", 10) for _ in range(2)]
+            assert sorted((f.json()["id"], f.json()["data"]["n"]) for f in frames) == sorted([(ids[1], 2), (ids[2], 4)])
         finally:
             resumed.close()
 
