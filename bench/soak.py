@@ -1,6 +1,7 @@
 """Soak: hours of chat traffic in minutes of code — churn, publishing, resumes — and flat resources.
 
-Starts a private redis-server and gunicorn (2 gevent workers), then for `--minutes`:
+Starts a private redis-server (or, with `--cluster`, a Redis Cluster) and gunicorn (2 gevent
+workers), then for `--minutes`:
 - a publisher at `--rate` events/s on a few channels;
 - `--clients` resilient clients (tests/support/actors.py) that reconnect with their cursor;
 - reconnect churn: every second `--churn` of the clients (default 2 %, at least one) lose their
@@ -17,6 +18,7 @@ Writes a Markdown table and a PNG plot (matplotlib) to --out.
     make soak                                                          # 2 hours (SOAK_MINUTES), churn 2 %/s
     .venv/bin/python bench/soak.py --minutes 120 --churn 0.02 --out bench/results/soak/soak
     .venv/bin/python bench/soak.py --minutes 1 --sample 5             # the short form (tests)
+    .venv/bin/python bench/soak.py --cluster --minutes 30 --sample 30   # on a private Redis Cluster
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ import psutil  # noqa: E402
 from support.actors import Publisher, ResilientClient  # noqa: E402
 from support.gunicorn import Gunicorn  # noqa: E402
 from support.http_json import get_json  # noqa: E402
-from support.procs import wait_until  # noqa: E402
+from support.procs import find_redis_server, wait_until  # noqa: E402
+from support.redis_cluster import RedisCluster, find_redis_cli  # noqa: E402
 from support.redis_server import RedisServer  # noqa: E402
 from support.service import bearer, dev_token, service_env  # noqa: E402
 
@@ -59,15 +62,46 @@ def slope_per_10min(times: list[float], values: list[float]) -> float:
     return sum((t - mt) * (v - mv) for t, v in zip(times, values, strict=True)) / den * 600
 
 
-def sample(g: Gunicorn, redis: RedisServer, admin: str, t0: float) -> dict:
+class Store:
+    """Where the soak's service keeps its events: one private redis-server, or (`--cluster`) a private
+    Redis Cluster of three masters with a replica each; `used_memory` is the masters' sum."""
+
+    def __init__(self, cluster: bool) -> None:
+        binary = find_redis_server() or "redis-server"
+        if cluster:
+            self.server: RedisCluster | RedisServer = RedisCluster(binary=binary, cli=find_redis_cli(binary) or "redis-cli")
+        else:
+            self.server = RedisServer(binary=binary)
+
+    def __enter__(self) -> Store:
+        self.server.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.__exit__(*exc)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """REDIS_URL, or REDIS_CLUSTER_NODES."""
+        if isinstance(self.server, RedisCluster):
+            return {"REDIS_CLUSTER_NODES": self.server.startup_nodes}
+        return {"REDIS_URL": self.server.url}
+
+    def used_memory(self) -> int:
+        """Bytes of data Redis holds (every master's, on the cluster)."""
+        if isinstance(self.server, RedisCluster):
+            return sum(node.client().info("memory")["used_memory"] for node in self.server.masters())
+        return self.server.client().info("memory")["used_memory"]
+
+
+def sample(g: Gunicorn, store: Store, admin: str, t0: float) -> dict:
     workers = [psutil.Process(p) for p in g.worker_pids()]
     stats = get_json(f"{g.base_url}/admin/stats", bearer(admin))[2] or {}
-    info = redis.client().info("memory")
     return {
         "t": round(time.monotonic() - t0, 1),
         "rss_mib": round(sum(w.memory_info().rss for w in workers) / len(workers) / 2**20, 2),
         "fds": sum(w.num_fds() for w in workers) / len(workers),
-        "redis_mib": round(info["used_memory"] / 2**20, 3),
+        "redis_mib": round(store.used_memory() / 2**20, 3),
         "greenlets": sum(stats["greenlets"].values()) / max(1, len(stats["greenlets"])),
         "streams": stats["connections"],
     }
@@ -94,10 +128,12 @@ def churn(readers: list[ResilientClient], fraction: float) -> tuple[int, int]:
     return aborted, closed
 
 
-def run(minutes: float, rate: float, clients: int, every: float, out: Path | None, churn_fraction: float = 0.02) -> bool:
-    with RedisServer() as redis, Gunicorn(workers=2, env=service_env(
-        redis.url, HEARTBEAT_INTERVAL="5", LOG_LEVEL="WARNING", MAX_CONNECTIONS_PER_USER="50",
-        RATE_LIMIT_CONNECT="100000/minute", RATE_LIMIT_PUBLISH="100000/minute",
+def run(  # noqa: PLR0913
+    minutes: float, rate: float, clients: int, every: float, out: Path | None, churn_fraction: float = 0.02, cluster: bool = False
+) -> bool:
+    with Store(cluster) as store, Gunicorn(workers=2, env=service_env(
+        None, HEARTBEAT_INTERVAL="5", LOG_LEVEL="WARNING", MAX_CONNECTIONS_PER_USER="50",
+        RATE_LIMIT_CONNECT="100000/minute", RATE_LIMIT_PUBLISH="100000/minute", **store.env,
     )) as g:
         base = g.base_url
         admin = dev_token(base, "ops", ["channel:*"], ["admin:sse"], ttl=86400)
@@ -109,7 +145,7 @@ def run(minutes: float, rate: float, clients: int, every: float, out: Path | Non
         pubs = [Publisher(base, dev_token(base, "svc", ["channel:*"], ["publish:events"], ttl=86400), ch,
                           rate=rate / len(channels)).start() for ch in channels]
         t0 = time.monotonic()
-        samples = [sample(g, redis, admin, t0)]
+        samples = [sample(g, store, admin, t0)]
         next_sample = every
         ended = [0, 0]
         while time.monotonic() - t0 < minutes * 60:
@@ -119,7 +155,7 @@ def run(minutes: float, rate: float, clients: int, every: float, out: Path | Non
                 ended[1] += closed
             gevent.sleep(1.0)
             if time.monotonic() - t0 >= next_sample:
-                samples.append(sample(g, redis, admin, t0))
+                samples.append(sample(g, store, admin, t0))
                 next_sample += every
                 print(json.dumps(samples[-1]), flush=True)
         for p in pubs:
@@ -200,11 +236,12 @@ def main() -> None:
     ap.add_argument("--sample", type=float, default=60)
     ap.add_argument("--churn", type=float, default=0.02,
                     help="fraction of the clients whose connection ends each second (half reset, half closed); 0 for none")
+    ap.add_argument("--cluster", action="store_true", help="on a private Redis Cluster (3 masters, 3 replicas)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     if not 0 <= args.churn <= 1:
         ap.error("--churn is a fraction between 0 and 1")
-    sys.exit(0 if run(args.minutes, args.rate, args.clients, args.sample, args.out, args.churn) else 1)
+    sys.exit(0 if run(args.minutes, args.rate, args.clients, args.sample, args.out, args.churn, args.cluster) else 1)
 
 
 if __name__ == "__main__":

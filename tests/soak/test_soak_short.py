@@ -1,4 +1,5 @@
-"""The soak in its short form (bench/soak.py): churn, publishing and resumes lose and duplicate nothing.
+"""The soak in its short form (bench/soak.py): churn, publishing and resumes lose and duplicate nothing,
+on one Redis and on Redis Cluster.
 
 The long run that judges resource flatness (`make soak`) is documented in docs/RELIABILITY.md.
 """
@@ -13,11 +14,12 @@ import pytest
 
 
 @pytest.mark.slow
-def test_short_soak_loses_and_duplicates_nothing(repo_root, tmp_path):
+@pytest.mark.parametrize("store", [[], ["--cluster"]], ids=["redis", "cluster"])
+def test_short_soak_loses_and_duplicates_nothing(repo_root, tmp_path, store):
     out = tmp_path / "soak"
     proc = subprocess.run(
         [sys.executable, "bench/soak.py", "--minutes", "1", "--sample", "15", "--clients", "60", "--churn", "0.05",
-         "--out", str(out)],
+         "--out", str(out), *store],
         cwd=repo_root, capture_output=True, text=True, timeout=240,
     )
     report = out.with_suffix(".md").read_text()
