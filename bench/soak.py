@@ -171,6 +171,9 @@ def run(  # noqa: PLR0913
             want = set(pubs[i % len(channels)].acked)
             lost += len(want - set(r.received))
             dupes += sum(c - 1 for c in Counter(r.received).values() if c > 1)
+        for r in readers:  # all told first: each leaves at its next frame (heartbeat), together
+            r.stopped = True
+        for r in readers:
             r.stop()
         published = sum(len(p.acked) for p in pubs)
         connects = sum(r.connects for r in readers)
