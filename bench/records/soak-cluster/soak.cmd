@@ -1,0 +1,1 @@
+Command (2026-12-06, 09:25-10:01Z, at 2cab0ac): .venv/bin/python bench/soak.py --cluster --minutes 30 --churn 0.02 --sample 60 --clients 200 --rate 40 --out bench/results/soak-cluster/soak  (make soak's parameters, 30 minutes, on a private three-master cluster)
