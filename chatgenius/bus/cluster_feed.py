@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 HEALTH_CHECK = 2  # seconds: an idle feed connection is PINGed this often
+
+
 class ClusterFeed:
     """attach/detach, routed channels and the reader greenlets of RedisClusterBus."""
 
@@ -84,9 +86,8 @@ class ClusterFeed:
         Nothing is sent once the feed is lost: the supervisor subscribes everything anew.
         """
         lock = self._node_locks.setdefault(node.name, Semaphore())
-        generation = self._generation
         with lock:
-            if self._lost.is_set() or generation != self._generation:
+            if self._lost.is_set():
                 return
             feed = self._feeds.get(node.name)
             if feed is None:
@@ -94,8 +95,8 @@ class ClusterFeed:
                     return  # nothing subscribed there
                 feed = NodeFeed(node.host, node.port, lock)
                 feed.connect()
-                if self._lost.is_set() or generation != self._generation:
-                    feed.close()  # dropped while connecting: not one of the live feeds
+                if self._lost.is_set():
+                    feed.close()  # the feed was dropped while this connected: not one of the live ones
                     return
                 self._feeds[node.name] = feed
                 self._readers.append(gevent.spawn(self._read_node, feed))
@@ -122,7 +123,7 @@ class ClusterFeed:
         conn = feed.conn
         try:
             while not self._lost.is_set():
-                if feed.dead or not conn.is_connected:  # else a read would reconnect it
+                if not feed.open:  # else a read would reconnect it
                     raise redis.ConnectionError("the cluster feed connection is closed")
                 msg = next_reply(conn, HEALTH_CHECK)
                 if msg is None:
@@ -183,6 +184,15 @@ class ClusterFeed:
     def _subscribe(self: RedisClusterBus, channels: list[str]) -> None:
         for name in channels:
             self._confirmed.setdefault(name, Event())
+        self._send_by_shard("SSUBSCRIBE", channels)
+
+    def _unsubscribe(self: RedisClusterBus, channels: list[str]) -> None:
+        for name in channels:
+            self._confirmed.pop(name, None)
+        self._send_by_shard("SUNSUBSCRIBE", channels)
+
+    def _send_by_shard(self: RedisClusterBus, command: str, channels: list[str]) -> None:
+        """One `command` per shard (it takes channels of one slot); a failure restarts the feed."""
         if not self._serving:
             return  # attach times out; the supervisor subscribes everything when the feed is back
         by_shard: dict[Shard, list[str]] = defaultdict(list)
@@ -190,23 +200,10 @@ class ClusterFeed:
             shard = self.layout.of(name)
             by_shard[shard].append(shard.live(name))
         try:
-            for shard, lives in by_shard.items():  # SSUBSCRIBE takes channels of one slot
-                self._send(self.client.nodes_manager.get_node_from_slot(shard.slot), "SSUBSCRIBE", *lives)
+            for shard, lives in by_shard.items():
+                self._send(self.client.nodes_manager.get_node_from_slot(shard.slot), command, *lives)
         except _ERRORS as exc:
-            log.warning("ssubscribe failed (%s); the feed restarts", exc)
-            self._lost.set()
-
-    def _unsubscribe(self: RedisClusterBus, channels: list[str]) -> None:
-        for name in channels:
-            self._confirmed.pop(name, None)
-        if not self._serving:
-            return
-        try:
-            for name in channels:
-                shard = self.layout.of(name)
-                self._send(self.client.nodes_manager.get_node_from_slot(shard.slot), "SUNSUBSCRIBE", shard.live(name))
-        except _ERRORS as exc:
-            log.warning("sunsubscribe failed (%s); the feed restarts", exc)
+            log.warning("%s failed (%s); the feed restarts", command.lower(), exc)
             self._lost.set()
 
     def _check_sequences(self: RedisClusterBus) -> None:
@@ -228,8 +225,7 @@ class ClusterFeed:
         """Close every feed connection and end every local stream: they may have missed events."""
         had_feed = self._serving
         self._serving = False
-        self._lost.set()  # no send from here on; a send connecting now sees the new generation
-        self._generation += 1
+        self._lost.set()  # no send from here on; a send connecting now closes what it made
         readers, self._readers = self._readers, []
         feeds, self._feeds = self._feeds, {}
         self._unsubscribing.clear()

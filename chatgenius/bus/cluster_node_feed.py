@@ -41,9 +41,14 @@ class NodeFeed:
             self.close()
             raise
 
+    @property
+    def open(self) -> bool:
+        """Neither closed nor failed (a send or read on it now would not reconnect)."""
+        return not self.dead and self.conn.is_connected
+
     def send(self, *args: bytes | str) -> None:
         """Send one command (the caller holds `lock`); a failure of any kind kills the feed."""
-        if self.dead or not self.conn.is_connected:
+        if not self.open:
             self.dead = True
             raise redis.ConnectionError("the cluster feed connection is closed")
         try:

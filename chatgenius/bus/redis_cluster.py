@@ -68,13 +68,12 @@ class RedisClusterBus(ClusterFeed):
         self.layout = Layout(shards)
         self._publish = ShardedPublish(self.layout, client, maxlen, ttl, idempotency_window)
         for p in self._publish.shards:
-            p.on_seq = self._handed_out
+            p.on_seq = functools.partial(self._handed_out, p.shard.index)
         self._retire = client.register_script(resources.files(__package__).joinpath("lua/retire_epoch.lua").read_text())
         self._reconnect_frame = reconnect_frame
         self._subscribe_timeout = subscribe_timeout
         self._feeds: dict[str, NodeFeed] = {}  # node name -> its feed (cluster_feed.py)
         self._node_locks: dict[str, Semaphore] = {}  # node name -> one send at a time (ClusterFeed._send)
-        self._generation = 0  # of the feeds: a send that connected for an older one closes its connection
         self._unsubscribing: dict[bytes, int] = {}  # live channel -> our SUNSUBSCRIBEs not yet answered
         self._confirmed: dict[str, Event] = {}
         self._seen: dict[int, tuple[bytes, int]] = {}  # shard -> (epoch, highest seq seen)
@@ -125,15 +124,14 @@ class RedisClusterBus(ClusterFeed):
 
     def publish_call(self, drafts: Sequence[Draft]) -> tuple[list[str], list[object]]:
         """KEYS and ARGV of lua/publish.lua for `drafts` (all of one shard), for scripts that publish
-        atomically with a state change of their own (bus/presence_cluster.py)."""
+        atomically with a state change of their own (presence/redis_cluster.py)."""
         return self._publish.of(drafts[0].channel).call_args(drafts)
 
     def parse_cursor(self, raw: str) -> Vector | Cursor:
         """A client's cursor: a vector, or a single-Redis `<epoch>-<seq>` (resumed as a reset); CursorError if neither."""
         return parse(raw) if is_single_redis(raw) else parse_vector(raw, len(self.layout))
 
-    def _handed_out(self, epoch: bytes, seq: int) -> None:
-        shard = self.layout.shards[int(epoch[:1], 36)].index
+    def _handed_out(self, shard: int, epoch: bytes, seq: int) -> None:
         held = self._seen.get(shard)
         if held is not None and held[0] == epoch and seq > held[1]:
             self._seen[shard] = (epoch, seq)

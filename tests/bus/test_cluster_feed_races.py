@@ -35,7 +35,7 @@ from support.procs import wait_until
 
 from chatgenius.bus import cluster_node_feed
 
-from .test_cluster_contract import make_cluster_bus
+from .test_cluster_contract import bus, make_cluster_bus  # noqa: F401  (bus: the cluster bus fixture)
 from .test_contract import collect, ev, sub
 
 
@@ -48,41 +48,33 @@ def pubsub_clients(redis_cluster) -> dict[int, int]:
     return counts
 
 
-def test_concurrent_first_attaches_share_one_connection_per_master_and_all_deliver(redis_cluster_nodes, redis_cluster):
-    bus = make_cluster_bus(redis_cluster_nodes)
-    try:
-        names = [f"channel:burst{i}" for i in range(60)]
-        subs = [sub([names[i % len(names)]], name=f"b{i}") for i in range(240)]
-        attaches = [gevent.spawn(bus.attach, s, list(s.channels)) for s in subs]
-        gevent.joinall(attaches, timeout=30)
-        assert [a.exception for a in attaches if a.exception] == []
-        assert set(pubsub_clients(redis_cluster).values()) == {1}, "one feed connection per master"
-        for i, name in enumerate(names):
-            bus.publish([ev(name, i)])
-        missing = [s.id for s in subs if len(collect(s, 1, timeout=5)) != 1]
-        assert missing == [], f"{len(missing)} of {len(subs)} streams got nothing"
-    finally:
-        bus.close()
+def test_concurrent_first_attaches_share_one_connection_per_master_and_all_deliver(bus, redis_cluster):  # noqa: F811
+    names = [f"channel:burst{i}" for i in range(60)]
+    subs = [sub([names[i % len(names)]], name=f"b{i}") for i in range(240)]
+    attaches = [gevent.spawn(bus.attach, s, list(s.channels)) for s in subs]
+    gevent.joinall(attaches, timeout=30)
+    assert [a.exception for a in attaches if a.exception] == []
+    assert set(pubsub_clients(redis_cluster).values()) == {1}, "one feed connection per master"
+    for i, name in enumerate(names):
+        bus.publish([ev(name, i)])
+    missing = [s.id for s in subs if len(collect(s, 1, timeout=5)) != 1]
+    assert missing == [], f"{len(missing)} of {len(subs)} streams got nothing"
 
 
-def test_a_channel_left_and_joined_again_at_once_keeps_the_feed(redis_cluster_nodes):
-    bus = make_cluster_bus(redis_cluster_nodes)
-    try:
-        name = "channel:rejoin"
-        first = sub([name], name="first")
-        bus.attach(first, [name])
-        for n in range(5):
-            bus.detach(first)  # the last local subscriber: SUNSUBSCRIBE
-            first = sub([name], name=f"again{n}")
-            bus.attach(first, [name])  # wanted again before that answer is read
-        bystander = sub(["channel:other"], name="bystander")
-        bus.attach(bystander, ["channel:other"])
-        bus.publish([ev(name, 1)])
-        assert len(collect(first, 1)) == 1
-        gevent.sleep(0.2)
-        assert (bus.reader_reconnects, first.end_reason, bystander.end_reason) == (0, None, None)
-    finally:
-        bus.close()
+def test_a_channel_left_and_joined_again_at_once_keeps_the_feed(bus):  # noqa: F811
+    name = "channel:rejoin"
+    first = sub([name], name="first")
+    bus.attach(first, [name])
+    for n in range(5):
+        bus.detach(first)  # the last local subscriber: SUNSUBSCRIBE
+        first = sub([name], name=f"again{n}")
+        bus.attach(first, [name])  # wanted again before that answer is read
+    bystander = sub(["channel:other"], name="bystander")
+    bus.attach(bystander, ["channel:other"])
+    bus.publish([ev(name, 1)])
+    assert len(collect(first, 1)) == 1
+    gevent.sleep(0.2)
+    assert (bus.reader_reconnects, first.end_reason, bystander.end_reason) == (0, None, None)
 
 
 def test_a_burst_under_publishing_on_two_buses_with_a_routed_channel(redis_cluster_nodes):
@@ -118,20 +110,16 @@ def test_a_burst_under_publishing_on_two_buses_with_a_routed_channel(redis_clust
             b.close()
 
 
-def test_a_late_sunsubscribe_of_a_channel_wanted_again_is_not_sent(redis_cluster_nodes):
-    bus = make_cluster_bus(redis_cluster_nodes)
-    try:
-        name = "channel:late"
-        stream = sub([name], name="late")
-        bus.attach(stream, [name])
-        shard = bus.layout.of(name)
-        # What a detach that waited on the node's send lock sends after the channel was joined again.
-        bus._send(bus.client.nodes_manager.get_node_from_slot(shard.slot), "SUNSUBSCRIBE", shard.live(name))
-        bus.publish([ev(name, 1)])
-        assert len(collect(stream, 1)) == 1, "the stream went deaf"
-        assert (bus.reader_reconnects, stream.end_reason) == (0, None)
-    finally:
-        bus.close()
+def test_a_late_sunsubscribe_of_a_channel_wanted_again_is_not_sent(bus):  # noqa: F811
+    name = "channel:late"
+    stream = sub([name], name="late")
+    bus.attach(stream, [name])
+    shard = bus.layout.of(name)
+    # What a detach that waited on the node's send lock sends after the channel was joined again.
+    bus._send(bus.client.nodes_manager.get_node_from_slot(shard.slot), "SUNSUBSCRIBE", shard.live(name))
+    bus.publish([ev(name, 1)])
+    assert len(collect(stream, 1)) == 1, "the stream went deaf"
+    assert (bus.reader_reconnects, stream.end_reason) == (0, None)
 
 
 def test_a_silent_master_cannot_hold_a_feed_handshake(monkeypatch):

@@ -75,7 +75,7 @@ def test_on_a_cluster_a_publish_answered_during_the_check_does_not_retire_the_sh
         def read_then_publish_answered(*keys):
             epoch, current = read(*keys)
             if keys[0] == shard.epoch_key:
-                bus._handed_out(epoch, int(current) + 2)
+                bus._publish.of(CHAN).on_seq(epoch, int(current) + 2)  # what a publish answered meanwhile calls
             return [epoch, current]
 
         bus.client.mget = read_then_publish_answered
