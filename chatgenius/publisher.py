@@ -14,27 +14,18 @@ the same variables). Not counted by the service's rate limit or metrics.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import redis
-from redis.cluster import ClusterNode
 
 from . import config
-from .bus.cluster_shards import Layout, ShardedPublish
+from .bus.cluster_shards import Layout, ShardedPublish, make_cluster_client
 from .bus.redis_publish import PublishScript
 from .publishing import APP_SCOPE, Publisher, PublishError
 
 __all__ = ["PublishError", "RedisPublisher"]
 
 ENV = ("REDIS_URL", "REDIS_CLUSTER_NODES", "REDIS_CLUSTER_SHARDS", "HISTORY_MAXLEN", "HISTORY_TTL", "IDEMPOTENCY_WINDOW", "MAX_EVENT_BYTES")
-
-
-def cluster_client(nodes: Sequence[tuple[str, int]]) -> redis.RedisCluster:
-    """A cluster client starting from `nodes` ((host, port) pairs, as config parses them)."""
-    return redis.RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in nodes],
-        socket_connect_timeout=3, socket_timeout=10, socket_keepalive=True,
-    )  # fmt: skip
 
 
 class RedisPublisher(Publisher):
@@ -75,7 +66,7 @@ class RedisPublisher(Publisher):
         startup = config.parse({"REDIS_CLUSTER_NODES": nodes}, ("REDIS_CLUSTER_NODES",)).get("redis_cluster_nodes")
         if not startup:
             raise config.ConfigError("REDIS_CLUSTER_NODES: required to publish to a cluster")
-        return cls(cluster_client(startup), **options)  # type: ignore[arg-type]
+        return cls(make_cluster_client(startup), **options)  # type: ignore[arg-type]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, scope: str = APP_SCOPE) -> RedisPublisher:
@@ -86,7 +77,7 @@ class RedisPublisher(Publisher):
         nodes = values.pop("redis_cluster_nodes", None)
         if nodes:  # as the service chooses (backends.choose): the cluster when its nodes are set
             values.pop("redis_url", None)
-            return cls(cluster_client(nodes), scope=scope, **values)  # type: ignore[arg-type]
+            return cls(make_cluster_client(nodes), scope=scope, **values)  # type: ignore[arg-type]
         values.pop("redis_cluster_shards", None)
         return cls.from_url(str(values.pop("redis_url", "")), scope=scope, **values)
 

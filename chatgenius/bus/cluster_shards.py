@@ -10,12 +10,14 @@ spread over all of them.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import redis
+from redis.cluster import ClusterNode
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.exceptions import SlotNotCoveredError
 
@@ -99,6 +101,19 @@ class Layout:
         text = live.decode()
         tag, _, channel = text[len("cg:l:{") :].partition("}:")
         return self.shards[int(tag[2:].split(".")[0])], channel
+
+
+def make_cluster_client(nodes: Sequence[tuple[str, int]]) -> redis.RedisCluster:
+    """The cluster client of the bus and of chatgenius.publisher; REDIS_CLUSTER_NODES are only where it starts looking. Each node's pool
+    blocks (up to 5 s) when full, as on one Redis: redis-py's default pool refuses the 101st
+    concurrent command to a node, which a burst of stream opens reaches."""
+    (host, port), *rest = nodes
+    return redis.RedisCluster(
+        # a url: the only way redis-py builds each node's pool with connection_pool_class
+        url=f"redis://{host}:{port}/0", startup_nodes=[ClusterNode(h, p) for h, p in rest],
+        socket_connect_timeout=3, socket_timeout=10, socket_keepalive=True, max_connections=32,
+        connection_pool_class=functools.partial(redis.BlockingConnectionPool, timeout=5),
+    )  # fmt: skip
 
 
 def spublish_source() -> str:

@@ -27,7 +27,6 @@ import gevent
 import redis
 from gevent.event import Event
 from gevent.lock import Semaphore
-from redis.cluster import ClusterNode
 
 from ..cursor import Cursor, parse
 from ..events import Draft
@@ -36,23 +35,10 @@ from ..redis_errors import unavailable
 from ..shard_cursor import Vector, is_single_redis, new_shard_epoch, pack, parse_vector
 from .base import Published, Quota, Replay
 from .cluster_feed import ClusterFeed, NodeFeed
-from .cluster_shards import Layout, Shard, ShardedPublish
+from .cluster_shards import Layout, Shard, ShardedPublish, make_cluster_client  # noqa: F401  (make_cluster_client: re-exported)
 from .redis_history import history_from_replies, queue_history_reads
 
 log = logging.getLogger(__name__)
-
-
-def make_cluster_client(nodes: Sequence[tuple[str, int]]) -> redis.RedisCluster:
-    """The command client; REDIS_CLUSTER_NODES are only where it starts looking. Each node's pool
-    blocks (up to 5 s) when full, as on one Redis: redis-py's default pool refuses the 101st
-    concurrent command to a node, which a burst of stream opens reaches."""
-    (host, port), *rest = nodes
-    return redis.RedisCluster(
-        # a url: the only way redis-py builds each node's pool with connection_pool_class
-        url=f"redis://{host}:{port}/0", startup_nodes=[ClusterNode(h, p) for h, p in rest],
-        socket_connect_timeout=3, socket_timeout=10, socket_keepalive=True, max_connections=32,
-        connection_pool_class=functools.partial(redis.BlockingConnectionPool, timeout=5),
-    )  # fmt: skip
 
 
 class RedisClusterBus(ClusterFeed):
