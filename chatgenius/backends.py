@@ -14,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .bus.base import EventBus
+from .bus.cluster_shards import make_cluster_client
 from .bus.memory import MemoryBus
 from .bus.redis import RedisBus, make_clients
-from .bus.redis_cluster import RedisClusterBus, make_cluster_client
+from .bus.redis_cluster import RedisClusterBus
 from .bus.redis_feed import RedisFeed
 from .config import Settings
 from .control.base import ControlStore

@@ -35,7 +35,7 @@ from ..redis_errors import unavailable
 from ..shard_cursor import Vector, is_single_redis, new_shard_epoch, pack, parse_vector
 from .base import Published, Quota, Replay
 from .cluster_feed import ClusterFeed, NodeFeed
-from .cluster_shards import Layout, Shard, ShardedPublish, make_cluster_client  # noqa: F401  (make_cluster_client: re-exported)
+from .cluster_shards import Layout, Shard, ShardedPublish
 from .redis_history import history_from_replies, queue_history_reads
 
 log = logging.getLogger(__name__)

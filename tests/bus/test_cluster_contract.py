@@ -14,7 +14,8 @@ import gevent
 import pytest
 from support.procs import wait_until
 
-from chatgenius.bus.redis_cluster import RedisClusterBus, make_cluster_client
+from chatgenius.bus.cluster_shards import make_cluster_client
+from chatgenius.bus.redis_cluster import RedisClusterBus
 from chatgenius.shard_cursor import Vector, parse_vector, unpack
 from chatgenius.state.redis_cluster import RedisClusterState
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gevent
 
-from chatgenius.bus.redis_cluster import make_cluster_client
+from chatgenius.bus.cluster_shards import make_cluster_client
 
 
 def test_a_burst_on_one_node_queues_for_the_pool(redis_cluster_nodes):
