@@ -121,6 +121,41 @@ def force_close(environ: dict) -> None:
         server_response.force_close()
 
 
+def answer_whole(start_response: Callable[..., Any], body: bytes) -> tuple[bytes, ...]:
+    """After `start_response`: send head and `body` in one write where gunicorn allows it.
+
+    Returns what the server must still write: nothing when this wrote the whole
+    response, else `(body,)`. Why: gunicorn writes a response's head and body
+    with a `sendall` each (gevent's, with a getsockopt(2) and its bookkeeping);
+    for a publish's small answer that was the largest part of answering it.
+    The head is the one gunicorn builds (its own `default_headers`), so the
+    bytes on the wire are the same; only plain HTTP/1 responses of known
+    length qualify (exactly gunicorn's `Response`, not TLS, head not sent).
+    """
+    resp = getattr(start_response, "__self__", None)
+    if (
+        _GunicornResponse is None or type(resp) is not _GunicornResponse or resp.headers_sent
+        or resp.chunked or resp.response_length != len(body) or getattr(resp.cfg, "is_ssl", False)
+    ):
+        return (body,)
+    raw = getattr(resp.sock, "_sock", None)
+    if raw is None or raw.gettimeout() != 0.0 or isinstance(resp.sock, (ssl.SSLSocket, _GeventSSLSocket)):
+        return (body,)
+    head = resp.default_headers()
+    head.extend([f"{k}: {v}\r\n" for k, v in resp.headers])
+    head.append("\r\n")
+    data = "".join(head).encode("latin-1") + body
+    resp.headers_sent = True  # from here on gunicorn writes nothing of this response
+    resp.sent = len(body)
+    try:
+        sent = raw.send(data)
+    except BlockingIOError:
+        sent = 0
+    if sent < len(data):
+        resp.sock.sendall(data[sent:])  # waits for the socket as gunicorn's own write would
+    return ()
+
+
 _last: list[Any] = [object(), b""]  # the last data framed, and its chunk (see _chunk)
 
 

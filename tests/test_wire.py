@@ -30,6 +30,7 @@ from chatgenius.wire import (
     START_RESPONSE,
     THROUGH_SERVER,
     GunicornSocket,
+    answer_whole,
     transport_for,
 )
 
@@ -195,5 +196,50 @@ def test_the_hub_hands_plain_frames_and_the_transport_frames_them(chunked):
         want = (b"9\r\ndata: x\n\n\r\n" if chunked else frame) * 2
         while not got.endswith(want):
             got += conn.client.recv(65536)
+    finally:
+        conn.close()
+
+
+ANSWER = b'{"ids":["1-x"]}\n'
+PUBLISH = b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def gunicorn_answer(conn, send) -> bytes:
+    """What reaches the client when the app answers `ANSWER` and gunicorn's worker loop finishes the
+    response (base_async.handle_request: write each item, close); `send` is the app's way of answering."""
+    conn.resp.start_response("201 CREATED", [("Content-Type", "application/json"), ("Content-Length", str(len(ANSWER)))])
+    for item in send(conn.resp.start_response):
+        conn.resp.write(item)
+    conn.resp.close()
+    assert not conn.resp.should_close(), "the connection stays open for the next request"
+    conn.server.shutdown(socket.SHUT_WR)
+    conn.client.settimeout(5)
+    raw = b""
+    while chunk := conn.client.recv(65536):
+        raw += chunk
+    return raw
+
+
+def test_a_small_answer_leaves_in_one_write_with_the_bytes_gunicorn_would_send():
+    conns = [Connection(PUBLISH, start=False) for _ in range(2)]
+    try:
+        ours = gunicorn_answer(conns[0], lambda start_response: answer_whole(start_response, ANSWER))
+        theirs = gunicorn_answer(conns[1], lambda start_response: [ANSWER])
+    finally:
+        for conn in conns:
+            conn.close()
+    assert conns[0].resp.headers_sent and conns[0].resp.sent == len(ANSWER)
+    date = lambda raw: [line for line in raw.split(b"\r\n") if line.startswith(b"Date: ")]  # noqa: E731
+    assert ours.replace(date(ours)[0], b"") == theirs.replace(date(theirs)[0], b""), (ours, theirs)
+    assert ours.startswith(b"HTTP/1.1 201 CREATED\r\n") and ours.endswith(b"\r\n\r\n" + ANSWER)
+
+
+def test_an_answer_gunicorn_must_frame_itself_is_left_to_it():
+    conn = Connection(PUBLISH, start=False)
+    try:
+        conn.resp.start_response("201 CREATED", [("Content-Type", "application/json")])  # no length: chunked
+        assert answer_whole(conn.resp.start_response, ANSWER) == (ANSWER,)
+        assert not conn.resp.headers_sent
+        assert answer_whole(lambda *a: None, ANSWER) == (ANSWER,)  # not gunicorn's (pywsgi, tests)
     finally:
         conn.close()

@@ -187,15 +187,19 @@ def next_reply(conn: redis.connection.AbstractConnection, timeout: float) -> lis
 
     Why not PubSub.get_message: per message it adds a retry wrapper, a health
     check, a subscription check and a dict, several times the cost of reading a
-    reply that is already in the parser's buffer; at chat traffic (few streams
-    per event) the reader's share of a publish was mostly that (docs/PERFORMANCE.md).
-    Once anything has arrived, the reply is read whole even if it is still
-    arriving: a read with timeout 0 fails on a message split across TCP
-    segments, and redis-py then resets the connection (a lost feed).
+    reply that is already in the parser's buffer. Why not `can_read` first:
+    under gevent each call built two poll objects (readiness, then a check for
+    a closed peer), each starting and stopping watchers: in the chat profile
+    that was most of the reader's cost (docs/PERFORMANCE.md). The read itself
+    waits instead (the socket's own watcher, `timeout` s): a closed peer reads
+    as EOF (ConnectionError), and a reply split across TCP segments is read on
+    where it stopped, as the parser keeps what arrived (the connection is not
+    dropped on a timeout).
     """
-    if not conn.can_read(timeout=timeout):
+    try:
+        reply = conn.read_response(timeout=timeout, disconnect_on_error=False, push_request=True)
+    except redis.TimeoutError:
         return None
-    reply = conn.read_response(push_request=True)  # as PubSub reads: pub/sub replies may come as pushes
     if isinstance(reply, bytes):  # a PONG outside subscribed mode
         return [b"pong", reply]
     return reply

@@ -11,7 +11,6 @@ refused `/stream` is logged as `connection.reject`.
 from __future__ import annotations
 
 import re
-import uuid
 
 from flask import Blueprint, Response, current_app, g, request
 
@@ -38,7 +37,7 @@ def _request_id() -> str:
     rid = g.get("request_id")
     if rid is None:
         raw = request.headers.get("X-Request-ID", "")
-        rid = g.request_id = raw if valid_request_id(raw) else uuid.uuid4().hex
+        rid = g.request_id = raw if valid_request_id(raw) else log.new_request_id()
     return rid
 
 

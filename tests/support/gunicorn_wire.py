@@ -35,14 +35,15 @@ def tcp_pair(bufsize: int = 0) -> tuple[socket.socket, socket.socket]:
 class Connection:
     """One HTTP/1.1 request as gunicorn's gevent worker sees it: parsed, with its Response and environ."""
 
-    def __init__(self, request: bytes = b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n", rcvbuf: int = 0) -> None:
+    def __init__(self, request: bytes = b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n", rcvbuf: int = 0, start: bool = True) -> None:
         self.server, self.client = tcp_pair(rcvbuf)
         self.client.sendall(request)
         cfg = Config()
         req = next(RequestParser(cfg, self.server, ("127.0.0.1", 1)))
         self.resp, self.environ = wsgi.create(req, self.server, ("127.0.0.1", 1), "127.0.0.1:8000", cfg)
         self.environ[START_RESPONSE] = self.resp.start_response
-        self.resp.start_response("200 OK", [("Content-Type", "text/event-stream")])
+        if start:  # an SSE response's head, as the stream view starts it
+            self.resp.start_response("200 OK", [("Content-Type", "text/event-stream")])
 
     def read_all(self, timeout: float = 5) -> bytes:
         """Everything the server sent until it closed its side, de-chunked (checks the framing)."""

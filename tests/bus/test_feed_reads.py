@@ -1,0 +1,112 @@
+"""The live feed's read (bus/redis_feed.next_reply) against a real Redis, through a relay that can
+hold a reply half-sent: a wait that times out mid-reply keeps the connection and what arrived;
+a peer that closes ends the read at once."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+import gevent
+import pytest
+import redis
+
+from chatgenius.bus.redis_feed import next_reply
+
+
+class Relay:
+    """127.0.0.1:port → Redis. Replies pass whole, unless `split` is set: then the next chunk from
+    Redis goes out as its first `split` bytes, a pause of `hold` s, then the rest."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+        self.port = self.listener.getsockname()[1]
+        self.split = 0
+        self.hold = 0.0
+        self.conns: list[socket.socket] = []
+        self.tasks = [gevent.spawn(self._accept)]
+
+    def _accept(self) -> None:
+        client, _ = self.listener.accept()
+        upstream = socket.create_connection(self.target)
+        self.conns += [client, upstream]
+        self.tasks += [gevent.spawn(self._pump, client, upstream, False), gevent.spawn(self._pump, upstream, client, True)]
+
+    def _pump(self, src: socket.socket, dst: socket.socket, replies: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if replies and self.split and len(data) > self.split:
+                    cut, self.split = self.split, 0
+                    dst.sendall(data[:cut])
+                    gevent.sleep(self.hold)
+                    data = data[cut:]
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for conn in self.conns:
+                conn.close()
+
+    def close(self) -> None:
+        gevent.killall(self.tasks)
+        for conn in [*self.conns, self.listener]:
+            conn.close()
+
+
+@pytest.fixture
+def relayed(redis_url: str) -> Iterator[tuple[Relay, redis.Connection, redis.Redis]]:
+    url = urlparse(redis_url)
+    relay = Relay((url.hostname or "127.0.0.1", url.port or 6379))
+    conn = redis.Connection(host="127.0.0.1", port=relay.port)
+    conn.connect()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield relay, conn, client
+    finally:
+        conn.disconnect()
+        client.close()
+        relay.close()
+
+
+def read_until(conn: redis.Connection, timeout: float, within: float = 5.0) -> tuple[list, int]:
+    """The next reply, waiting `timeout` s a read, and how many reads came back empty first."""
+    empty, end = 0, time.monotonic() + within
+    while time.monotonic() < end:
+        reply = next_reply(conn, timeout)
+        if reply is not None:
+            return reply, empty
+        empty += 1
+    raise AssertionError("no reply")
+
+
+def test_a_wait_that_times_out_mid_reply_keeps_the_connection_and_the_part_that_arrived(relayed):
+    relay, conn, client = relayed
+    conn.send_command("SUBSCRIBE", "feed")
+    assert read_until(conn, 1.0)[0] == [b"subscribe", b"feed", 1]
+    payload = b"x" * 5000
+    relay.split, relay.hold = 100, 0.5  # the message's first 100 bytes, then half a second of nothing
+    client.publish("feed", payload)
+    reply, empty = read_until(conn, 0.1)
+    assert empty >= 2, "the reads in between timed out while the reply was half there"
+    assert reply == [b"message", b"feed", payload]
+    assert conn._sock is not None, "a timeout must not drop the feed's connection"
+    client.publish("feed", b"after")  # the connection still reads replies in order
+    assert read_until(conn, 1.0)[0] == [b"message", b"feed", b"after"]
+
+
+def test_a_quiet_feed_reads_nothing_and_a_closed_peer_ends_the_read(relayed):
+    relay, conn, _ = relayed
+    conn.send_command("SUBSCRIBE", "feed")
+    assert read_until(conn, 1.0)[0] == [b"subscribe", b"feed", 1]
+    assert next_reply(conn, 0.05) is None
+    for sock in relay.conns:
+        sock.close()
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError):
+        next_reply(conn, 5.0)
+    assert time.monotonic() - started < 2.0, "EOF ends the read; it does not wait out the timeout"
