@@ -82,6 +82,70 @@ def test_heartbeats_and_the_deadline_come_from_the_ticker_without_a_parked_green
         conn.close()
 
 
+def test_a_due_heartbeat_on_an_idle_socket_is_one_send_from_the_ticker_with_no_writer_greenlet(monkeypatch):
+    from chatgenius import detached as detached_module
+
+    spawned: list = []
+    real_flush = detached_module._flush
+    monkeypatch.setattr(detached_module, "_flush", lambda resume: spawned.append(resume) or real_flush(resume))
+    bus = RacingBus()
+    bus.hub.start_ticker(0.02)
+    conn = Connection()
+    try:
+        session, sub, closed = detached(bus, conn, heartbeat=0.05)
+        conn.client.settimeout(5)
+        got = b""
+        while got.count(b": hb\n\n") < 4:
+            got += conn.client.recv(65536)
+        assert spawned == [], "heartbeats went out without a writer greenlet"
+        assert sub.due < float("inf") and not session.stats.heartbeat_pending, "re-armed after each"
+        bus.publish([ev(1)])  # events still go out, and the end still brings the writer
+        sub.end("test", b"event: test.end\ndata: {}\n\n")
+        until(lambda: closed == [session])
+        assert len(spawned) == 1
+    finally:
+        conn.close()
+
+
+def test_a_heartbeat_the_socket_does_not_take_goes_through_the_writer_and_arrives_once():
+    bus = RacingBus()
+    conn = Connection(rcvbuf=4096)
+    try:
+        session, sub, closed = detached(bus, conn, heartbeat=0.05, max_bytes=64 << 20)
+        for n in range(200):  # fill the socket: frames queue behind it
+            sub.offer(n + 1, b"data: " + b"z" * 2000 + b"\n\n")
+        assert sub.depth, "the socket is full"
+        bus.hub.start_ticker(0.02)
+        gevent.sleep(0.2)  # heartbeats fall due while the socket is full
+        reader = gevent.spawn(conn.read_all, 30)
+        until(lambda: sub.sent == 200, 30)
+        gevent.sleep(0.2)
+        sub.end("test", b"event: test.end\ndata: {}\n\n")
+        raw = reader.get(timeout=30)
+        assert raw.count(b"z" * 2000) == 200 and frames_of(raw)[-1]["event"] == "test.end"
+        assert b": hb\n\n" in raw
+        until(lambda: closed == [session])
+    finally:
+        conn.close()
+
+
+def test_a_heartbeat_to_a_vanished_client_ends_the_stream_and_counts_as_found_dead_by_it(monkeypatch):
+    from chatgenius import detached as detached_module
+
+    monkeypatch.setattr(detached_module, "watch", lambda sock, end: None)  # only the heartbeat can notice
+    bus = RacingBus()
+    conn = Connection()
+    try:
+        session, sub, closed = detached(bus, conn, heartbeat=0.05)
+        conn.client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        conn.client.close()  # a reset: the next send fails
+        bus.hub.start_ticker(0.02)
+        until(lambda: closed == [session], 5)
+        assert session.stats.end_reason == "client_closed" and session.stats.heartbeat_pending
+    finally:
+        conn.close()
+
+
 def test_a_client_that_hangs_up_releases_a_detached_stream_at_once():
     bus = RacingBus()
     conn = Connection()
