@@ -30,7 +30,7 @@ from ..sse import body_from_live
 from .cluster_node_feed import NodeFeed
 from .cluster_shards import Shard
 from .redis import RedisBus
-from .redis_feed import next_reply, serve_until_stopped
+from .redis_feed import let_io_in, next_reply, serve_until_stopped
 
 if TYPE_CHECKING:
     from .redis_cluster import RedisClusterBus
@@ -138,6 +138,7 @@ class ClusterFeed:
                 last_rx, pinged = time.monotonic(), False
                 if not self._handle(msg):
                     break
+                let_io_in()  # the worker's other greenlets (other masters' readers too) get a turn
         except _ERRORS as exc:
             log.warning("cluster bus feed connection lost: %s", exc)
         except redis.ResponseError as exc:  # MOVED, CROSSSLOT...: the slot map we subscribed by is stale
