@@ -143,6 +143,10 @@ class Hub:
         if self._ticker is not None:
             self._ticker.loop.stop()
 
+    def count(self, channel: str) -> int:
+        """How many local subscribers `channel` has."""
+        return len(self._channels.get(channel, ()))
+
     def channels(self) -> list[str]:
         """Channels with at least one local subscriber: what the upstream feed must cover."""
         return list(self._channels)

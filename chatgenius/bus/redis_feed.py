@@ -22,6 +22,7 @@ from typing import Protocol
 
 import gevent
 import redis
+from gevent.hub import get_hub
 
 from ..redis_errors import UNAVAILABLE
 
@@ -183,16 +184,20 @@ def serve_until_stopped(
 
 
 def let_io_in() -> None:
-    """Yield for one turn of the event loop, its I/O polled: what a busy reader gives the others.
+    """Yield for one turn of the event loop with its I/O polled: what a busy reader gives the others.
 
-    Why not gevent.sleep(0): it reschedules this greenlet before the loop polls
-    for I/O, so publishes and stream writers waiting on their sockets do not get
-    in. (Before the reads waited on the socket, each read's poll gave them
-    that turn; without it a fan-out under load starved this worker's
-    publishers: the fanout benchmark's ceiling fell from ~750 to ~490
-    publishes/s.)
+    Why not gevent.sleep(0): it resumes this greenlet before the loop polls for
+    I/O (for up to gevent's switch interval), so publishes waiting on their
+    sockets do not get in. Before the reads waited on the socket, each read's
+    poll gave them that turn; without it a fan-out under load starved this
+    worker's publishers (the fanout benchmark's ceiling fell from ~750 to ~490
+    publishes/s). An async watcher, sent once the loop holds it, wakes the
+    loop's poll at once: a full turn, without a timer's wait.
     """
-    gevent.sleep(0.000001)  # any delay > 0: resumed from the next loop iteration, after its poll
+    hub = get_hub()
+    turn = hub.loop.async_()
+    hub.loop.run_callback(turn.send)  # runs after hub.wait has started the watcher
+    hub.wait(turn)
 
 
 def next_reply(conn: redis.connection.AbstractConnection, timeout: float) -> list | None:

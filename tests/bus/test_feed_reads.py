@@ -110,3 +110,25 @@ def test_a_quiet_feed_reads_nothing_and_a_closed_peer_ends_the_read(relayed):
     with pytest.raises(redis.ConnectionError):
         next_reply(conn, 5.0)
     assert time.monotonic() - started < 2.0, "EOF ends the read; it does not wait out the timeout"
+
+
+def test_a_busy_readers_turn_lets_a_greenlet_waiting_on_its_socket_run_first():
+    """let_io_in gives the loop a turn with its I/O polled: a publish waiting for its request or
+    its Redis answer gets in by the reader's next turn (the first turn's poll finds the socket
+    ready; libev runs that turn's own wake-up first). gevent.sleep(0) resumes the caller before
+    the loop polls: ten of them let nothing in."""
+    from chatgenius.bus.redis_feed import let_io_in
+
+    a, b = socket.socketpair()
+    got: list[bytes] = []
+    waiting = gevent.spawn(lambda: got.append(a.recv(10)))
+    try:
+        gevent.sleep(0)  # it now waits on its socket
+        b.sendall(b"ready")
+        let_io_in()
+        let_io_in()
+        assert got == [b"ready"]
+    finally:
+        waiting.kill()
+        a.close()
+        b.close()
