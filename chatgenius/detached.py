@@ -11,13 +11,11 @@ runs the same steps as serve's loop (stream.py).
 
 from __future__ import annotations
 
-import time
-
 import gevent
 
 from . import log
 from .hangup import unwatch, watch
-from .stream import HEARTBEAT, StreamSession, arm, next_write, release, wrote
+from .stream import StreamSession, arm, next_write, release, wrote
 from .wire import SENT, GunicornSocket
 
 
@@ -68,22 +66,21 @@ def detach(session: StreamSession, out: GunicornSocket) -> None:
 
 def _quiet_heartbeat(session: StreamSession) -> bool:
     """The ticker's usual wake-up of an idle stream, done here: a heartbeat in one non-blocking send,
-    or only the next wake-up when nothing is due yet. False when a writer greenlet is needed (frames
-    queued, the stream ending or past its deadline, a send the socket did not take whole).
+    or only the next wake-up when nothing is due yet. False when a writer greenlet is needed: frames
+    queued, or what serve's loop would write now (next_write) is not a heartbeat the socket takes
+    whole (the stream ending or past its deadline, the rest of a partial send, a full socket).
 
     Why: a heartbeat through the writer greenlet cost a spawn and two switches per stream and
     interval, the larger part of what thousands of idle streams cost a worker between events.
     """
     sub = session.sub
-    out = sub.out
-    if sub.depth or sub.end_reason is not None or out.rest:
+    if sub.depth:
         return False
-    if session.deadline is not None and time.time() >= session.deadline:
-        return False
-    if time.monotonic() - sub.last_write >= session.heartbeat:
-        session.stats.heartbeat_pending = True  # a stream that ends in this send was found dead by it
-        if out.send_nowait(HEARTBEAT) != SENT or out.rest:
-            return False  # queued, partial or refused: the writer sends it, or its rest, or ends the stream
+    step = next_write(session, [])
+    if step is not None:
+        _, data, last = step
+        if last or not data or sub.out.send_nowait(data) != SENT or sub.out.rest:
+            return False  # the writer writes it (again), its rest, or ends the stream
         wrote(session, [])
     arm(session)
     return True

@@ -121,6 +121,22 @@ def force_close(environ: dict) -> None:
         server_response.force_close()
 
 
+def _plain_response(start_response: object) -> tuple[Any, Any]:
+    """gunicorn's HTTP/1 `Response` behind `start_response` and its OS socket, when bytes may go
+    around it: exactly that class (its HTTP/2 subclass frames bytes its own way), not TLS, and
+    gevent's OS socket non-blocking. Else (None, None)."""
+    resp = getattr(start_response, "__self__", None)
+    if _GunicornResponse is None or type(resp) is not _GunicornResponse:
+        return None, None
+    sock = resp.sock
+    if isinstance(sock, (ssl.SSLSocket, _GeventSSLSocket)) or getattr(resp.cfg, "is_ssl", False):
+        return None, None
+    raw = getattr(sock, "_sock", None)  # gevent's socket keeps the OS socket non-blocking here
+    if raw is None or raw.gettimeout() != 0.0:
+        return None, None
+    return resp, raw
+
+
 def answer_whole(start_response: Callable[..., Any], body: bytes) -> tuple[bytes, ...]:
     """After `start_response`: send head and `body` in one write where gunicorn allows it.
 
@@ -129,17 +145,11 @@ def answer_whole(start_response: Callable[..., Any], body: bytes) -> tuple[bytes
     with a `sendall` each (gevent's, with a getsockopt(2) and its bookkeeping);
     for a publish's small answer that was the largest part of answering it.
     The head is the one gunicorn builds (its own `default_headers`), so the
-    bytes on the wire are the same; only plain HTTP/1 responses of known
-    length qualify (exactly gunicorn's `Response`, not TLS, head not sent).
+    bytes on the wire are the same; only a plain gunicorn response
+    (_plain_response) of known length whose head is not out yet qualifies.
     """
-    resp = getattr(start_response, "__self__", None)
-    if (
-        _GunicornResponse is None or type(resp) is not _GunicornResponse or resp.headers_sent
-        or resp.chunked or resp.response_length != len(body) or getattr(resp.cfg, "is_ssl", False)
-    ):
-        return (body,)
-    raw = getattr(resp.sock, "_sock", None)
-    if raw is None or raw.gettimeout() != 0.0 or isinstance(resp.sock, (ssl.SSLSocket, _GeventSSLSocket)):
+    resp, raw = _plain_response(start_response)
+    if resp is None or resp.headers_sent or resp.chunked or resp.response_length != len(body):
         return (body,)
     head = resp.default_headers()
     head.extend([f"{k}: {v}\r\n" for k, v in resp.headers])
@@ -191,19 +201,12 @@ class GunicornSocket:
     def of(cls, start_response: object) -> GunicornSocket | None:
         """The socket under gunicorn's response, or None when this is not one we can write around.
 
-        Exactly gunicorn's HTTP/1 `Response` (its HTTP/2 subclass frames bytes
-        its own way), head sent, not TLS, and gevent's OS socket non-blocking.
+        A plain gunicorn response (_plain_response) whose head was sent.
         """
-        resp = getattr(start_response, "__self__", None)
-        if _GunicornResponse is None or type(resp) is not _GunicornResponse or not resp.headers_sent:
+        resp, raw = _plain_response(start_response)
+        if resp is None or not resp.headers_sent:
             return None
-        sock = resp.sock
-        if isinstance(sock, (ssl.SSLSocket, _GeventSSLSocket)) or getattr(resp.cfg, "is_ssl", False):
-            return None
-        raw = getattr(sock, "_sock", None)  # gevent's socket keeps the OS socket non-blocking here
-        if raw is None or raw.gettimeout() != 0.0:
-            return None
-        return cls(sock, raw, bool(resp.chunked), resp)
+        return cls(resp.sock, raw, bool(resp.chunked), resp)
 
     def detach(self) -> GunicornSocket:
         """Take the connection over from gunicorn, so the greenlet serving it can end.

@@ -236,7 +236,8 @@ class RedisBus:
         number of local streams one of them went to.
         """
         fanout = 0
-        run_channel = b""
+        run_channel = b""  # the feed channel of `run`, and its name (decoded once per run)
+        run_name = ""
         run: list[tuple[int, bytes]] = []
         handled = 0
         while msg is not None:
@@ -245,31 +246,31 @@ class RedisBus:
                 epoch, seq, frame = frame_from_live(msg[2])
                 if seq > self._max_seen or epoch != self._seen_epoch:
                     self._max_seen, self._seen_epoch = seq, epoch
-                if channel != run_channel and run:
-                    fanout = max(fanout, self.hub.dispatch_run(run_channel[len(_LIVE):].decode(), run))
-                    run = []
-                run_channel = channel
+                if channel != run_channel:
+                    if run:
+                        fanout = max(fanout, self.hub.dispatch_run(run_name, run))
+                        run = []
+                    run_channel, run_name = channel, channel[len(_LIVE):].decode()
                 run.append((seq, frame))
             else:
                 if run:
-                    fanout = max(fanout, self.hub.dispatch_run(run_channel[len(_LIVE):].decode(), run))
+                    fanout = max(fanout, self.hub.dispatch_run(run_name, run))
                     run = []
                 self.feed.handle(pubsub, msg)  # confirmations, control, PONG: rare
             handled += 1
             # Only what has arrived: stop at a full batch (a message read now must be handled
-            # now) or when nothing is there. Once something is there, wait for the whole of
-            # it: a read with timeout 0 fails on a message split across TCP segments, and
-            # redis-py then resets the connection (a lost feed).
+            # now) or when no whole reply is there (a reply still arriving is finished by the
+            # feed's next wait: next_reply keeps what arrived).
             if handled == self.read_batch:
                 break
             msg = next_reply(conn, 0)
-            if msg is not None and run and self.hub.count(run_channel[len(_LIVE):].decode()) >= BUSY_FANOUT:
+            if msg is not None and run and self.hub.count(run_name) >= BUSY_FANOUT:
                 # A backlog on a channel many local streams hold: give this worker's publishes a
                 # turn while the run grows (one write per stream for all of it). Without it a
                 # fan-out under load starved them (docs/PERFORMANCE.md, "Cost per event").
                 let_io_in()
         if run:
-            fanout = max(fanout, self.hub.dispatch_run(run_channel[len(_LIVE):].decode(), run))
+            fanout = max(fanout, self.hub.dispatch_run(run_name, run))
         return fanout
 
 
