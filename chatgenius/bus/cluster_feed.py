@@ -30,7 +30,7 @@ from ..sse import body_from_live
 from .cluster_node_feed import NodeFeed
 from .cluster_shards import Shard
 from .redis import RedisBus
-from .redis_feed import let_io_in, next_reply, serve_until_stopped
+from .redis_feed import FeedReplies, let_io_in, serve_until_stopped
 
 if TYPE_CHECKING:
     from .redis_cluster import RedisClusterBus
@@ -120,12 +120,12 @@ class ClusterFeed:
     def _read_node(self: RedisClusterBus, feed: NodeFeed) -> None:
         """Read one node's feed; a PING unanswered for two intervals counts as lost (a hung master)."""
         last_rx, pinged = time.monotonic(), False
-        conn = feed.conn
+        replies = FeedReplies(feed.conn)
         try:
             while not self._lost.is_set():
                 if not feed.open:  # else a read would reconnect it
                     raise redis.ConnectionError("the cluster feed connection is closed")
-                msg = next_reply(conn, HEALTH_CHECK)
+                msg = replies.next(HEALTH_CHECK)
                 if msg is None:
                     if pinged and time.monotonic() - last_rx > 2 * HEALTH_CHECK:
                         raise redis.TimeoutError("no answer to PING on a cluster feed")

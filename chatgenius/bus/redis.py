@@ -26,7 +26,7 @@ from ..fanout import Hub, Subscriber
 from ..redis_errors import UNAVAILABLE, unavailable
 from ..sse import frame_from_live
 from .base import BusUnavailable, Published, Quota, Replay
-from .redis_feed import BUSY_FANOUT, RedisFeed, let_io_in, next_reply
+from .redis_feed import BUSY_FANOUT, FeedReplies, RedisFeed, let_io_in
 from .redis_history import history_from_replies, queue_history_reads
 from .redis_publish import EPOCH_KEY, LIVE_PREFIX, SEQ_KEY, SINGLE, PublishScript, live_channel, script_source
 from .redis_script import Script
@@ -226,7 +226,7 @@ class RedisBus:
             event.clear()
         self.hub.end_all("bus_lost", self._reconnect_frame)
 
-    def handle_arrived(self, pubsub: redis.client.PubSub, conn: redis.connection.AbstractConnection, msg: list | None) -> int:
+    def handle_arrived(self, pubsub: redis.client.PubSub, replies: FeedReplies, msg: list | None) -> int:
         """Handle `msg` and every message already received behind it, joining runs of one channel.
 
         Only what has arrived is taken (a non-blocking read), so nothing waits for
@@ -259,11 +259,11 @@ class RedisBus:
                 self.feed.handle(pubsub, msg)  # confirmations, control, PONG: rare
             handled += 1
             # Only what has arrived: stop at a full batch (a message read now must be handled
-            # now) or when no whole reply is there (a reply still arriving is finished by the
-            # feed's next wait: next_reply keeps what arrived).
+            # now) or when no whole reply is read yet (one still arriving is finished by the
+            # feed's next wait: FeedReplies keeps what arrived).
             if handled == self.read_batch:
                 break
-            msg = next_reply(conn, 0)
+            msg = replies.next(0)
             if msg is not None and run and self.hub.count(run_name) >= BUSY_FANOUT:
                 # A backlog on a channel many local streams hold: give this worker's publishes a
                 # turn while the run grows (one write per stream for all of it). Without it a

@@ -25,6 +25,7 @@ import redis
 from gevent.hub import get_hub
 
 from ..redis_errors import UNAVAILABLE
+from .redis_replies import Replies
 
 log = logging.getLogger("chatgenius.bus.redis")  # the logger name the reader's lines have always had
 
@@ -40,7 +41,7 @@ class FeedOwner(Protocol):
     def connected(self, pubsub: redis.client.PubSub) -> None:
         """The routed channels are subscribed; subscribe the owner's (no yield before reading its state)."""
 
-    def handle_arrived(self, pubsub: redis.client.PubSub, conn: redis.connection.AbstractConnection, msg: list) -> int:
+    def handle_arrived(self, pubsub: redis.client.PubSub, replies: FeedReplies, msg: list) -> int:
         """Handle `msg` and what arrived behind it; hand other replies to RedisFeed.handle. Returns the fan-out."""
 
     def subscribed(self, channel: bytes) -> None:
@@ -132,8 +133,9 @@ class RedisFeed:
             pinged = False
             conn = pubsub.connection
             assert conn is not None  # connected above
+            replies = FeedReplies(conn)
             while not self._stopping:
-                msg = next_reply(conn, self.ping_interval)
+                msg = replies.next(self.ping_interval)
                 now = time.monotonic()
                 if msg is None:
                     if now - self.last_rx > 2 * self.ping_interval and pinged:
@@ -143,7 +145,7 @@ class RedisFeed:
                     continue
                 self.last_rx = now
                 pinged = False
-                if owner.handle_arrived(pubsub, conn, msg) >= BUSY_FANOUT:
+                if owner.handle_arrived(pubsub, replies, msg) >= BUSY_FANOUT:
                     # Batching follows the backlog, not a clock: an event goes out as soon as it
                     # is read, and what arrives while a fan-out's writes run is read next, as one
                     # run (one write per stream). After a large fan-out, yield once first: stream
@@ -200,24 +202,12 @@ def let_io_in() -> None:
     hub.wait(turn)
 
 
-def next_reply(conn: redis.connection.AbstractConnection, timeout: float) -> list | None:
-    """The feed's next reply as Redis sent it (`[b"message", channel, payload]`), or None after `timeout` s.
+class FeedReplies(Replies):
+    """A feed connection's replies (redis_replies.py); a PONG outside subscribed mode (a feed with
+    nothing subscribed) reads as `[b"pong", b"PONG"]`, like the one inside it."""
 
-    Why not PubSub.get_message: per message it adds a retry wrapper, a health
-    check, a subscription check and a dict, several times the cost of reading a
-    reply that is already in the parser's buffer. Why not `can_read` first:
-    under gevent each call built two poll objects (readiness, then a check for
-    a closed peer), each starting and stopping watchers: in the chat profile
-    that was most of the reader's cost (docs/PERFORMANCE.md). The read itself
-    waits instead (the socket's own watcher, `timeout` s): a closed peer reads
-    as EOF (ConnectionError), and a reply split across TCP segments is read on
-    where it stopped, as the parser keeps what arrived (the connection is not
-    dropped on a timeout).
-    """
-    try:
-        reply = conn.read_response(timeout=timeout, disconnect_on_error=False, push_request=True)
-    except redis.TimeoutError:
-        return None
-    if isinstance(reply, bytes):  # a PONG outside subscribed mode
-        return [b"pong", reply]
-    return reply
+    __slots__ = ()
+
+    def next(self, timeout: float) -> list | None:
+        reply = Replies.next(self, timeout)
+        return [b"pong", reply] if isinstance(reply, bytes) else reply

@@ -27,6 +27,7 @@ from gevent.lock import BoundedSemaphore
 from redis.exceptions import NoScriptError, ResponseError
 
 from ..redis_errors import is_unavailable
+from .redis_replies import Replies
 
 MAX_OPEN = 32  # like the command pool's bound: publishes beyond it wait for a connection
 MAX_IDLE = 8
@@ -40,51 +41,51 @@ class Script:
         self._connect = lambda: pool.connection_class(**pool.connection_kwargs)
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()  # Redis names scripts by SHA-1
-        self._idle: list[redis.connection.AbstractConnection] = []
+        self._idle: list[tuple[redis.connection.AbstractConnection, Replies]] = []
         self._slots = BoundedSemaphore(MAX_OPEN)
 
     def __call__(self, keys: Sequence[object], args: Sequence[object]) -> object:
         with self._slots:
-            conn = self._idle.pop() if self._idle else self._new_connection()
+            conn, replies = self._idle.pop() if self._idle else self._new_connection()
             try:
-                reply = self._run(conn, keys, args)
+                reply = self._run(conn, replies, keys, args)
             except ResponseError as exc:
                 if is_unavailable(exc):  # READONLY (a demoted primary), LOADING...: reconnect next time
                     conn.disconnect()
                     self.close()
                 else:  # the script's own error reply (a quota): the connection read all of it
-                    self._keep(conn)
+                    self._keep(conn, replies)
                 raise
             except BaseException:
                 conn.disconnect()
                 self.close()  # the others were idle on the same server: likely dead too
                 raise
-            self._keep(conn)
+            self._keep(conn, replies)
             return reply
 
-    def _new_connection(self) -> redis.connection.AbstractConnection:
+    def _new_connection(self) -> tuple[redis.connection.AbstractConnection, Replies]:
         conn = self._connect()
         # connect() now, as the pool does: a Sentinel-managed connection finds its primary in connect();
         # the first command's implicit connect would dial the connection's default address instead.
         conn.connect()
-        return conn
+        return conn, Replies(conn)
 
-    def _run(self, conn: redis.connection.AbstractConnection, keys: Sequence[object], args: Sequence[object]) -> object:
+    def _run(self, conn: redis.connection.AbstractConnection, replies: Replies, keys: Sequence[object], args: Sequence[object]) -> object:
         conn.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
         try:
-            return conn.read_response()
+            return replies.answer()
         except NoScriptError:  # a restarted or flushed server: EVAL runs it and caches it again
             conn.send_command("EVAL", self.source, len(keys), *keys, *args)
-            return conn.read_response()
+            return replies.answer()
 
-    def _keep(self, conn: redis.connection.AbstractConnection) -> None:
+    def _keep(self, conn: redis.connection.AbstractConnection, replies: Replies) -> None:
         if len(self._idle) < MAX_IDLE:
-            self._idle.append(conn)
+            self._idle.append((conn, replies))
         else:
             conn.disconnect()
 
     def close(self) -> None:
         """Close the idle connections (the next call opens a new one)."""
         idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             conn.disconnect()

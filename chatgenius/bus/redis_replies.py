@@ -1,0 +1,131 @@
+"""Replies off one Redis connection, read straight from its socket by the one greenlet that reads it.
+
+Used where a reply is awaited once per event: the live feed (redis_feed.py,
+cluster_feed.py: a wait per message) and the publish script's connections
+(redis_script.py: a wait per EVALSHA). Why not redis-py's `read_response`:
+under gevent each wait for a reply there is a `recv` failing with EAGAIN, its
+exception, a timeout object and, with a timeout of the caller's, two
+`settimeout` calls. Measured on the feed (bench/feed_read_cost.py): about
+75 µs of CPU per message through redis-py, about 33 here.
+
+A wait here is the socket's own I/O watcher and one timer, then one `recv`
+into a buffer fed to the connection's hiredis reader: a reply split across TCP
+segments is finished by the next wait, and a timeout drops nothing. A peer
+that closes reads as EOF: redis.ConnectionError. Error replies are raised as
+redis-py raises them (its parser builds them: NoScriptError, ResponseError...).
+A connection this cannot read that way (TLS, or redis-py's pure-Python parser)
+is read through `read_response`; so is every one when redis-py's internals are
+not the ones expected here (the private names: `_sock`, `_parser._reader`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gevent.socket
+import redis
+from gevent.hub import Waiter, get_hub
+
+try:  # what redis-py's hiredis reader returns while a reply is incomplete
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH
+except ImportError:  # pragma: no cover - another redis-py: every read goes through read_response
+    _NOT_ENOUGH = None
+
+
+class Replies:
+    """`next(timeout)`: a feed's next reply, or None when none came within `timeout` s;
+    `answer()`: the reply to a command just sent.
+
+    With `timeout` 0: only a reply already read off the socket (no syscall),
+    what a reader takes behind the message it woke for. Replies come as Redis
+    sent them (`[b"message", channel, payload]` on a feed). One instance per
+    connection, read by one greenlet; a new connection needs a new instance.
+    """
+
+    __slots__ = ("_conn", "_reader", "_raw", "_buffer", "_io", "_timers", "_hub")
+
+    def __init__(self, conn: redis.connection.AbstractConnection, direct: bool = True) -> None:
+        """`direct=False` reads through redis-py where it could read off the socket (a benchmark's
+        comparison: bench/feed_read_cost.py)."""
+        self._conn = conn
+        sock = getattr(conn, "_sock", None)
+        raw = getattr(sock, "_sock", None)  # gevent's socket keeps the OS socket non-blocking
+        reader = getattr(getattr(conn, "_parser", None), "_reader", None)  # hiredis' Reader
+        direct = (
+            direct and type(sock) is gevent.socket.socket  # a subclass (TLS) would read ciphertext
+            and raw is not None and raw.gettimeout() == 0.0
+            and reader is not None and _NOT_ENOUGH is not None
+            # a class that reads its own way keeps it (Sentinel's turns READONLY into a reconnect)
+            and type(conn).read_response is redis.connection.AbstractConnection.read_response
+        )
+        self._reader = reader if direct else None
+        self._raw = raw
+        self._buffer = bytearray(65536) if direct else bytearray()
+        self._hub = get_hub()
+        self._io = self._hub.loop.io(raw.fileno(), 1) if direct else None
+        self._timers: dict[float, object] = {}
+
+    @property
+    def direct(self) -> bool:
+        """Read off the socket here (else through redis-py's read_response)."""
+        return self._reader is not None
+
+    def next(self, timeout: float) -> Any:
+        """The next reply, or None after `timeout` s (0: only one already read). For a feed, whose
+        replies are never nil: None means none came."""
+        if self._reader is None:
+            try:
+                return self._conn.read_response(timeout=timeout, disconnect_on_error=False, push_request=True)
+            except redis.TimeoutError:
+                return None
+        reply = self._take(timeout)
+        return None if reply is _NOT_ENOUGH else reply
+
+    def answer(self) -> Any:
+        """The reply to the command just sent; redis.TimeoutError after the connection's socket timeout."""
+        if self._reader is None:
+            return self._conn.read_response()
+        reply = self._take(self._conn.socket_timeout)
+        if reply is _NOT_ENOUGH:
+            raise redis.TimeoutError("Timeout reading from socket")
+        return reply
+
+    def _take(self, timeout: float | None) -> Any:
+        """The next reply off the socket, or _NOT_ENOUGH once `timeout` s passed without one."""
+        reader = self._reader
+        assert reader is not None
+        reply = reader.gets()
+        while reply is _NOT_ENOUGH:
+            if timeout == 0 or not self._wait(timeout):
+                return _NOT_ENOUGH
+            try:
+                got = self._raw.recv_into(self._buffer)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise redis.ConnectionError(f"reading from Redis failed: {exc}") from exc
+            if got == 0:
+                raise redis.ConnectionError("Redis closed the connection")
+            reader.feed(self._buffer, 0, got)
+            reply = reader.gets()
+        if isinstance(reply, Exception):  # an error reply, or the parser's protocol error
+            raise reply
+        return reply
+
+    def _wait(self, timeout: float | None) -> bool:
+        """Wait until the socket is readable (True) or `timeout` s passed (False)."""
+        timer = None
+        if timeout is not None:
+            timer = self._timers.get(timeout)
+            if timer is None:  # repeating: a one-shot libev timer started again fires at once
+                timer = self._timers[timeout] = self._hub.loop.timer(timeout, timeout)
+        waiter = Waiter(self._hub)  # one per wait: a late callback of the other watcher finds no reader
+        self._io.start(waiter.switch, True)
+        if timer is not None:
+            timer.start(waiter.switch, False)
+        try:
+            return waiter.get()
+        finally:
+            self._io.stop()
+            if timer is not None:
+                timer.stop()
