@@ -229,8 +229,8 @@ class RedisBus:
     def handle_arrived(self, pubsub: redis.client.PubSub, replies: FeedReplies, msg: list | None) -> int:
         """Handle `msg` and every message already received behind it, joining runs of one channel.
 
-        Only what has arrived is taken (a non-blocking read), so nothing waits for
-        a batch; when the reader is behind, a stream gets a run of events in one
+        Only what has been read already is taken (no further read), so nothing
+        waits for a batch; when the reader is behind, a stream gets a run of events in one
         write instead of one write per event (Hub.dispatch_run). At most
         READ_BATCH messages before other greenlets get a turn. Returns the largest
         number of local streams one of them went to.

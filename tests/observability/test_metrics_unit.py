@@ -19,7 +19,7 @@ from chatgenius.events import draft, envelope_json
 from chatgenius.factory import create_app
 from chatgenius.metrics import Labelled, WorkersCollector, quantile
 from chatgenius.sse import durable_frame, ephemeral_frame
-from chatgenius.telemetry import frame_ts, refusal
+from chatgenius.telemetry import LATENCY_SAMPLES, frame_ts, refusal
 
 CHAN = "channel:general"
 
@@ -180,10 +180,12 @@ def test_deliveries_are_batched_and_latency_sampled_under_heavy_fan_out(app: Fla
     start = tel.stats()
     for _ in range(5000):
         tel.stream_wrote([frame, frame])
-    tel.sample()  # 5000 writes in the last second: from now on one write in 5 is timed
+    tel.sample()  # 5000 writes in the last second: from now on one write in 5000 / LATENCY_SAMPLES is timed
     for _ in range(5000):
         tel.stream_wrote([frame])
+    for _ in range(5000):  # an event the reader wrote to idle streams itself: one write, same budget
+        tel.dispatched(frame, 1000, 1000)
     now = tel.stats()
-    assert now["events_delivered"]["live"] - start["events_delivered"]["live"] == 15000
+    assert now["events_delivered"]["live"] - start["events_delivered"]["live"] == 15000 + 5_000_000
     observed = now["broadcast_latency_seconds"]["count"] - start["broadcast_latency_seconds"]["count"]
-    assert observed == 5000 + 1000
+    assert observed == 5000 + 2 * LATENCY_SAMPLES
