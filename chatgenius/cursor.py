@@ -10,12 +10,12 @@ its data starts a new epoch, and a cursor from the old one is answered with
 
 from __future__ import annotations
 
-import itertools
-import os
 import re
 import secrets
 import string
 from typing import NamedTuple
+
+from .unique import UniqueNames
 
 _CURSOR = re.compile(r"^([a-z0-9]{4,16})-(\d{1,18})$")
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -54,26 +54,11 @@ def base36(n: int, digits: str) -> str:
             return out
 
 
-class _Epochs:
-    """Epoch names unique per call: a random prefix per process (new after a fork) and a counter.
-
-    Why not fresh randomness per call: the Redis bus proposes a candidate epoch
-    with every publish (used only when none is stored), and drawing ten
-    characters from the OS took ten getrandom(2) calls, the largest syscall
-    cost of a publish. Uniqueness is what matters: an epoch must never name two
-    lifetimes of a sequence, and a counter within a random prefix never repeats.
-    """
-
-    def __init__(self) -> None:
-        self.reseed()
-        os.register_at_fork(after_in_child=self.reseed)
-
-    def reseed(self) -> None:
-        self.prefix = "".join(secrets.choice(_ALPHABET) for _ in range(9))
-        self.counter = itertools.count(secrets.randbelow(36**4))
-
-    def __call__(self) -> str:
-        return self.prefix + base36(next(self.counter), _ALPHABET)  # 10 to 16 characters (the cursor's form allows 4 to 16)
-
-
-new_epoch = _Epochs()
+# Epoch names: a random prefix of 9 characters per process and a counter, 10 to 16 characters in all (the
+# cursor's form allows 4 to 16). Why not fresh randomness per call (unique.py): the Redis bus proposes a
+# candidate epoch with every publish (used only when none is stored), and drawing ten characters from the
+# OS took ten getrandom(2) calls, the largest syscall cost of a publish. An epoch must never name two
+# lifetimes of a sequence: a counter within a random prefix never repeats.
+new_epoch = UniqueNames(
+    lambda: "".join(secrets.choice(_ALPHABET) for _ in range(9)), 36**4, lambda prefix, n: prefix + base36(n, _ALPHABET)
+)

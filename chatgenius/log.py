@@ -8,16 +8,16 @@ them in the first place.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-import os
 import re
 import secrets
 import sys
 import time
 from contextvars import ContextVar
 from typing import Any
+
+from .unique import UniqueNames
 
 _SECRET = re.compile(
     r"(?P<jwt>eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)"
@@ -33,27 +33,9 @@ logger = logging.getLogger("chatgenius")
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
-class _RequestIds:
-    """Request ids: 32 hex digits, a random half per process (new after a fork) and a counter.
-
-    Why not uuid4: it draws 16 bytes from the OS (a getrandom(2) call) for every
-    request, a visible share of a publish's system calls. A request id only has
-    to be unique to correlate log lines; it is no secret.
-    """
-
-    def __init__(self) -> None:
-        self.reseed()
-        os.register_at_fork(after_in_child=self.reseed)
-
-    def reseed(self) -> None:
-        self.prefix = secrets.token_hex(8)
-        self.counter = itertools.count(secrets.randbelow(1 << 32))
-
-    def __call__(self) -> str:
-        return f"{self.prefix}{next(self.counter):016x}"
-
-
-new_request_id = _RequestIds()
+# Request ids: 32 hex digits, a random half per process and a counter (unique.py: no getrandom(2)
+# per request as uuid4 would make; a request id only has to correlate log lines, it is no secret).
+new_request_id = UniqueNames(lambda: secrets.token_hex(8), 1 << 32, lambda prefix, n: f"{prefix}{n:016x}")
 
 
 def redact(text: str) -> str:

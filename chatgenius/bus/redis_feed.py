@@ -209,5 +209,6 @@ class FeedReplies(Replies):
     __slots__ = ()
 
     def next(self, timeout: float) -> list | None:
+        """Replies.next, a bare PONG as a list."""
         reply = Replies.next(self, timeout)
         return [b"pong", reply] if isinstance(reply, bytes) else reply
