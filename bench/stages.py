@@ -38,7 +38,7 @@ STAGES = [
                                     "create (gunicorn/http/wsgi.py", "environ (gunicorn/http/wsgi.py"]),
     ("reader: socket writes to streams", ["GunicornSocket.send_nowait (chatgenius/wire.py", "GunicornSocket.write"]),
     ("reader: dispatch (hub, subscribers)", ["Hub.dispatch", "Subscriber.offer", "Subscriber.write_now"]),
-    ("reader: pub/sub read and parse (redis-py)", ["RedisBus.handle_arrived", "RedisFeed._serve", "PubSub."]),
+    ("reader: pub/sub read and parse", ["RedisBus.handle_arrived", "RedisFeed._serve", "PubSub.", "FeedReplies."]),
     ("stream loops (queued writes, heartbeats)", ["serve (chatgenius/stream.py", "_flush (chatgenius/stream.py", "StreamBody."]),
     ("gunicorn keep-alive loop, accept", ["AsyncWorker.handle (gunicorn/workers/base_async.py", "GeventWorker.handle"]),
     ("gevent hub (event loop, switches)", ["Hub.run (gevent/hub.py"]),
