@@ -28,6 +28,8 @@ from .sse import comment, encode, retry
 from .subscriber import Frame, Subscriber
 from .wire import THROUGH_SERVER, GunicornSocket, Transport
 
+HEARTBEAT = comment("hb")
+
 
 def control_frame(event: str, data: dict) -> bytes:
     """A server-to-one-connection frame (system.*): no id, never stored."""
@@ -191,7 +193,7 @@ def next_write(session: StreamSession, frames: list[Frame]) -> tuple[list[bytes]
         return kept, b"".join(kept), False
     if time.monotonic() - sub.last_write >= session.heartbeat:
         stats.heartbeat_pending = True  # a stream that ends in this write was found dead by it
-        return kept, comment("hb"), False
+        return kept, HEARTBEAT, False
     return None
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 
 class UniqueNames:
-    """`names()`: `render(prefix, n)` for the next `n` of a counter under this process' prefix."""
+    """Call it for a name: `render(prefix, n)`, `n` the next of a counter under this process' prefix."""
 
     def __init__(self, prefix: Callable[[], str], start_below: int, render: Callable[[str, int], str]) -> None:
         self._new_prefix = prefix

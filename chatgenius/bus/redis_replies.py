@@ -42,12 +42,12 @@ class Replies:
     connection, read by one greenlet; a new connection needs a new instance.
     """
 
-    __slots__ = ("_conn", "_reader", "_raw", "_buffer", "_io", "_timers", "_hub")
+    __slots__ = ("conn", "_reader", "_raw", "_buffer", "_io", "_timers", "_hub")
 
     def __init__(self, conn: redis.connection.AbstractConnection, direct: bool = True) -> None:
         """`direct=False` reads through redis-py where it could read off the socket (a benchmark's
         comparison: bench/feed_read_cost.py)."""
-        self._conn = conn
+        self.conn = conn  # the connection read (its owner sends on it)
         sock = getattr(conn, "_sock", None)
         raw = getattr(sock, "_sock", None)  # gevent's socket keeps the OS socket non-blocking
         reader = getattr(getattr(conn, "_parser", None), "_reader", None)  # hiredis' Reader
@@ -75,7 +75,7 @@ class Replies:
         replies are never nil: None means none came."""
         if self._reader is None:
             try:
-                return self._conn.read_response(timeout=timeout, disconnect_on_error=False, push_request=True)
+                return self.conn.read_response(timeout=timeout, disconnect_on_error=False, push_request=True)
             except redis.TimeoutError:
                 return None
         reply = self._take(timeout)
@@ -84,8 +84,8 @@ class Replies:
     def answer(self) -> Any:
         """The reply to the command just sent; redis.TimeoutError after the connection's socket timeout."""
         if self._reader is None:
-            return self._conn.read_response()
-        reply = self._take(self._conn.socket_timeout)
+            return self.conn.read_response()
+        reply = self._take(self.conn.socket_timeout)
         if reply is _NOT_ENOUGH:
             raise redis.TimeoutError("Timeout reading from socket")
         return reply

@@ -41,36 +41,38 @@ class Script:
         self._connect = lambda: pool.connection_class(**pool.connection_kwargs)
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()  # Redis names scripts by SHA-1
-        self._idle: list[tuple[redis.connection.AbstractConnection, Replies]] = []
+        self._idle: list[Replies] = []  # each with its connection (Replies.conn)
         self._slots = BoundedSemaphore(MAX_OPEN)
 
     def __call__(self, keys: Sequence[object], args: Sequence[object]) -> object:
         with self._slots:
-            conn, replies = self._idle.pop() if self._idle else self._new_connection()
+            replies = self._idle.pop() if self._idle else self._new_connection()
+            conn = replies.conn
             try:
-                reply = self._run(conn, replies, keys, args)
+                reply = self._run(replies, keys, args)
             except ResponseError as exc:
                 if is_unavailable(exc):  # READONLY (a demoted primary), LOADING...: reconnect next time
                     conn.disconnect()
                     self.close()
                 else:  # the script's own error reply (a quota): the connection read all of it
-                    self._keep(conn, replies)
+                    self._keep(replies)
                 raise
             except BaseException:
                 conn.disconnect()
                 self.close()  # the others were idle on the same server: likely dead too
                 raise
-            self._keep(conn, replies)
+            self._keep(replies)
             return reply
 
-    def _new_connection(self) -> tuple[redis.connection.AbstractConnection, Replies]:
+    def _new_connection(self) -> Replies:
         conn = self._connect()
         # connect() now, as the pool does: a Sentinel-managed connection finds its primary in connect();
         # the first command's implicit connect would dial the connection's default address instead.
         conn.connect()
-        return conn, Replies(conn)
+        return Replies(conn)
 
-    def _run(self, conn: redis.connection.AbstractConnection, replies: Replies, keys: Sequence[object], args: Sequence[object]) -> object:
+    def _run(self, replies: Replies, keys: Sequence[object], args: Sequence[object]) -> object:
+        conn = replies.conn
         conn.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
         try:
             return replies.answer()
@@ -78,14 +80,14 @@ class Script:
             conn.send_command("EVAL", self.source, len(keys), *keys, *args)
             return replies.answer()
 
-    def _keep(self, conn: redis.connection.AbstractConnection, replies: Replies) -> None:
+    def _keep(self, replies: Replies) -> None:
         if len(self._idle) < MAX_IDLE:
-            self._idle.append((conn, replies))
+            self._idle.append(replies)
         else:
-            conn.disconnect()
+            replies.conn.disconnect()
 
     def close(self) -> None:
         """Close the idle connections (the next call opens a new one)."""
         idle, self._idle = self._idle, []
-        for conn, _ in idle:
-            conn.disconnect()
+        for replies in idle:
+            replies.conn.disconnect()

@@ -29,7 +29,7 @@ return {ARGV[1], redis.call('INCR', KEYS[1])}
 
 
 def idle_replies(script: Script) -> list[Replies]:
-    return [replies for _, replies in script._idle]
+    return list(script._idle)
 
 
 def test_answers_nil_and_error_replies_on_the_direct_path(redis_url):
