@@ -57,8 +57,11 @@ def test_reload_under_50_events_per_second_loses_and_duplicates_nothing(store: S
         try:
             opened(g, CLIENTS)
             wait_until(lambda: len(publisher.ids) >= 50, 20)
+            # Handles taken before the HUP: a worker holding no stream may exit
+            # before hup() returns, and would be gone by the time we looked it up.
+            procs = [psutil.Process(pid) for pid in g.worker_pids()]
             old = g.hup()  # returns once the new workers exist; the old ones drain
-            procs = [psutil.Process(pid) for pid in old]
+            assert {p.pid for p in procs} == old
             _, alive = psutil.wait_procs(procs, timeout=float(DRAIN_ENV["GRACEFUL_TIMEOUT"]) + 2)
             assert not alive, "old workers exit within graceful_timeout"
             count = len(publisher.ids)
