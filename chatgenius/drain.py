@@ -1,7 +1,8 @@
 """Zero-loss drain: when gunicorn stops a worker, its streams are told to come back elsewhere.
 
 gunicorn flips `worker.alive` on SIGTERM, HUP (reload) and max-requests; we
-notice within 0.2 s, refuse new streams, and end each open stream with
+notice within a second (as gunicorn's own loop does, on the process's shared
+clock: background.py), refuse new streams, and end each open stream with
 `system.reconnect` at a jittered moment spread over `spread` seconds so the
 crowd does not reconnect in one instant (Nchan #505). Clients resume with their
 cursor, so nothing is lost and nothing repeats.
@@ -16,6 +17,7 @@ import time
 import gevent
 
 from . import log
+from .background import sleep_to_grid
 from .service import Realtime
 from .stream import control_frame, jittered
 
@@ -61,7 +63,7 @@ def watch(worker) -> None:
 
     def loop() -> None:
         while worker.alive:
-            gevent.sleep(0.2)
+            sleep_to_grid(1.0)
         drain(rt, spread)
         gevent.sleep(spread + 0.5)
         rt.bus.close()

@@ -1,0 +1,61 @@
+"""The periodic jobs' shared grid (background.py): jobs of one process wake it together."""
+
+from __future__ import annotations
+
+import math
+
+import gevent
+import pytest
+from gevent.hub import get_hub
+
+from chatgenius import background
+from chatgenius.background import Every, until_next
+
+
+@pytest.mark.parametrize("interval", [0.2, 1.0, 20.0])
+@pytest.mark.parametrize("phase", [0.0, 0.37, 0.999])
+@pytest.mark.parametrize("now", [0.0, 5.0, 1796575895.4934115, 1796575895.999999])
+def test_the_next_round_is_on_the_grid_and_never_a_hair_away(interval, phase, now):
+    wait = until_next(interval, now, phase)
+    assert interval / 100 <= wait <= interval * 1.01 + 1e-9
+    k = (now + wait - phase) / interval
+    assert math.isclose(k, round(k), abs_tol=1e-6), "lands on phase + k * interval"
+
+
+def test_a_timer_that_fired_a_hair_early_waits_a_whole_round():
+    interval, phase = 1.0, 0.25
+    on_grid = 1000.25
+    assert until_next(interval, on_grid, phase) == pytest.approx(1.0)
+    assert until_next(interval, on_grid - 1e-9, phase) == pytest.approx(1.0, abs=1e-6)
+    assert until_next(interval, on_grid + 0.5, phase) == pytest.approx(0.5)
+
+
+def test_processes_get_different_phases(monkeypatch):
+    phases = []
+    for pid in range(4000, 4008):
+        monkeypatch.setattr(background.os, "getpid", lambda pid=pid: pid)
+        phases.append(background.phase())
+    assert all(0 <= p < 1 for p in phases)
+    assert len({round(p, 6) for p in phases}) == len(phases)
+
+
+def test_jobs_started_apart_run_in_the_same_turn_of_the_loop():
+    """Two jobs of 0.1 s and one of 0.2 s, started at different moments, wake the loop together:
+    each round reads the same loop time (libev's, set once per turn)."""
+    loop = get_hub().loop
+    seen: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+    jobs = []
+    try:
+        jobs.append(Every(0.1, lambda: seen["a"].append(loop.now()), print).start())
+        gevent.sleep(0.033)
+        jobs.append(Every(0.1, lambda: seen["b"].append(loop.now()), print).start())
+        gevent.sleep(0.051)
+        jobs.append(Every(0.2, lambda: seen["c"].append(loop.now()), print).start())
+        gevent.sleep(0.75)
+    finally:
+        for job in jobs:
+            job.stop()
+    a, b, c = (set(seen[k]) for k in "abc")
+    assert len(b) >= 5 and len(c) >= 3
+    assert b <= a, "the second 0.1 s job ran only in turns the first also ran in"
+    assert c <= a, "the 0.2 s job ran only on turns of the 0.1 s grid"
