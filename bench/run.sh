@@ -10,6 +10,9 @@
 #        OUT_DIR [bench/results/<stamp>]  CG_WORKERS [2]  PUB_CONC [16]
 #        IDLE_SIZES, IDLE_HOLD, FAN_N, FAN_RATES, FAN_DUR, SPREAD_N, SPREAD_DUR, STORM_N, STORM_BACK,
 #        CHAT_N, CHAT_CHANNELS, CHAT_RATES, CHAT_DUR, CHAT_PUB_CONC
+#        SERVER_CPUS, GEN_CPUS: CPU lists for taskset (e.g. 0 and 1): the target (with its Redis)
+#        and the generator on cores of their own, so that the generator's load (a whole core at
+#        100,000 deliveries/s) does not queue the server's work; unset: no pinning
 # Output: OUT_DIR/<target>.jsonl (one JSON line per scenario run), <target>.log
 # (generator progress and the exact ssebench command lines), machine.txt and
 # summary.md (printed at the end). Every process is started by a peer's start.sh
@@ -25,6 +28,10 @@ TARGETS=${TARGETS:-chatgenius nchan flask-sse}
 SCENARIOS=${SCENARIOS:-idle fanout spread chat storm}
 OUT_DIR=${OUT_DIR:-$BENCH_DIR/results/$(date +%Y%m%d-%H%M%S)$([[ $QUICK == 1 ]] && echo -quick)}
 PUB_CONC=${PUB_CONC:-16}   # concurrent HTTP publish requests (same for every system)
+SERVER_CPUS=${SERVER_CPUS:-}; GEN_CPUS=${GEN_CPUS:-}
+ON_SERVER=(); ON_GEN=()
+[[ -n $SERVER_CPUS ]] && ON_SERVER=(taskset -c "$SERVER_CPUS")
+[[ -n $GEN_CPUS ]] && ON_GEN=(taskset -c "$GEN_CPUS")
 if [[ $QUICK == 1 ]]; then
   IDLE_SIZES=${IDLE_SIZES:-1000 10000}; IDLE_HOLD=${IDLE_HOLD:-10s}
   FAN_DUR=${FAN_DUR:-5s}; FAN_REFINE=${FAN_REFINE:-0}
@@ -68,6 +75,7 @@ IDLE_SIZES=$sizes
   go version; nginx -v 2>&1; redis-server --version; python3 --version; ../.venv/bin/python --version
   dpkg-query -W nginx libnginx-mod-nchan redis-server golang-go 2>/dev/null
   echo "ulimit -n $(ulimit -n)"; echo "loadavg at start: $(cat /proc/loadavg)"
+  echo "pinning: server CPUs ${SERVER_CPUS:-any}, generator CPUs ${GEN_CPUS:-any}"
   echo "## ours:"; ../.venv/bin/pip freeze 2>/dev/null | grep -Ei '^(flask|gevent|gunicorn|redis|hiredis|greenlet)='
   echo "## peers venv:"; "$VENV/bin/pip" freeze 2>/dev/null | grep -Ei '^(flask|flask-sse|gevent|gunicorn|redis|hiredis)='
   git -C .. rev-parse --short HEAD 2>/dev/null; git -C .. status --short -- chatgenius gunicorn.conf.py wsgi.py 2>/dev/null
@@ -76,7 +84,7 @@ echo "results -> $OUT_DIR"
 
 PEER_DIR=
 start_target() { "$PEER_DIR/stop.sh" >>"$LOG" 2>&1; sleep 0.5
-  "$PEER_DIR/start.sh" >>"$LOG" 2>&1 || { echo "start of $T failed, see $LOG" >&2; return 1; }
+  "${ON_SERVER[@]}" "$PEER_DIR/start.sh" >>"$LOG" 2>&1 || { echo "start of $T failed, see $LOG" >&2; return 1; }
   SUB_HEADERS=(); PUB_HEADERS=(); STATS_HOOK=''; CHAN='bench{run}c{c}'; SPREAD_SUB_URL=''; SUB_HEADER_FILE=''; source "$PEER_DIR/target.env"; sleep 1; }
 stop_target() { [[ -n $PEER_DIR ]] && "$PEER_DIR/stop.sh" >>"$LOG" 2>&1; true; }
 trap stop_target EXIT
@@ -93,7 +101,7 @@ bench() { # bench SCENARIO_LABEL SUB_URL [extra ssebench flags...]
   echo "+ ssebench ${args[*]} $*" | sed 's/Bearer [A-Za-z0-9._-]*/Bearer <token>/g' >>"$LOG"
   local b0 t0; b0=$(busy_s); t0=$(date +%s.%N)
   [[ -n ${STATS_HOOK:-} ]] && "$STATS_HOOK" before "$label"
-  "$BIN" "${args[@]}" "$@" 2>>"$LOG" | python3 "$BENCH_DIR/summarize.py" --line
+  "${ON_GEN[@]}" "$BIN" "${args[@]}" "$@" 2>>"$LOG" | python3 "$BENCH_DIR/summarize.py" --line
   [[ -n ${STATS_HOOK:-} ]] && "$STATS_HOOK" after "$label"
   # whole-machine CPU during the run, to tell our load from other tenants' (see summary)
   printf '%s\t%s\t%.1f\t%.1f\t%s\n' "$TARGET_NAME" "$label" "$(echo "$(date +%s.%N) - $t0" | bc)" \
