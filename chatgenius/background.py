@@ -12,7 +12,7 @@ idle worker's cost was mostly its wake-ups (about ten a second from five
 jobs), each a return from epoll and a cold run through the loop; at 10 events/s
 to 1,000 streams that was several per cent of the CPU per delivery
 (docs/PERFORMANCE.md). The phase differs between processes (it comes from the
-pid), so the workers of a deployment do not all call Redis in the same
+host name and pid), so the workers of a deployment do not all call Redis in the same
 millisecond.
 """
 
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import zlib
 from collections.abc import Callable
 
 import gevent
@@ -39,9 +41,6 @@ def warn(event: str, **fields: Callable[[], object]) -> OnError:
     return report
 
 
-GOLDEN = 0.6180339887498949  # spreads consecutive pids over [0, 1) evenly
-
-
 def until_next(interval: float, now: float, phase: float) -> float:
     """Seconds from `now` to the next point `phase + k * interval` of the grid, at least 1 % of
     `interval` away (a timer that fired a hair early must not run its job twice)."""
@@ -52,9 +51,10 @@ def until_next(interval: float, now: float, phase: float) -> float:
 
 
 def phase() -> float:
-    """This process's shift of the grid, in seconds within [0, 1): from its pid, so each
-    gunicorn worker has its own, and every job of one process shares it."""
-    return (os.getpid() * GOLDEN) % 1.0
+    """This process's shift of the grid, in seconds within [0, 1): from its host name and pid,
+    so each gunicorn worker (and the same pid in containers on other hosts) has its own, and
+    every job of one process shares it."""
+    return zlib.crc32(f"{socket.gethostname()} {os.getpid()}".encode()) / 2**32
 
 
 def sleep_to_grid(interval: float) -> None:
@@ -76,6 +76,8 @@ class Every:
     __slots__ = ("interval", "work", "on_error", "_greenlet")
 
     def __init__(self, interval: float, work: Callable[[], object], on_error: OnError) -> None:
+        if not interval > 0:
+            raise ValueError(f"a periodic job needs an interval above 0, got {interval!r}")
         self.interval = interval
         self.work = work
         self.on_error = on_error

@@ -74,6 +74,7 @@ def test_reload_under_50_events_per_second_loses_and_duplicates_nothing(store: S
         drains = [r for r in g.json_logs() if r.get("event") == "worker.drain"]
         # A worker holding no stream may exit before its drain greenlet wakes: no line from it then.
         assert {r["pid"] for r in drains} <= set(old) and sum(r["streams"] for r in drains) >= CLIENTS
+        assert {r["cause"] for r in drains} == {"SIGTERM"}, "the reload's SIGTERM starts the drain, not the poll"
         assert not [line for line in g.log_lines() if "graceful timeout" in line.lower()]
 
 
@@ -101,5 +102,6 @@ def test_shutdown_under_50_events_per_second_loses_and_duplicates_nothing(store:
         truth = history_after(b.base_url, alice, chan, start)
         assert truth[-1] == ids[-1]
         check_exactly_once(followers, truth)
-        assert [r for r in a.json_logs() if r.get("event") == "worker.drain"]
+        drains = [r for r in a.json_logs() if r.get("event") == "worker.drain"]
+        assert drains and {r["cause"] for r in drains} == {"SIGTERM"}
         assert not [line for line in a.log_lines() if "graceful timeout" in line.lower()]

@@ -15,7 +15,7 @@ ssebench/ssebench run -label x -scenario fanout -pub-conc 16 -n 1000 -sub-url "$
   -pub-url "$PUB_URL" -H-rotate "$SUB_HEADER_FILE" -pub-H "Authorization: Bearer $TOKEN" \
   -pub-H "Content-Type: application/json" -rates "$R,$R" -duration 25s -max-time 4m >/dev/null 2>"$OUT/run.log" &
 gen=$!
-until grep -q "step 2: rate" "$OUT/run.log" 2>/dev/null; do sleep 0.2; done
+until grep -q "step 2: rate" "$OUT/run.log" 2>/dev/null; do kill -0 $gen 2>/dev/null || { cat "$OUT/run.log"; exit 1; }; sleep 0.2; done
 sleep 2
 for w in $W; do "$PYSPY" record --pid "$w" --rate 1000 --duration 15 --format raw --nonblocking --output "$OUT/w-$w.txt" >/dev/null 2>&1 & done
 wait $gen; wait
