@@ -50,11 +50,25 @@ def until_next(interval: float, now: float, phase: float) -> float:
     return due - now
 
 
-def phase() -> float:
-    """This process's shift of the grid, in seconds within [0, 1): from its host name and pid,
-    so each gunicorn worker (and the same pid in containers on other hosts) has its own, and
-    every job of one process shares it."""
-    return zlib.crc32(f"{socket.gethostname()} {os.getpid()}".encode()) / 2**32
+def phase_of(host: str, pid: int) -> float:
+    """A process's shift of the grid, in seconds within [0, 1): from its host name and pid, so each
+    gunicorn worker (and the same pid in containers on other hosts) has its own."""
+    return zlib.crc32(f"{host} {pid}".encode()) / 2**32
+
+
+class _Phase:
+    """This process's phase, worked out once (again in a forked child: gunicorn's workers), not
+    per round: every job of the process shares it."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.value = phase_of(socket.gethostname(), os.getpid())
+
+
+_phase = _Phase()
 
 
 def sleep_to_grid(interval: float) -> None:
@@ -63,7 +77,7 @@ def sleep_to_grid(interval: float) -> None:
     # would read the clock again first (update_now), putting the timer off the grid by
     # whatever ran in this turn before.
     hub = get_hub()
-    timer = hub.loop.timer(until_next(interval, hub.loop.now(), phase()))
+    timer = hub.loop.timer(until_next(interval, hub.loop.now(), _phase.value))
     try:
         hub.wait(timer)
     finally:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import socket
 
 import gevent
 import pytest
@@ -30,14 +32,24 @@ def test_a_timer_that_fired_a_hair_early_waits_a_whole_round():
     assert until_next(interval, on_grid + 0.5, phase) == pytest.approx(0.5)
 
 
-def test_processes_get_different_phases(monkeypatch):
-    phases = []
-    for host, pid in [("a", 4000), ("a", 4001), ("a", 4002), ("b", 4000), ("c", 4000)]:
-        monkeypatch.setattr(background.os, "getpid", lambda pid=pid: pid)
-        monkeypatch.setattr(background.socket, "gethostname", lambda host=host: host)
-        phases.append(background.phase())
+def test_processes_get_different_phases():
+    phases = [background.phase_of(host, pid) for host, pid in [("a", 4000), ("a", 4001), ("a", 4002), ("b", 4000), ("c", 4000)]]
     assert all(0 <= p < 1 for p in phases)
     assert len({round(p, 6) for p in phases}) == len(phases), "same pid on other hosts included"
+
+
+def test_a_forked_child_works_out_its_own_phase():
+    assert background._phase.value == background.phase_of(socket.gethostname(), os.getpid())
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its phase and leave without running pytest's teardown
+        os.write(write, repr(background._phase.value).encode())
+        os._exit(0)
+    os.close(write)
+    child = float(os.read(read, 64))
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child == background.phase_of(socket.gethostname(), pid) != background._phase.value
 
 
 @pytest.mark.parametrize("interval", [0, -1.0])
