@@ -26,7 +26,7 @@ except _config.ConfigError as exc:
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="chatgenius-metrics-")
     os.environ["CHATGENIUS_METRICS_DIR_OWNED"] = "1"
-worker_class = "gevent"
+worker_class = "chatgenius.gunicorn_worker.PublishWorker"  # gevent's, with a lean path for the usual publish
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "20000"))
 backlog = 4096
 # Streams are long-lived: the timeout is the worker heartbeat to the master, not a request limit.

@@ -99,7 +99,8 @@ def create_app(settings: config.Settings | None = None, env: Mapping[str, str] |
     for module in (errors, ops, stream, poll, publish, tickets, dev, static, apidoc, admin_stats, chat_web, admin_web):
         app.register_blueprint(module.bp)
     # Outermost: the publisher's usual POST /events is answered before Flask (web/publish_fast.py).
-    app.wsgi_app = FastPublish(app.wsgi_app, rt, telemetry, security.max_body_bytes(settings))  # type: ignore[method-assign]
+    fast = FastPublish(app.wsgi_app, rt, telemetry, security.max_body_bytes(settings))
+    app.wsgi_app = app.extensions["chatgenius.fast_publish"] = fast  # type: ignore[method-assign]
     life = app.extensions["chatgenius.lifecycle"] = Lifecycle()
     life.on_close(lambda: ratelimit.close(limiter))
     start(life, settings, rt, telemetry, chat_api, admin_api)

@@ -39,6 +39,8 @@ AUTH_REASONS = (
 )
 REJECT_REASONS = ("unauthorized", "forbidden", "bad_input", "rate_limit", "connection_limit", "unavailable")
 ERROR_KINDS = ("internal", "stream", "bus_unavailable", "bus_reader")
+# Who parsed a POST /events: gunicorn_worker (server), web/publish_fast before Flask (wsgi), or Flask.
+PUBLISH_PATHS = ("server", "wsgi", "flask")
 CLOSE_REASONS = ("client_closed", "token_expiring", "slow_consumer", "drain", "bus_lost", "shutdown", "admin_kick", "sse_disabled")
 
 
@@ -96,6 +98,9 @@ class Metrics:
             registry=r, buckets=LATENCY_BUCKETS)
         published = Counter("chatgenius_events_published_total", "Events accepted by POST /events, by type", ["type"], registry=r)
         self.published = {etype: published.labels(etype) for etype in sorted(CATALOG)}
+        self.publish_requests = Labelled(
+            Counter("chatgenius_publish_requests_total", "POST /events requests answered, by who parsed them", ["path"], registry=r),
+            PUBLISH_PATHS)
         delivered = Counter(
             "chatgenius_events_delivered_total", "Event frames written to streams (live) or replayed at open (replay)",
             ["source"], registry=r)

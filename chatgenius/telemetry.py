@@ -30,7 +30,7 @@ from . import heap, log
 from .background import Every
 from .bus.base import EventBus
 from .events import Draft
-from .metrics import Metrics, collect, snapshot
+from .metrics import PUBLISH_PATHS, Metrics, collect, snapshot
 from .stream import StreamSession
 from .streams import Streams
 
@@ -110,6 +110,7 @@ class Telemetry:
         self._lag = 0.0  # worst reader lag since the last sample
         self._unflushed = 0  # live frames written since the last flush into the counter
         self._writes = 0
+        self._publish_requests = dict.fromkeys(PUBLISH_PATHS, 0)  # since the last flush
         self._writes_seen = 0
         self._stride = 1
         self._reconnects_seen = 0
@@ -149,11 +150,19 @@ class Telemetry:
             if ts is not None:
                 self.metrics.latency.observe(max(0.0, self._clock() - ts))
 
+    def publish_request(self, path: str) -> None:
+        """A POST /events answered by `path` (one of PUBLISH_PATHS); counted into the metric at the next flush."""
+        self._publish_requests[path] += 1
+
     def flush(self) -> None:
-        """Add the live deliveries counted since the last flush to the counter (cheap per-frame counting)."""
+        """Add the live deliveries and publish requests counted since the last flush to their counters (cheap per-event counting)."""
         if self._unflushed:
             self.metrics.delivered_live.inc(self._unflushed)
             self._unflushed = 0
+        for path, n in self._publish_requests.items():
+            if n:
+                self.metrics.publish_requests[path].inc(n)
+                self._publish_requests[path] = 0
 
     def stream_closed(self, session: StreamSession) -> None:
         """See StreamObserver.stream_closed: close reason, duration, slow consumers, missed heartbeats."""

@@ -1,4 +1,5 @@
-"""The WSGI entry inside the package: `gunicorn -k gevent chatgenius.wsgi:app` from an installed wheel.
+"""The WSGI entry inside the package: `gunicorn -k chatgenius.gunicorn_worker.PublishWorker chatgenius.wsgi:app`
+from an installed wheel (`-k gevent` works too, without the lean publish path).
 
 The repository's top-level wsgi.py re-exports this `app` (`gunicorn -c gunicorn.conf.py wsgi:app`).
 """

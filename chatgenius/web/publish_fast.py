@@ -31,7 +31,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -47,6 +47,16 @@ from .observe import valid_request_id
 PATH = "/events"
 _JSON = "application/json"
 
+NOT_JSON = object()
+# The headers the fast path reads, by their WSGI environ keys.
+_ENVIRON = {
+    "content-type": "CONTENT_TYPE",
+    "content-length": "CONTENT_LENGTH",
+    "authorization": "HTTP_AUTHORIZATION",
+    "accept-encoding": "HTTP_ACCEPT_ENCODING",
+    "x-request-id": "HTTP_X_REQUEST_ID",
+    "idempotency-key": "HTTP_IDEMPOTENCY_KEY",
+}
 # What the blueprint's hooks put on every JSON answer (web/security.py, web/observe.py).
 _HEADERS = [
     ("Content-Type", _JSON),
@@ -57,7 +67,12 @@ _HEADERS = [
 
 
 class FastPublish:
-    """WSGI middleware: answer the usual POST /events here, pass everything else to `app`."""
+    """WSGI middleware: answer the usual POST /events here, pass everything else to `app`.
+
+    The decision and the answer are plain methods over a request's headers
+    (lower-case names) and body, so that a server that parses the request
+    itself (gunicorn_worker.PublishWorker) answers it the same way.
+    """
 
     def __init__(self, app: Callable[..., Any], rt: Realtime, telemetry: Telemetry, max_body: int) -> None:
         self.app = app
@@ -68,49 +83,65 @@ class FastPublish:
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ["PATH_INFO"] != PATH or environ["REQUEST_METHOD"] != "POST":
             return self.app(environ, start_response)
-        usual = self._usual(environ)
-        if usual is None:
-            return self.app(environ, start_response)
-        who, payload = usual
-        return self._publish(environ, start_response, who, payload)
-
-    def _usual(self, environ: dict) -> tuple[Identity, object] | None:
-        """The caller and the parsed body when the request has the usual shape, else None.
-
-        Reads the body when it gets that far; a request handed back to Flask gets
-        the bytes back as its input.
-        """
         if environ.get("QUERY_STRING") or "HTTP_ORIGIN" in environ:
+            return self.app(environ, start_response)
+        headers = {name: environ[key] for name, key in _ENVIRON.items() if key in environ}
+        who = self.caller(headers)
+        if who is None:
+            return self.app(environ, start_response)
+        body = environ["wsgi.input"].read(int(headers["content-length"]))
+        environ["wsgi.input"] = io.BytesIO(body)  # for Flask, if handed back
+        payload = parse_body(body)
+        if payload is NOT_JSON:
+            return self.app(environ, start_response)
+        status, head, data = self.answer(who, lambda: payload, headers)
+        start_response(f"{status} {HTTPStatus(status).phrase.upper()}", head)
+        return answer_whole(start_response, data)
+
+    def caller(self, headers: Mapping[str, str], verify: bool = False) -> Identity | None:
+        """Who publishes, when the head has the usual shape (the path and the
+        absence of a query string and an `Origin` are the caller's to check);
+        None hands the request to Flask.
+
+        A token not verified in this process yet is Flask's, unless `verify`:
+        then a good one is verified here (and cached) and a bad one is still
+        Flask's, which refuses it with its reason, its log line and its counters.
+        """
+        if not headers.get("content-type", "").startswith(_JSON):
             return None
-        if not environ.get("CONTENT_TYPE", "").startswith(_JSON):
+        if self.rt.flags.enable_compression and "gzip" in headers.get("accept-encoding", ""):
             return None
-        if self.rt.flags.enable_compression and "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
-            return None
-        authorization = environ.get("HTTP_AUTHORIZATION", "")
+        authorization = headers.get("authorization", "")
         if not authorization.startswith("Bearer "):
             return None
-        who = self.rt.verifier.cached(authorization[7:].strip())
+        token = authorization[7:].strip()
+        who = self.rt.verifier.cached(token)
+        if who is None and verify:
+            try:
+                who = self.rt.verifier.verify(token)
+            except Exception:  # AuthError, or no keys to check it with: Flask says which
+                return None
         if who is None:
             return None
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or -1)
-        except ValueError:
+        length = headers.get("content-length", "")
+        if not (length.isascii() and length.isdigit()) or not 0 < int(length) <= self.max_body:
             return None
-        if not 0 < length <= self.max_body:
-            return None
-        body = environ["wsgi.input"].read(length)
-        environ["wsgi.input"] = io.BytesIO(body)  # for Flask, if handed back
-        try:
-            return who, json.loads(body)
-        except (ValueError, RecursionError):
-            return None
+        return who
 
-    def _publish(self, environ: dict, start_response: Callable[..., Any], who: Identity, payload: object) -> Iterable[bytes]:
-        raw_rid = environ.get("HTTP_X_REQUEST_ID", "")
+    def answer(
+        self, who: Identity, payload: Callable[[], object], headers: Mapping[str, str], path: str = "wsgi"
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Publish and answer: the status, the headers (Content-Length included) and the body.
+
+        `payload` gives the request's JSON or raises its ServiceError (json_payload);
+        `path` names who parsed the request, for chatgenius_publish_requests_total.
+        """
+        self.telemetry.publish_request(path)
+        raw_rid = headers.get("x-request-id", "")
         rid = raw_rid if valid_request_id(raw_rid) else log.new_request_id()
         token = log.request_id.set(rid)
         try:
-            body, status, extra = answer(self.rt.publish(who, payload, environ.get("HTTP_IDEMPOTENCY_KEY")))
+            body, status, extra = answer(self.rt.publish(who, payload(), headers.get("idempotency-key")))
         except ServiceError as exc:
             body, status, extra = exc.body(), exc.status, exc.headers
             self.telemetry.refused(exc.status, exc.code)
@@ -121,8 +152,28 @@ class FastPublish:
         finally:
             log.request_id.reset(token)
         data = json.dumps(body, separators=(",", ":")).encode() + b"\n"  # as flask.jsonify writes it
-        headers = [*_HEADERS, ("Content-Length", str(len(data))), ("X-Request-ID", rid), *extra.items()]
+        head = [*_HEADERS, ("Content-Length", str(len(data))), ("X-Request-ID", rid), *extra.items()]
         if self.rt.flags.enable_compression:
-            headers.append(("Vary", "Accept-Encoding"))
-        start_response(f"{status} {HTTPStatus(status).phrase.upper()}", headers)
-        return answer_whole(start_response, data)
+            head.append(("Vary", "Accept-Encoding"))
+        return status, head, data
+
+
+def parse_body(body: bytes) -> object:
+    """The JSON of a publish body, or NOT_JSON (Flask then answers bad_json)."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return NOT_JSON
+
+
+def json_payload(body: bytes) -> object:
+    """The JSON of a publish body, or the blueprint's 400 for it (web/common.json_body's words)."""
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        raise ServiceError(400, "bad_json", "the body is nested too deeply") from None
+    except ValueError:
+        data = None
+    if data is None:  # as Flask's get_json(silent=True): a body of `null` is no JSON body either
+        raise ServiceError(400, "bad_json", "the body is not valid JSON")
+    return data

@@ -11,9 +11,11 @@ import os
 import runpy
 
 import psutil
+from gunicorn.workers.ggevent import GeventWorker
 from support.procs import REPO_ROOT, wait_until
 
 from chatgenius.drain import spread_for
+from chatgenius.gunicorn_worker import PublishWorker
 
 from .helpers import PUBLISHER, Follower, Publisher, Store, head, history_after, host, token
 
@@ -43,7 +45,8 @@ def test_gunicorn_graceful_timeout_outlasts_the_drain(monkeypatch, tmp_path):
     monkeypatch.setattr(os, "environ", {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
     conf = runpy.run_path(str(REPO_ROOT / "gunicorn.conf.py"))
     assert conf["graceful_timeout"] >= spread_for(conf["graceful_timeout"]) + 5
-    assert conf["worker_class"] == "gevent" and "post_worker_init" in conf
+    assert conf["worker_class"] == "chatgenius.gunicorn_worker.PublishWorker" and "post_worker_init" in conf
+    assert issubclass(PublishWorker, GeventWorker)  # the drain rides gunicorn's gevent worker
 
 
 def test_reload_under_50_events_per_second_loses_and_duplicates_nothing(store: Store):

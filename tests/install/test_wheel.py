@@ -73,7 +73,7 @@ def test_gunicorn_streams_an_event_from_the_installed_package_outside_the_reposi
     checked = installed.run(cli, "check-config", env=env, cwd=tmp_path)
     assert checked.returncode == 0 and checked.stdout.startswith("config ok: "), checked
 
-    with Gunicorn(app_module="chatgenius.wsgi:app", cwd=tmp_path, config=None, args=["-k", "gevent"],
+    with Gunicorn(app_module="chatgenius.wsgi:app", cwd=tmp_path, config=None, args=["-k", "chatgenius.gunicorn_worker.PublishWorker"],
                   binary=str(installed.venv / "bin" / "gunicorn"), env={"PYTHONPATH": "", "AUTH_MODE": "dev"}) as server:
         base = server.base_url
         minted = installed.run(cli, "dev-token", "--url", base, "--sub", "alice", "--channel", "channel:*",

@@ -1,0 +1,157 @@
+"""gunicorn's gevent worker, answering the usual POST /events without gunicorn's request machinery.
+
+Why: in a profile of single publishes (docs/PERFORMANCE.md) gunicorn's parsing
+of the request, its WSGI environ and its response object took over half of a
+publish's CPU, more than validating and storing the event. A backend publishes
+the same small request hundreds of times a second on a kept-alive connection.
+
+How: the worker looks at a connection's bytes without taking them off the
+socket (MSG_PEEK). While they hold a whole usual publish (a head that
+web/publish_head.parse reads, a good token, JSON of known length:
+FastPublish.caller), it takes exactly that request off the socket and answers
+it through FastPublish.answer, the same call and answer as the WSGI fast path.
+At the first request that is anything else, or has not fully arrived, the
+connection goes to gunicorn's own handling for good, with all of its bytes
+still unread: gunicorn and Flask answer it as they always have.
+
+Off (every connection is gunicorn's) where this path would skip something the
+configuration asks for: TLS, the PROXY protocol, HTTP/2, the uwsgi protocol, no
+keep-alive, an access log, or pre_request / post_request hooks. Set in
+gunicorn.conf.py (`worker_class`); tests/integration/test_lean_publish.py fails
+if the pinned gunicorn stops taking this path.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from functools import partial
+from http import HTTPStatus
+from typing import Any
+
+import gevent
+from gunicorn import SERVER, util
+from gunicorn.config import PostRequest, PreRequest
+from gunicorn.workers.ggevent import GeventWorker
+
+from .web.publish_fast import FastPublish, json_payload
+from .web.publish_head import parse
+
+# The most of a connection's bytes looked at once: a larger request (a big batch) is gunicorn's.
+PEEK_BYTES = 65536
+_QUIET = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN)
+
+
+class PublishWorker(GeventWorker):
+    """gunicorn's gevent worker; the usual POST /events is answered by `LeanPublish` first."""
+
+    lean: LeanPublish | None = None
+
+    def load_wsgi(self) -> None:
+        """Load the app, then decide once whether this worker takes the lean path."""
+        super().load_wsgi()
+        self.lean = lean_path(self)
+
+    def handle(self, listener: Any, client: socket.socket, addr: Any) -> None:
+        """Publishes first, then (for any other request) gunicorn's own handling of the connection."""
+        if self.lean is not None:
+            client.setblocking(True)
+            try:
+                done = self.lean.serve(client)
+            except (gevent.GreenletExit, SystemExit):  # the worker is stopping (as gunicorn's handler)
+                util.close(client)
+                return
+            except Exception as exc:
+                if not (isinstance(exc, OSError) and exc.errno in _QUIET):
+                    self.log.exception("Error answering a publish")
+                util.close(client)
+                return
+            if done:
+                util.close(client)
+                return
+        super().handle(listener, client, addr)
+
+
+def lean_path(worker: Any) -> LeanPublish | None:
+    """The worker's lean path, or None where it would skip something the configuration asks for."""
+    cfg = worker.cfg
+    fast = getattr(worker.wsgi, "extensions", {}).get("chatgenius.fast_publish")
+    if not isinstance(fast, FastPublish) or not cfg.keepalive:
+        return None
+    if cfg.is_ssl or cfg.proxy_protocol not in ("off", False, None) or cfg.protocol != "http":
+        return None
+    if list(cfg.http_protocols) != ["h1"] or cfg.accesslog is not None:
+        return None
+    if cfg.pre_request is not PreRequest.pre_request or cfg.post_request is not PostRequest.post_request:
+        return None
+    return LeanPublish(worker, fast)
+
+
+class LeanPublish:
+    """One worker's lean path: reads usual publishes off a connection and answers them."""
+
+    def __init__(self, worker: Any, fast: FastPublish) -> None:
+        cfg = worker.cfg
+        self.worker = worker
+        self.fast = fast
+        self.keepalive = cfg.keepalive
+        self.max_fields = cfg.limit_request_fields or 32768
+        self.max_line = cfg.limit_request_field_size or 8190
+        self._date = (0, "")
+
+    def serve(self, sock: socket.socket) -> bool:
+        """Answer the connection's publishes; True when it is done, False to hand it to gunicorn."""
+        fast, worker = self.fast, self.worker
+        while True:
+            data = None
+            with gevent.Timeout(self.keepalive, False):  # gunicorn's wait for the next request
+                data = sock.recv(PEEK_BYTES, socket.MSG_PEEK)
+            if not data:
+                return True  # None: the keep-alive wait ran out; b"": the client closed
+            head = parse(data, self.max_fields, self.max_line)
+            if head is None:
+                return False
+            who = fast.caller(head.headers, verify=True)
+            if who is None:
+                return False
+            # Ours from here: the body is read off the socket (a client may send it after the head).
+            body = _take(sock, head.size + head.length)[head.size :]
+            worker.nr += 1
+            if worker.nr >= worker.max_requests and worker.alive:
+                worker.log.info("Autorestarting worker after current request.")
+                worker.alive = False
+            close = head.close or not worker.alive
+            status, headers, answer = fast.answer(who, partial(json_payload, body), head.headers, path="server")
+            sock.sendall(self.head(status, headers, close) + answer)
+            if close:
+                return True
+
+    def head(self, status: int, headers: list[tuple[str, str]], close: bool) -> bytes:
+        """The answer's head, as gunicorn writes one (status line, Server, Date, Connection)."""
+        lines = [
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase.upper()}\r\nServer: {SERVER}\r\nDate: {self.date()}\r\n",
+            "Connection: close\r\n" if close else "Connection: keep-alive\r\n",
+            *[f"{k}: {v}\r\n" for k, v in headers],
+            "\r\n",
+        ]
+        return "".join(lines).encode("latin-1")
+
+    def date(self) -> str:
+        """The Date header's value, formatted once a second."""
+        now = int(time.time())
+        if now != self._date[0]:
+            self._date = (now, util.http_date(now))
+        return self._date[1]
+
+
+def _take(sock: socket.socket, n: int) -> bytes:
+    """The next `n` bytes of the connection, waiting for those not there yet."""
+    parts, have = [], 0
+    while have < n:
+        part = sock.recv(n - have)
+        if not part:
+            raise ConnectionResetError(errno.ECONNRESET, "the client closed mid-request")
+        parts.append(part)
+        have += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -1,0 +1,68 @@
+"""The head of the usual POST /events, read straight off the bytes a publisher sent.
+
+Why: under gunicorn, parsing a request and building its WSGI environ cost more
+than validating and storing the event (docs/PERFORMANCE.md). A publisher's
+request is always the same small shape, so gunicorn_worker.PublishWorker reads
+that shape itself and leaves every other request to gunicorn.
+
+Strict on purpose: `parse` accepts only a head it can read without doubt and
+says None to anything else (another method or path, a query string, HTTP/1.0,
+bare line feeds, folded or duplicated headers, names with underscores,
+Transfer-Encoding, Expect, Upgrade, Origin, a Content-Length that is not plain
+digits, too many or too long lines). None is never a refusal: the request goes
+to gunicorn and Flask, which answer it, errors included, as they always have.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+REQUEST_LINE = b"POST /events HTTP/1.1\r\n"
+# A header's name (a token without "_", which gunicorn drops) and value (no control characters but tab).
+_NAME = re.compile(rb"[!#$%&'*+\-.^`|~0-9A-Za-z]+")
+_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+# Headers that change how the body is framed or who answers: gunicorn and Flask handle these.
+_NOT_OURS = frozenset({"transfer-encoding", "expect", "upgrade", "origin", "content-encoding", "http2-settings", "te"})
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A publish request's head: its size in bytes, headers (lower-case names) and framing."""
+
+    size: int
+    headers: dict[str, str]
+    length: int
+    close: bool
+
+
+def parse(data: bytes, max_fields: int = 100, max_line: int = 8190) -> Head | None:
+    """The head at the start of `data` if it is the usual publish's, else None.
+
+    `data` may hold more than the head (the body, a pipelined request); a head
+    not complete within its bytes is None too (gunicorn waits for the rest).
+    """
+    if not data.startswith(REQUEST_LINE):
+        return None
+    end = data.find(b"\r\n\r\n", len(REQUEST_LINE) - 2, len(REQUEST_LINE) + (max_fields + 1) * (max_line + 2))
+    if end < 0:
+        return None
+    headers: dict[str, str] = {}
+    lines = data[len(REQUEST_LINE) : end].split(b"\r\n") if end >= len(REQUEST_LINE) else []
+    if len(lines) > max_fields:
+        return None
+    for line in lines:
+        raw_name, colon, raw_value = line.partition(b":")
+        if not colon or len(line) > max_line or not _NAME.fullmatch(raw_name) or not _VALUE.fullmatch(raw_value):
+            return None  # bare CR or LF, NUL, obs-fold (a name starting with a space), no colon, a bad name
+        name = raw_name.decode("ascii").lower()
+        if name in headers or name in _NOT_OURS:
+            return None
+        headers[name] = raw_value.strip(b" \t").decode("latin-1")
+    length = headers.get("content-length", "")
+    if not (length.isascii() and length.isdigit()):
+        return None
+    connection = headers.get("connection", "keep-alive").lower()
+    if connection not in ("keep-alive", "close"):
+        return None
+    return Head(end + 4, headers, int(length), connection == "close")

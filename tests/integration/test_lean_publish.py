@@ -1,0 +1,230 @@
+"""gunicorn_worker.PublishWorker under the pinned gunicorn: the usual publish is answered on the lean path.
+
+The lean path reads a publish off the socket itself; every other request, and
+every request after one it does not take, is gunicorn's. These tests run the
+real gunicorn with the shipped gunicorn.conf.py and tell the paths apart by
+chatgenius_publish_requests_total{path}: "server" (the worker's own reading),
+"wsgi" (web/publish_fast before Flask) and "flask". If a gunicorn upgrade
+stopped the worker from taking the lean path, the first test fails.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from support.gunicorn import Gunicorn
+from support.http_json import request
+from support.procs import wait_until
+from support.redis_server import RedisServer
+from support.service import bearer, dev_token, service_env
+from support.sse_client import SSEClient
+
+CHAN = "channel:lean"
+EVENT = {"channel": CHAN, "type": "message.created", "data": {"text": "hi"}}
+VARYING = {"Date", "X-Request-ID", "Content-Length"}
+
+
+@pytest.fixture(scope="module")
+def server(redis_server: RedisServer) -> Iterator[Gunicorn]:
+    with redis_server.client() as client:
+        client.flushall()
+    with Gunicorn(workers=1, env=service_env(redis_server.url)) as g:
+        yield g
+
+
+@pytest.fixture(scope="module")
+def tokens(server: Gunicorn) -> dict[str, str]:
+    return {
+        "pub": dev_token(server.base_url, "pub", ["channel:*"], ["publish:events"]),
+        "reader": dev_token(server.base_url, "reader", ["channel:*"]),
+        "ops": dev_token(server.base_url, "ops", [], ["admin:sse"]),
+    }
+
+
+def counts(server: Gunicorn, ops: str) -> dict[str, float]:
+    resp = request("GET", server.base_url + "/metrics", headers=bearer(ops))
+    assert resp.status == 200, resp.text
+    return {
+        s.labels["path"]: s.value
+        for f in text_string_to_metric_families(resp.text) if f.name == "chatgenius_publish_requests"
+        for s in f.samples if s.name.endswith("_total")
+    }
+
+
+def grew(g: Gunicorn, ops: str, before: dict[str, float], **expected: int) -> dict[str, float]:
+    """Wait for the counters (flushed once a second) to have grown by `expected`, then return the growth."""
+    growth: dict[str, float] = {}
+
+    def reached() -> bool:
+        now = counts(g, ops)
+        growth.update({k: now.get(k, 0) - before.get(k, 0) for k in ("server", "wsgi", "flask")})
+        return all(growth[k] >= n for k, n in expected.items())
+
+    wait_until(reached, timeout=10)
+    time.sleep(1.2)  # one more flush: nothing else may have been counted
+    now = counts(g, ops)
+    return {k: now.get(k, 0) - before.get(k, 0) for k in ("server", "wsgi", "flask")}
+
+
+def head_and_body(token: str, body: bytes, *extra: bytes, path: bytes = b"/events") -> tuple[bytes, bytes]:
+    head = b"POST %b HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %b\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % (
+        path, token.encode(), len(body))
+    return head + b"".join(h + b"\r\n" for h in extra) + b"\r\n", body
+
+
+def read_answers(sock: socket.socket, n: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """`n` HTTP answers of known length off `sock`."""
+    f = sock.makefile("rb")
+    out = []
+    for _ in range(n):
+        status = int(f.readline().split()[1])
+        headers = {}
+        while (line := f.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip()] = value.strip()
+        out.append((status, headers, f.read(int(headers["Content-Length"]))))
+    return out
+
+
+def test_usual_publishes_on_a_kept_alive_connection_take_the_lean_path(server: Gunicorn, tokens: dict[str, str]):
+    """http.client sends head and body in two writes: the lean path waits for the body itself."""
+    before = counts(server, tokens["ops"])
+    with SSEClient(f"{server.base_url}/stream?channels={CHAN}", bearer(tokens["reader"]), timeout=10) as client:
+        assert client.status == 200
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        ids = []
+        for n in range(20):
+            conn.request("POST", "/events", json.dumps({**EVENT, "data": {"n": n}}),
+                         {**bearer(tokens["pub"]), "Content-Type": "application/json"})
+            resp = conn.getresponse()
+            assert resp.status == 201 and resp.getheader("Connection") == "keep-alive"
+            ids += json.loads(resp.read())["ids"]
+        conn.close()
+        got = []
+        while len(got) < 20:
+            frame = client.next(5.0)
+            assert frame is not None, got
+            if frame.event == "message.created":
+                got.append((frame.id, frame.json()["data"]["n"]))
+        assert got == list(zip(ids, range(20)))
+    assert grew(server, tokens["ops"], before, server=20) == {"server": 20, "wsgi": 0, "flask": 0}
+
+
+def test_answers_are_the_same_as_flasks(server: Gunicorn, tokens: dict[str, str]):
+    """Each answer of the lean path against the same request sent through Flask (a query string sends it there)."""
+    cases = [
+        (tokens["pub"], json.dumps(EVENT).encode()),
+        (tokens["pub"], json.dumps({**EVENT, "type": "no.such"}).encode()),
+        (tokens["reader"], json.dumps(EVENT).encode()),  # no publish permission: 403
+        (tokens["pub"], b"{not json"),
+        (tokens["pub"], b"null"),
+        (tokens["pub"], b"[" * 50000),
+        (tokens["pub"], json.dumps({"events": [EVENT, {**EVENT, "type": "user.typing"}]}).encode()),
+    ]
+    before = counts(server, tokens["ops"])
+    for token, body in cases:
+        answers = []
+        for path in (b"/events", b"/events?via=flask"):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(b"".join(head_and_body(token, body, path=path)))
+                status, headers, raw = read_answers(sock, 1)[0]
+            answer = json.loads(raw)
+            answer.pop("ids", None)  # new ids each time
+            answers.append((status, {k: v for k, v in headers.items() if k not in VARYING}, answer))
+        assert answers[0] == answers[1], body[:40]
+    assert grew(server, tokens["ops"], before, server=len(cases), flask=len(cases)) == {
+        "server": len(cases), "wsgi": 0, "flask": len(cases)}
+
+
+def test_a_body_sent_late_pipelined_requests_and_connection_close(server: Gunicorn, tokens: dict[str, str]):
+    before = counts(server, tokens["ops"])
+    one = b"".join(head_and_body(tokens["pub"], json.dumps(EVENT).encode()))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        head, body = head_and_body(tokens["pub"], json.dumps(EVENT).encode())
+        sock.sendall(head)
+        time.sleep(0.3)  # the head alone has arrived: the lean path waits for the body
+        sock.sendall(body[:5])
+        time.sleep(0.1)
+        sock.sendall(body[5:] + one + one)  # and then two more in one write
+        answers = read_answers(sock, 3)
+        assert [a[0] for a in answers] == [201, 201, 201]
+        seqs = [int(json.loads(a[2])["ids"][0].rsplit("-", 1)[1]) for a in answers]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 3
+        closing = b"".join(head_and_body(tokens["pub"], json.dumps(EVENT).encode(), b"Connection: close"))
+        sock.sendall(closing)
+        status, headers, _ = read_answers(sock, 1)[0]
+        assert status == 201 and headers["Connection"] == "close"
+        assert sock.recv(1) == b""  # closed by the server
+    assert grew(server, tokens["ops"], before, server=4) == {"server": 4, "wsgi": 0, "flask": 0}
+
+
+def test_other_requests_go_to_gunicorn_with_every_byte_and_the_connection_stays_theirs(
+    server: Gunicorn, tokens: dict[str, str]
+):
+    before = counts(server, tokens["ops"])
+    usual = b"".join(head_and_body(tokens["pub"], json.dumps(EVENT).encode()))
+    chunked_body = json.dumps(EVENT).encode()
+    chunked = (
+        b"POST /events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %b\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%b\r\n0\r\n\r\n" % (tokens["pub"].encode(), len(chunked_body), chunked_body)
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(usual + b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n" + usual + chunked)
+        answers = read_answers(sock, 4)
+    assert [a[0] for a in answers] == [201, 200, 201, 201]
+    # The first publish was the lean path's; after the health check the connection is gunicorn's:
+    # the next usual publish is web/publish_fast's, the chunked one (no Content-Length) Flask's.
+    assert grew(server, tokens["ops"], before, server=1, wsgi=1, flask=1) == {"server": 1, "wsgi": 1, "flask": 1}
+
+
+def test_a_smuggling_attempt_is_gunicorns_to_refuse_and_publishes_nothing(server: Gunicorn, tokens: dict[str, str]):
+    before = counts(server, tokens["ops"])
+    hidden = b"".join(head_and_body(tokens["pub"], json.dumps(EVENT).encode()))
+    body = b"0\r\n\r\n" + hidden
+    attack = (
+        b"POST /events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %b\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n%b" % (tokens["pub"].encode(), len(body), body)
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(attack)
+        status = int(sock.makefile("rb").readline().split()[1])
+    assert status == 400
+    assert grew(server, tokens["ops"], before) == {"server": 0, "wsgi": 0, "flask": 0}
+
+
+def test_a_bad_token_is_flasks_to_refuse_with_its_reason(server: Gunicorn, tokens: dict[str, str]):
+    before = counts(server, tokens["ops"])
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"".join(head_and_body(tokens["pub"] + "x", json.dumps(EVENT).encode())))
+        status, _, body = read_answers(sock, 1)[0]
+    assert status == 401 and json.loads(body)["error"] == "unauthorized"
+    assert wait_until(lambda: any(
+        line.get("event") == "auth.fail" and line.get("reason") in ("bad_signature", "malformed")
+        for line in server.json_logs()), timeout=5)
+    assert grew(server, tokens["ops"], before, flask=1) == {"server": 0, "wsgi": 0, "flask": 1}
+
+
+def test_max_requests_closes_the_connection_after_the_last_and_the_worker_is_replaced(redis_url: str):
+    """gunicorn's --max-requests counts the lean path's publishes too (its health checks and the token count as well)."""
+    with Gunicorn(workers=1, env=service_env(redis_url), args=["--max-requests", "20"]) as g:
+        token = dev_token(g.base_url, "pub", ["channel:*"], ["publish:events"])
+        first = g.worker_pids()
+        one = b"".join(head_and_body(token, json.dumps(EVENT).encode()))
+        connections = []
+        with socket.create_connection(("127.0.0.1", g.port), timeout=10) as sock:
+            for _ in range(20):
+                sock.sendall(one)
+                status, headers, _ = read_answers(sock, 1)[0]
+                assert status == 201
+                connections.append(headers["Connection"])
+                if headers["Connection"] == "close":
+                    break
+            assert sock.recv(1) == b""  # closed by the server after its last answer
+        assert connections[-1] == "close" and set(connections[:-1]) == {"keep-alive"} and len(connections) >= 10
+        assert wait_until(lambda: g.worker_pids() and g.worker_pids() != first, timeout=20)
