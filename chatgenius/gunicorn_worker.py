@@ -16,7 +16,9 @@ still unread: gunicorn and Flask answer it as they always have.
 
 Off (every connection is gunicorn's) where this path would skip something the
 configuration asks for: TLS, the PROXY protocol, HTTP/2, the uwsgi protocol, no
-keep-alive, an access log, or pre_request / post_request hooks. Set in
+keep-alive, access lines or statsd, pre_request / post_request hooks, a
+SCRIPT_NAME or root path, a request-line limit below the publish's, or a WSGI
+layer put around the app after create_app. Set in
 gunicorn.conf.py (`worker_class`); tests/integration/test_lean_publish.py fails
 if the pinned gunicorn stops taking this path.
 """
@@ -24,6 +26,7 @@ if the pinned gunicorn stops taking this path.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import time
 from functools import partial
@@ -35,8 +38,9 @@ from gunicorn import SERVER, util
 from gunicorn.config import PostRequest, PreRequest
 from gunicorn.workers.ggevent import GeventWorker
 
+from . import gunicorn_logging
 from .web.publish_fast import FastPublish, json_payload
-from .web.publish_head import parse
+from .web.publish_head import REQUEST_LINE, parse
 
 # The most of a connection's bytes looked at once: a larger request (a big batch) is gunicorn's.
 PEEK_BYTES = 65536
@@ -77,15 +81,26 @@ def lean_path(worker: Any) -> LeanPublish | None:
     """The worker's lean path, or None where it would skip something the configuration asks for."""
     cfg = worker.cfg
     fast = getattr(worker.wsgi, "extensions", {}).get("chatgenius.fast_publish")
-    if not isinstance(fast, FastPublish) or not cfg.keepalive:
+    if not isinstance(fast, FastPublish) or getattr(worker.wsgi, "wsgi_app", None) is not fast:
+        return None  # no fast path, or the app was wrapped again after create_app: the wrapper must run
+    if not cfg.keepalive or cfg.is_ssl or cfg.proxy_protocol not in ("off", False, None) or cfg.protocol != "http":
         return None
-    if cfg.is_ssl or cfg.proxy_protocol not in ("off", False, None) or cfg.protocol != "http":
-        return None
-    if list(cfg.http_protocols) != ["h1"] or cfg.accesslog is not None:
+    if list(cfg.http_protocols) != ["h1"] or _logs_access(worker) or cfg.statsd_host:
         return None
     if cfg.pre_request is not PreRequest.pre_request or cfg.post_request is not PostRequest.post_request:
         return None
+    if os.environ.get("SCRIPT_NAME") or getattr(cfg, "root_path", ""):
+        return None  # gunicorn checks every path against it
+    if 0 < cfg.limit_request_line < len(REQUEST_LINE):
+        return None
     return LeanPublish(worker, fast)
+
+
+def _logs_access(worker: Any) -> bool:
+    """Whether gunicorn would write an access line per request (a lean publish would have none)."""
+    if isinstance(worker.log, gunicorn_logging.Logger):
+        return bool(worker.cfg.accesslog)
+    return bool(getattr(worker.log, "access_log_enabled", True))
 
 
 class LeanPublish:
@@ -98,6 +113,8 @@ class LeanPublish:
         self.keepalive = cfg.keepalive
         self.max_fields = cfg.limit_request_fields or 32768
         self.max_line = cfg.limit_request_field_size or 8190
+        # Two of these that disagree are gunicorn's to refuse (400): such a request is handed over.
+        self.scheme_headers = frozenset(name.lower() for name in cfg.secure_scheme_headers)
         self._date = (0, "")
 
     def serve(self, sock: socket.socket) -> bool:
@@ -109,10 +126,14 @@ class LeanPublish:
                 data = sock.recv(PEEK_BYTES, socket.MSG_PEEK)
             if not data:
                 return True  # None: the keep-alive wait ran out; b"": the client closed
-            head = parse(data, self.max_fields, self.max_line)
-            if head is None:
+            try:
+                head = parse(data, self.max_fields, self.max_line)
+                if head is None or len(self.scheme_headers.intersection(head.headers)) > 1:
+                    return False
+                who = fast.caller(head.headers, verify=True)
+            except Exception:  # nothing is taken yet: gunicorn and Flask answer it, a bug included
+                worker.log.exception("Error reading a publish; handed to gunicorn")
                 return False
-            who = fast.caller(head.headers, verify=True)
             if who is None:
                 return False
             # Ours from here: the body is read off the socket (a client may send it after the head).

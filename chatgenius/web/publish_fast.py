@@ -107,7 +107,7 @@ class FastPublish:
         then a good one is verified here (and cached) and a bad one is still
         Flask's, which refuses it with its reason, its log line and its counters.
         """
-        if not headers.get("content-type", "").startswith(_JSON):
+        if not is_json(headers.get("content-type", "")):
             return None
         if self.rt.flags.enable_compression and "gzip" in headers.get("accept-encoding", ""):
             return None
@@ -124,7 +124,7 @@ class FastPublish:
         if who is None:
             return None
         length = headers.get("content-length", "")
-        if not (length.isascii() and length.isdigit()) or not 0 < int(length) <= self.max_body:
+        if not (length.isascii() and length.isdigit()) or len(length) > 18 or not 0 < int(length) <= self.max_body:
             return None
         return who
 
@@ -156,6 +156,13 @@ class FastPublish:
         if self.rt.flags.enable_compression:
             head.append(("Vary", "Accept-Encoding"))
         return status, head, data
+
+
+def is_json(content_type: str) -> bool:
+    """Whether Flask (werkzeug's `is_json`) takes a body of this type as JSON: `application/json`
+    or `application/*+json`, parameters and case aside."""
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime == _JSON or (mime.startswith("application/") and mime.endswith("+json"))
 
 
 def parse_body(body: bytes) -> object:

@@ -9,7 +9,7 @@ Strict on purpose: `parse` accepts only a head it can read without doubt and
 says None to anything else (another method or path, a query string, HTTP/1.0,
 bare line feeds, folded or duplicated headers, names with underscores,
 Transfer-Encoding, Expect, Upgrade, Origin, a Content-Length that is not plain
-digits, too many or too long lines). None is never a refusal: the request goes
+digits or has more than 18, too many or too long lines, by gunicorn's own limits). None is never a refusal: the request goes
 to gunicorn and Flask, which answer it, errors included, as they always have.
 """
 
@@ -22,6 +22,8 @@ REQUEST_LINE = b"POST /events HTTP/1.1\r\n"
 # A header's name (a token without "_", which gunicorn drops) and value (no control characters but tab).
 _NAME = re.compile(rb"[!#$%&'*+\-.^`|~0-9A-Za-z]+")
 _VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+# More digits than any body could have (and past 4,300 int() refuses them): gunicorn answers that one.
+MAX_LENGTH_DIGITS = 18
 # Headers that change how the body is framed or who answers: gunicorn and Flask handle these.
 _NOT_OURS = frozenset({"transfer-encoding", "expect", "upgrade", "origin", "content-encoding", "http2-settings", "te"})
 
@@ -53,14 +55,14 @@ def parse(data: bytes, max_fields: int = 100, max_line: int = 8190) -> Head | No
         return None
     for line in lines:
         raw_name, colon, raw_value = line.partition(b":")
-        if not colon or len(line) > max_line or not _NAME.fullmatch(raw_name) or not _VALUE.fullmatch(raw_value):
+        if not colon or len(line) + 2 > max_line or not _NAME.fullmatch(raw_name) or not _VALUE.fullmatch(raw_value):
             return None  # bare CR or LF, NUL, obs-fold (a name starting with a space), no colon, a bad name
         name = raw_name.decode("ascii").lower()
         if name in headers or name in _NOT_OURS:
             return None
         headers[name] = raw_value.strip(b" \t").decode("latin-1")
     length = headers.get("content-length", "")
-    if not (length.isascii() and length.isdigit()):
+    if not (length.isascii() and length.isdigit()) or len(length) > MAX_LENGTH_DIGITS:
         return None
     connection = headers.get("connection", "keep-alive").lower()
     if connection not in ("keep-alive", "close"):

@@ -142,6 +142,55 @@ def test_answers_are_the_same_as_flasks(server: Gunicorn, tokens: dict[str, str]
         "server": len(cases), "wsgi": 0, "flask": len(cases)}
 
 
+def test_request_ids_idempotency_keys_and_content_types_as_flask_has_them(server: Gunicorn, tokens: dict[str, str]):
+    before = counts(server, tokens["ops"])
+    body = json.dumps(EVENT).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"".join(head_and_body(tokens["pub"], body, b"X-Request-ID: trace-42", b"Idempotency-Key: order-9")))
+        sock.sendall(b"".join(head_and_body(tokens["pub"], body, b"Idempotency-Key: order-9")))
+        sock.sendall(b"".join(head_and_body(tokens["pub"], body, b"Idempotency-Key: has space")))
+        first, again, bad = read_answers(sock, 3)
+    assert first[0] == again[0] == 201 and first[1]["X-Request-ID"] == "trace-42"
+    assert json.loads(again[2]) == json.loads(first[2]) and again[1]["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first[1]
+    assert bad[0] == 400 and json.loads(bad[2])["error"] == "bad_idempotency_key"
+    assert grew(server, tokens["ops"], before, server=3) == {"server": 3, "wsgi": 0, "flask": 0}
+    # Types Flask does not take as JSON are refused alike on both paths; application/*+json is JSON to both.
+    before = counts(server, tokens["ops"])
+    for content_type, status in (("application/jsonp", 400), ("text/json", 400), ("application/cloudevents+json", 201)):
+        answers = []
+        for path in (b"/events", b"/events?via=flask"):
+            head = b"POST %b HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %b\r\nContent-Type: %b\r\nContent-Length: %d\r\n\r\n" % (
+                path, tokens["pub"].encode(), content_type.encode(), len(body))
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(head + body)
+                answer = read_answers(sock, 1)[0]
+            answers.append((answer[0], json.loads(answer[2]).get("error")))
+        assert answers[0] == answers[1] and answers[0][0] == status, content_type
+    # The two refused types were handed to Flask on the lean path too; the third the lean path answered.
+    assert grew(server, tokens["ops"], before, server=1, flask=5) == {"server": 1, "wsgi": 0, "flask": 5}
+
+
+def test_heads_gunicorn_refuses_are_still_refused(server: Gunicorn, tokens: dict[str, str]):
+    """Whatever gunicorn answers with a 400 must not be published by the lean path instead."""
+    before = counts(server, tokens["ops"])
+    body = json.dumps(EVENT).encode()
+    heads = [
+        b"POST /events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %b\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %b\r\n\r\n" % (tokens["pub"].encode(), b"1" * 5000),
+        b"".join(head_and_body(tokens["pub"], body, b"X-Forwarded-Proto: https", b"X-Forwarded-Ssl: off"))[:-len(body)],
+        b"".join(head_and_body(tokens["pub"], body, b"X-Long: " + b"v" * 8181))[:-len(body)],  # 8,190 with its CRLF
+    ]
+    statuses = []
+    for head in heads:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(head + body)
+            line = sock.makefile("rb").readline()
+            statuses.append(int(line.split()[1]) if line else None)
+    assert all(s is not None and 400 <= s < 500 for s in statuses), statuses
+    assert grew(server, tokens["ops"], before) == {"server": 0, "wsgi": 0, "flask": 0}
+
+
 def test_a_body_sent_late_pipelined_requests_and_connection_close(server: Gunicorn, tokens: dict[str, str]):
     before = counts(server, tokens["ops"])
     one = b"".join(head_and_body(tokens["pub"], json.dumps(EVENT).encode()))
