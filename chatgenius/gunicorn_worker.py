@@ -10,9 +10,12 @@ socket (MSG_PEEK). While they hold a whole usual publish (a head that
 web/publish_head.parse reads, a good token, JSON of known length:
 FastPublish.caller), it takes exactly that request off the socket and answers
 it through FastPublish.answer, the same call and answer as the WSGI fast path.
-At the first request that is anything else, or has not fully arrived, the
-connection goes to gunicorn's own handling for good, with all of its bytes
-still unread: gunicorn and Flask answer it as they always have.
+A request that is anything else, or whose head has not fully arrived, goes to
+gunicorn's own parser and handler with all of its bytes still unread, and
+gunicorn and Flask answer it as they always have; then the worker looks again.
+(Behind nginx, one upstream connection carries every kind of request.) Only
+where gunicorn read past that request (a client pipelining) does the rest of
+the connection stay gunicorn's.
 
 Off (every connection is gunicorn's) where this path would skip something the
 configuration asks for: TLS, the PROXY protocol, HTTP/2, the uwsgi protocol, no
@@ -34,7 +37,7 @@ from http import HTTPStatus
 from typing import Any
 
 import gevent
-from gunicorn import SERVER, util
+from gunicorn import SERVER, http, util
 from gunicorn.config import PostRequest, PreRequest
 from gunicorn.workers.ggevent import GeventWorker
 
@@ -58,23 +61,47 @@ class PublishWorker(GeventWorker):
         self.lean = lean_path(self)
 
     def handle(self, listener: Any, client: socket.socket, addr: Any) -> None:
-        """Publishes first, then (for any other request) gunicorn's own handling of the connection."""
-        if self.lean is not None:
-            client.setblocking(True)
-            try:
-                done = self.lean.serve(client)
-            except (gevent.GreenletExit, SystemExit):  # the worker is stopping (as gunicorn's handler)
-                util.close(client)
+        """A connection's requests: publishes on the lean path, any other through gunicorn's own
+        parser and handler, one at a time, back to the lean path after each."""
+        if self.lean is None:
+            super().handle(listener, client, addr)
+            return
+        client.setblocking(True)
+        req = None
+        try:
+            while not self.lean.serve(client):
+                parser = http.get_parser(self.cfg, client, addr)
+                with self.timeout_ctx():
+                    req = next(parser)
+                if not req:
+                    return
+                self.handle_request(listener.getsockname(), req, client, addr)  # StopIteration: close
+                if not parser.finish_body():
+                    return  # where the next request starts is unknown
+                pending = parser.unreader.take_buffered()
+                if pending:  # gunicorn read past this request (a pipelined one): the connection stays its
+                    parser.unreader.unread(pending)
+                    self._serve_rest(parser, listener, client, addr)
+                    return
+                req = None
+        except (http.errors.NoMoreData, StopIteration, gevent.GreenletExit, SystemExit):
+            pass  # the client left, the connection is to close, or the worker is stopping
+        except OSError as exc:
+            if exc.errno not in _QUIET:
+                self.log.exception("Socket error processing request.")
+        except Exception as exc:
+            self.handle_error(req, client, addr, exc)
+        finally:
+            util.close(client)
+
+    def _serve_rest(self, parser: Any, listener: Any, client: socket.socket, addr: Any) -> None:
+        """gunicorn's keep-alive loop over the rest of a connection (the caller handles its errors)."""
+        while True:
+            with self.timeout_ctx():
+                req = next(parser)
+            if not req:
                 return
-            except Exception as exc:
-                if not (isinstance(exc, OSError) and exc.errno in _QUIET):
-                    self.log.exception("Error answering a publish")
-                util.close(client)
-                return
-            if done:
-                util.close(client)
-                return
-        super().handle(listener, client, addr)
+            self.handle_request(listener.getsockname(), req, client, addr)
 
 
 def lean_path(worker: Any) -> LeanPublish | None:

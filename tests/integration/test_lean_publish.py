@@ -1,7 +1,8 @@
 """gunicorn_worker.PublishWorker under the pinned gunicorn: the usual publish is answered on the lean path.
 
-The lean path reads a publish off the socket itself; every other request, and
-every request after one it does not take, is gunicorn's. These tests run the
+The lean path reads a publish off the socket itself; every other request is
+gunicorn's, one at a time, and the worker looks again after each (save where a
+client pipelined past one of gunicorn's requests). These tests run the
 real gunicorn with the shipped gunicorn.conf.py and tell the paths apart by
 chatgenius_publish_requests_total{path}: "server" (the worker's own reading),
 "wsgi" (web/publish_fast before Flask) and "flask". If a gunicorn upgrade
@@ -17,12 +18,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from support.gunicorn import Gunicorn
-from support.http_json import request
 from support.procs import wait_until
 from support.redis_server import RedisServer
-from support.service import bearer, dev_token, service_env
+from support.service import bearer, dev_token, publish_request_counts, service_env
 from support.sse_client import SSEClient
 
 CHAN = "channel:lean"
@@ -48,13 +47,7 @@ def tokens(server: Gunicorn) -> dict[str, str]:
 
 
 def counts(server: Gunicorn, ops: str) -> dict[str, float]:
-    resp = request("GET", server.base_url + "/metrics", headers=bearer(ops))
-    assert resp.status == 200, resp.text
-    return {
-        s.labels["path"]: s.value
-        for f in text_string_to_metric_families(resp.text) if f.name == "chatgenius_publish_requests"
-        for s in f.samples if s.name.endswith("_total")
-    }
+    return publish_request_counts(server.base_url, ops)
 
 
 def grew(g: Gunicorn, ops: str, before: dict[str, float], **expected: int) -> dict[str, float]:
@@ -213,22 +206,32 @@ def test_a_body_sent_late_pipelined_requests_and_connection_close(server: Gunico
     assert grew(server, tokens["ops"], before, server=4) == {"server": 4, "wsgi": 0, "flask": 0}
 
 
-def test_other_requests_go_to_gunicorn_with_every_byte_and_the_connection_stays_theirs(
+def test_other_requests_go_to_gunicorn_with_every_byte_and_the_lean_path_comes_back(
     server: Gunicorn, tokens: dict[str, str]
 ):
-    before = counts(server, tokens["ops"])
     usual = b"".join(head_and_body(tokens["pub"], json.dumps(EVENT).encode()))
+    health = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
     chunked_body = json.dumps(EVENT).encode()
     chunked = (
         b"POST /events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %b\r\nContent-Type: application/json\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%b\r\n0\r\n\r\n" % (tokens["pub"].encode(), len(chunked_body), chunked_body)
     )
+    # One at a time (as nginx sends them upstream): after each of gunicorn's requests the lean path is back.
+    before = counts(server, tokens["ops"])
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(usual + b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n" + usual + chunked)
+        statuses = []
+        for one in (usual, health, usual, chunked, usual):
+            sock.sendall(one)
+            statuses.append(read_answers(sock, 1)[0][0])
+    assert statuses == [201, 200, 201, 201, 201]
+    assert grew(server, tokens["ops"], before, server=3, flask=1) == {"server": 3, "wsgi": 0, "flask": 1}
+    # Pipelined: gunicorn reads past the health check, so the rest of the connection is its own
+    # (web/publish_fast answers the usual publish there, Flask the chunked one).
+    before = counts(server, tokens["ops"])
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(usual + health + usual + chunked)
         answers = read_answers(sock, 4)
     assert [a[0] for a in answers] == [201, 200, 201, 201]
-    # The first publish was the lean path's; after the health check the connection is gunicorn's:
-    # the next usual publish is web/publish_fast's, the chunked one (no Content-Length) Flask's.
     assert grew(server, tokens["ops"], before, server=1, wsgi=1, flask=1) == {"server": 1, "wsgi": 1, "flask": 1}
 
 

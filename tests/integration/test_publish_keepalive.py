@@ -18,7 +18,7 @@ import pytest
 from support.gunicorn import Gunicorn
 from support.nginx import NGINX, Nginx
 from support.procs import REPO_ROOT, require_binary, wait_until
-from support.service import bearer, dev_token, service_env
+from support.service import bearer, dev_token, publish_request_counts, service_env
 from support.sse_client import SSEClient
 
 CHAN = "channel:keepalive"
@@ -94,13 +94,26 @@ def test_nginx_reuses_its_upstream_connections_for_publishes(redis_url, tmp_path
     with Gunicorn(workers=1, env=service_env(redis_url), workdir=tmp_path / "app") as g:
         with Nginx(REPO_ROOT / "deploy" / "nginx.conf", [g.port], workdir=tmp_path / "nginx") as proxy:
             token = dev_token(proxy.base_url, "pub", ["channel:*"], ["publish:events"])
+            ops = dev_token(proxy.base_url, "ops", [], ["admin:sse"])  # through nginx: no socket of its own
             wait_until(lambda: len(upstream_sockets(g.port)) <= 4, timeout=10)
             with SSEClient(f"{proxy.base_url}/stream?channels={CHAN}", bearer(token), timeout=10) as client:
                 assert client.status == 200
                 host, port = proxy.base_url.removeprefix("http://").split(":")
+                before = publish_request_counts(proxy.base_url, ops)
                 publish_over_one_connection(host, int(port), token)
                 assert received(client, len(EXPECTED)) == EXPECTED
+
                 # 36 requests went upstream. Without upstream keepalive each would leave a socket
                 # (ESTABLISHED or TIME_WAIT) behind; with it, nginx keeps a few idle ones and the stream's.
                 held = upstream_sockets(g.port)
                 assert len(held) <= 6, [(c.laddr, c.raddr, c.status) for c in held]
+
+                # Every publish was read by the worker's lean path, on upstream connections that carried
+                # other requests too (the tokens, the metrics): the worker goes back to it after each.
+                def paths() -> dict[str, float]:
+                    now = publish_request_counts(proxy.base_url, ops)
+                    return {k: now[k] - before[k] for k in now}
+
+                assert wait_until(lambda: paths()["server"] >= 36, timeout=10), paths()
+                time.sleep(1.2)  # one more flush of the counters
+                assert paths() == {"server": 36, "wsgi": 0, "flask": 0}

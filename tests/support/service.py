@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .http_json import post_json
+from prometheus_client.parser import text_string_to_metric_families
+
+from .http_json import post_json, request
 
 PUBLISHER = ["publish:events"]
 
@@ -59,3 +61,14 @@ def connected_stream(base: str, token: str, channels: str, last_event_id: str | 
     assert client.status == 200
     client.read_until(lambda f: f.event == "system.connected", 5)
     return client
+
+
+def publish_request_counts(base: str, ops_token: str) -> dict[str, float]:
+    """chatgenius_publish_requests_total by path ("server", "wsgi", "flask"), summed over the workers."""
+    resp = request("GET", base + "/metrics", headers=bearer(ops_token))
+    assert resp.status == 200, resp.text
+    counts = dict.fromkeys(("server", "wsgi", "flask"), 0.0)
+    for family in text_string_to_metric_families(resp.text):
+        if family.name == "chatgenius_publish_requests":
+            counts.update({s.labels["path"]: s.value for s in family.samples if s.name.endswith("_total")})
+    return counts
