@@ -34,13 +34,16 @@ STAGES = [
     ("publish: the rest of the service call", ["Realtime.publish (chatgenius/service.py"]),
     ("Flask request machinery (context, routing, hooks, response)", ["Flask.wsgi_app (flask/app.py"]),
     ("fast path: the rest", ["FastPublish."]),
+    ("lean path: peek, head, body, answer's head and send", ["LeanPublish.", "(chatgenius/web/publish_head.py",
+                                                             "_take (chatgenius/gunicorn_worker.py"]),
     ("request parsing (gunicorn)", ["Request.__init__ (gunicorn/http/message.py", "Parser.__next__ (gunicorn/http/parser.py",
                                     "create (gunicorn/http/wsgi.py", "environ (gunicorn/http/wsgi.py"]),
     ("reader: socket writes to streams", ["GunicornSocket.send_nowait (chatgenius/wire.py", "GunicornSocket.write"]),
     ("reader: dispatch (hub, subscribers)", ["Hub.dispatch", "Subscriber.offer", "Subscriber.write_now"]),
     ("reader: pub/sub read and parse", ["RedisBus.handle_arrived", "RedisFeed._serve", "PubSub.", "FeedReplies."]),
     ("stream loops (queued writes, heartbeats)", ["serve (chatgenius/stream.py", "_flush (chatgenius/stream.py", "StreamBody."]),
-    ("gunicorn keep-alive loop, accept", ["AsyncWorker.handle (gunicorn/workers/base_async.py", "GeventWorker.handle"]),
+    ("gunicorn keep-alive loop, accept", ["AsyncWorker.handle (gunicorn/workers/base_async.py", "GeventWorker.handle",
+                                            "PublishWorker.handle"]),
     ("gevent hub (event loop, switches)", ["Hub.run (gevent/hub.py"]),
 ]
 
