@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# usage: publish_single_profile.sh: py-spy (1,000 Hz, 6 s) of one gunicorn worker answering single
+# usage: bench/publish_profile.sh: py-spy (1,000 Hz, 6 s) of one gunicorn worker answering single
 # POST /events one at a time over keep-alive (no stream open), bucketed by the frames each sample
-# holds; prints the worker's CPU per publish. Added in the eighth session; the lean path's names added in the ninth.
+# holds; prints the worker's CPU per publish. (The eighth session's bench/records/grid/publish_single_profile.sh, with the lean path's names.)
 cd "$(git rev-parse --show-toplevel)/bench"; source lib.sh
 OUT=$(mktemp -d)
 peers/chatgenius/stop.sh >/dev/null 2>&1; sleep 0.5
