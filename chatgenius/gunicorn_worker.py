@@ -69,19 +69,25 @@ class PublishWorker(GeventWorker):
         client.setblocking(True)
         req = None
         try:
+            listener_name = listener.getsockname()  # now: a stopping worker closes its listeners
             while not self.lean.serve(client):
                 parser = http.get_parser(self.cfg, client, addr)
                 with self.timeout_ctx():
                     req = next(parser)
                 if not req:
                     return
-                self.handle_request(listener.getsockname(), req, client, addr)  # StopIteration: close
-                if not parser.finish_body():
+                self.handle_request(listener_name, req, client, addr)  # StopIteration: close
+                if req.should_close():  # handle_request returns quietly on a worker's GreenletExit too
+                    return
+                drained = False
+                with self.timeout_ctx():  # gunicorn drains inside its wait for the next request
+                    drained = parser.finish_body()
+                if not drained:
                     return  # where the next request starts is unknown
                 pending = parser.unreader.take_buffered()
                 if pending:  # gunicorn read past this request (a pipelined one): the connection stays its
                     parser.unreader.unread(pending)
-                    self._serve_rest(parser, listener, client, addr)
+                    self._serve_rest(parser, listener_name, client, addr)
                     return
                 req = None
         except (http.errors.NoMoreData, StopIteration, gevent.GreenletExit, SystemExit):
@@ -89,19 +95,19 @@ class PublishWorker(GeventWorker):
         except OSError as exc:
             if exc.errno not in _QUIET:
                 self.log.exception("Socket error processing request.")
-        except Exception as exc:
+        except BaseException as exc:  # as gunicorn's handle: a parse error gets its 400, a bug its 500
             self.handle_error(req, client, addr, exc)
         finally:
             util.close(client)
 
-    def _serve_rest(self, parser: Any, listener: Any, client: socket.socket, addr: Any) -> None:
+    def _serve_rest(self, parser: Any, listener_name: Any, client: socket.socket, addr: Any) -> None:
         """gunicorn's keep-alive loop over the rest of a connection (the caller handles its errors)."""
         while True:
             with self.timeout_ctx():
                 req = next(parser)
             if not req:
                 return
-            self.handle_request(listener.getsockname(), req, client, addr)
+            self.handle_request(listener_name, req, client, addr)
 
 
 def lean_path(worker: Any) -> LeanPublish | None:

@@ -76,7 +76,9 @@ def read_answers(sock: socket.socket, n: int) -> list[tuple[int, dict[str, str],
     f = sock.makefile("rb")
     out = []
     for _ in range(n):
-        status = int(f.readline().split()[1])
+        line = f.readline()
+        assert line, "the server closed the connection without an answer"
+        status = int(line.split()[1])
         headers = {}
         while (line := f.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode("latin-1").partition(":")
@@ -280,3 +282,33 @@ def test_max_requests_closes_the_connection_after_the_last_and_the_worker_is_rep
             assert sock.recv(1) == b""  # closed by the server after its last answer
         assert connections[-1] == "close" and set(connections[:-1]) == {"keep-alive"} and len(connections) >= 10
         assert wait_until(lambda: g.worker_pids() and g.worker_pids() != first, timeout=20)
+
+
+def test_a_stopping_worker_still_answers_gunicorns_requests_on_its_open_connections(redis_url: str):
+    """After a HUP the old worker closes its listeners but serves the connections it holds until they
+    end: a request gunicorn handles there is answered (with Connection: close), not dropped."""
+    with Gunicorn(workers=1, env=service_env(redis_url)) as g:
+        token = dev_token(g.base_url, "pub", ["channel:*"], ["publish:events"])
+        old = g.worker_pids()
+        with socket.create_connection(("127.0.0.1", g.port), timeout=10) as sock:
+            sock.sendall(b"".join(head_and_body(token, json.dumps(EVENT).encode())))
+            assert read_answers(sock, 1)[0][0] == 201  # the lean path holds this connection
+            g.hup(wait=False)
+            assert wait_until(lambda: g.worker_pids() and set(g.worker_pids()) != set(old), timeout=20)
+            time.sleep(1.5)  # the old worker's run loop closes its listener within a second of stopping
+            assert any(p.pid in old and p.is_running() for p in g.processes_seen()), "the old worker is still draining"
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            status, headers, _ = read_answers(sock, 1)[0]
+        assert status in (200, 503) and headers["Connection"] == "close"
+        assert not [line for line in g.log_lines() if "Socket error processing request" in line]
+
+
+def test_a_body_that_never_comes_after_gunicorns_answer_ends_with_the_keepalive_wait(server: Gunicorn, tokens: dict[str, str]):
+    """Flask refuses a bad token without reading the body; the rest of a body that never comes is
+    waited for as gunicorn waits for a next request (`keepalive`, 5 s here), then the connection closes."""
+    head, body = head_and_body(tokens["pub"] + "x", json.dumps(EVENT).encode())
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head + body[:10])
+        status, _, _ = read_answers(sock, 1)[0]
+        assert status == 401
+        assert sock.recv(1) == b""  # closed by the server, well before this socket's own 30 s
