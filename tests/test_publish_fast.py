@@ -170,3 +170,32 @@ def test_an_idempotency_key_on_the_fast_path_answers_the_first_ids_once_more(mak
     bad = post(app, token, EVENT, **{"Idempotency-Key": "has space"})
     assert bad.status_code == 400 and bad.get_json()["error"] == "bad_idempotency_key"
     assert behind.calls == calls
+
+
+def test_the_lean_path_checks_a_bad_token_once_and_leaves_its_repeats_to_flask(make: Make, monkeypatch):
+    """caller(verify=True) (the gunicorn worker's lean path) verifies an uncached token itself; a bad
+    one goes to Flask, and its repeats go there without a second check here (Flask checks each)."""
+    app, _behind, token = make()
+    fast = app.wsgi_app
+    verifier = app.extensions["chatgenius"].verifier
+    checked: list[str] = []
+    real = verifier.verify
+
+    def counted(tok: str):
+        checked.append(tok)
+        return real(tok)
+
+    monkeypatch.setattr(verifier, "verify", counted)
+    body = json.dumps(EVENT)
+    head = {"content-type": "application/json", "content-length": str(len(body))}
+    bad = {**head, "authorization": f"Bearer {token}x"}
+    assert fast.caller(bad, verify=True) is None and fast.caller(bad, verify=True) is None
+    assert len(checked) == 1
+    assert fast.caller(bad) is None and len(checked) == 1  # without verify: the cache only
+    other = app.test_client().post("/dev/token", json={"sub": "pub2", "channels": ["channel:*"], "permissions": ["publish:events"]})
+    good = {**head, "authorization": f"Bearer {other.get_json()['token']}"}
+    who = fast.caller(good, verify=True)
+    assert who is not None and who.sub == "pub2" and len(checked) == 2
+    assert fast.caller(good, verify=True) is who and len(checked) == 2  # cached by the verifier now
+    assert fast.caller({**good, "content-length": "0"}, verify=True) is None
+    assert fast.caller({**bad, "content-length": "x"}, verify=True) is None and len(checked) == 2  # no check for a bad head
