@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 import redis
@@ -152,7 +153,12 @@ def test_long_poll_returns_as_soon_as_an_event_arrives(server, alice):
 
 def test_redis_connections_do_not_grow_with_open_streams(server, alice, redis_url):
     r = redis.Redis.from_url(redis_url)
-    publish(server.base_url, alice, CHAN, {"n": 0})  # warm both pools
+    # Warm both workers' pools: publishes, a few streams, and two rounds of the periodic jobs (which
+    # wake together on one grid, so their connections are in use at the same moment).
+    warm = [open_stream(server.base_url, alice) for _ in range(10)]
+    for n in range(4):
+        publish(server.base_url, alice, CHAN, {"n": -n})
+    time.sleep(2.5)
     before = len(r.client_list())
     clients = [open_stream(server.base_url, alice) for _ in range(200)]
     try:
@@ -161,7 +167,7 @@ def test_redis_connections_do_not_grow_with_open_streams(server, alice, redis_ur
         assert len(r.client_list()) <= before + 4  # at most a command connection or two per worker
         assert r.pubsub_numsub(f"cg:l:{CHAN}")[0][1] <= 2  # one subscription per worker
     finally:
-        for c in clients:
+        for c in clients + warm:
             c.close()
     wait_until(lambda: r.pubsub_numsub(f"cg:l:{CHAN}")[0][1] == 0, 10, message="subscriptions released")
 
