@@ -1,7 +1,7 @@
 """gunicorn's gevent worker, answering the usual POST /events without gunicorn's request machinery.
 
 Why: in a profile of single publishes (docs/PERFORMANCE.md) gunicorn's parsing
-of the request, its WSGI environ and its response object took over half of a
+of the request, its WSGI environ and its response object took about half of a
 publish's CPU, more than validating and storing the event. A backend publishes
 the same small request hundreds of times a second on a kept-alive connection.
 
@@ -32,7 +32,6 @@ import errno
 import os
 import socket
 import time
-from functools import partial
 from http import HTTPStatus
 from typing import Any
 
@@ -42,7 +41,7 @@ from gunicorn.config import PostRequest, PreRequest
 from gunicorn.workers.ggevent import GeventWorker
 
 from . import gunicorn_logging
-from .web.publish_fast import FastPublish, json_payload
+from .web.publish_fast import FastPublish
 from .web.publish_head import REQUEST_LINE, parse
 
 # The most of a connection's bytes looked at once: a larger request (a big batch) is gunicorn's.
@@ -176,7 +175,7 @@ class LeanPublish:
                 worker.log.info("Autorestarting worker after current request.")
                 worker.alive = False
             close = head.close or not worker.alive
-            status, headers, answer = fast.answer(who, partial(json_payload, body), head.headers, path="server")
+            status, headers, answer = fast.answer(who, body, head.headers, path="server")
             sock.sendall(self.head(status, headers, close) + answer)
             if close:
                 return True
