@@ -34,7 +34,7 @@ STAGES = [
     ("publish: the rest of the service call", ["Realtime.publish (chatgenius/service.py"]),
     ("Flask request machinery (context, routing, hooks, response)", ["Flask.wsgi_app (flask/app.py"]),
     ("fast path: the rest", ["FastPublish."]),
-    ("lean path: peek, head, body, answer's head and send", ["LeanPublish.", "(chatgenius/web/publish_head.py",
+    ("lean path: read, head, body, answer's head and send", ["LeanPublish.", "(chatgenius/web/publish_head.py",
                                                              "_take (chatgenius/gunicorn_worker.py"]),
     ("request parsing (gunicorn)", ["Request.__init__ (gunicorn/http/message.py", "Parser.__next__ (gunicorn/http/parser.py",
                                     "create (gunicorn/http/wsgi.py", "environ (gunicorn/http/wsgi.py"]),

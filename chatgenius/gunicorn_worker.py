@@ -5,17 +5,18 @@ of the request, its WSGI environ and its response object took about half of a
 publish's CPU, more than validating and storing the event. A backend publishes
 the same small request hundreds of times a second on a kept-alive connection.
 
-How: the worker looks at a connection's bytes without taking them off the
-socket (MSG_PEEK). While they hold a whole usual publish (a head that
+How: the worker reads what a connection has sent (one `recv`, once the
+socket is readable). While it holds the head of a usual publish (a head that
 web/publish_head.parse reads, a good token, JSON of known length:
-FastPublish.caller), it takes exactly that request off the socket and answers
-it through FastPublish.answer, the same call and answer as the WSGI fast path.
-A request that is anything else, or whose head has not fully arrived, goes to
-gunicorn's own parser and handler with all of its bytes still unread, and
-gunicorn and Flask answer it as they always have; then the worker looks again.
-(Behind nginx, one upstream connection carries every kind of request.) Only
-where gunicorn read past that request (a client pipelining) does the rest of
-the connection stay gunicorn's.
+FastPublish.caller), the worker reads the rest of its body if need be and
+answers it through FastPublish.answer, the same call and answer as the WSGI
+fast path, in one `send`. A request that is anything else, or whose head has
+not fully arrived, goes to gunicorn's own parser and handler with every byte
+read of it handed back first (gunicorn's `unread`), and gunicorn and Flask
+answer it as they always have; then the worker reads again. (Behind nginx,
+one upstream connection carries every kind of request.) Only where gunicorn
+read past that request (a client pipelining) does the rest of the connection
+stay gunicorn's.
 
 Off (every connection is gunicorn's) where this path would skip something the
 configuration asks for: TLS, the PROXY protocol, HTTP/2, the uwsgi protocol, no
@@ -41,11 +42,12 @@ from gunicorn.config import PostRequest, PreRequest
 from gunicorn.workers.ggevent import GeventWorker
 
 from . import gunicorn_logging
+from .readable import Readable
 from .web.publish_fast import FastPublish
 from .web.publish_head import REQUEST_LINE, parse
 
-# The most of a connection's bytes looked at once: a larger request (a big batch) is gunicorn's.
-PEEK_BYTES = 65536
+# The most of a connection's bytes read at once (a larger body is read on: see _take).
+READ_BYTES = 65536
 _QUIET = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN)
 
 
@@ -69,8 +71,9 @@ class PublishWorker(GeventWorker):
         req = None
         try:
             listener_name = listener.getsockname()  # now: a stopping worker closes its listeners
-            while not self.lean.serve(client):
+            while (unread := self.lean.serve(client)) is not None:
                 parser = http.get_parser(self.cfg, client, addr)
+                parser.unreader.unread(unread)  # what the lean path read of this request: gunicorn's now
                 with self.timeout_ctx():
                     req = next(parser)
                 if not req:
@@ -149,36 +152,55 @@ class LeanPublish:
         self.scheme_headers = frozenset(name.lower() for name in cfg.secure_scheme_headers)
         self._date = (0, "")
 
-    def serve(self, sock: socket.socket) -> bool:
-        """Answer the connection's publishes; True when it is done, False to hand it to gunicorn."""
+    def serve(self, sock: socket.socket) -> bytes | None:
+        """Answer the connection's publishes. None when the connection is done; else gunicorn
+        answers the next request, and the bytes returned (maybe none) are what was read of it."""
+        raw = getattr(sock, "_sock", None)  # gevent's socket keeps the OS socket non-blocking
+        if raw is None or raw.gettimeout() != 0.0:
+            return b""  # not a socket this can read around gevent: gunicorn reads it all
+        readable = Readable(raw.fileno())
+        try:
+            return self._serve(sock, raw, readable)
+        finally:
+            readable.close()
+
+    def _serve(self, sock: socket.socket, raw: socket.socket, readable: Readable) -> bytes | None:
         fast, worker = self.fast, self.worker
+        data = b""  # read off the socket, not answered yet
         while True:
-            data = None
-            with gevent.Timeout(self.keepalive, False):  # gunicorn's wait for the next request
-                data = sock.recv(PEEK_BYTES, socket.MSG_PEEK)
             if not data:
-                return True  # None: the keep-alive wait ran out; b"": the client closed
+                if not readable.wait(self.keepalive):  # gunicorn's wait for the next request
+                    return None
+                try:
+                    data = raw.recv(READ_BYTES)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    return None  # the client closed
             try:
                 head = parse(data, self.max_fields, self.max_line)
                 if head is None or len(self.scheme_headers.intersection(head.headers)) > 1:
-                    return False
+                    return data
                 who = fast.caller(head.headers, verify=True)
-            except Exception:  # nothing is taken yet: gunicorn and Flask answer it, a bug included
+            except Exception:  # nothing is answered yet: gunicorn and Flask answer it, a bug included
                 worker.log.exception("Error reading a publish; handed to gunicorn")
-                return False
+                return data
             if who is None:
-                return False
-            # Ours from here: the body is read off the socket (a client may send it after the head).
-            body = _take(sock, head.size + head.length)[head.size :]
+                return data
+            # Ours from here: the rest of the body is read (a client may send it after the head).
+            end = head.size + head.length
+            if len(data) < end:
+                data += _take(sock, end - len(data))
+            body, data = data[head.size : end], data[end:]
             worker.nr += 1
             if worker.nr >= worker.max_requests and worker.alive:
                 worker.log.info("Autorestarting worker after current request.")
                 worker.alive = False
             close = head.close or not worker.alive
             status, headers, answer = fast.answer(who, body, head.headers, path="server")
-            sock.sendall(self.head(status, headers, close) + answer)
+            _send(sock, raw, self.head(status, headers, close) + answer)
             if close:
-                return True
+                return None
 
     def head(self, status: int, headers: list[tuple[str, str]], close: bool) -> bytes:
         """The answer's head, as gunicorn writes one (status line, Server, Date, Connection)."""
@@ -208,3 +230,14 @@ def _take(sock: socket.socket, n: int) -> bytes:
         parts.append(part)
         have += len(part)
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _send(sock: socket.socket, raw: socket.socket, data: bytes) -> None:
+    """Send `data`: one system call when the socket takes it all (the usual answer), else gevent's
+    `sendall` for the rest (it waits for the socket, honouring its timeout)."""
+    try:
+        sent = raw.send(data)
+    except BlockingIOError:
+        sent = 0
+    if sent < len(data):
+        sock.sendall(data[sent:])

@@ -24,12 +24,18 @@ from typing import Any
 
 import gevent.socket
 import redis
-from gevent.hub import Waiter, get_hub
+
+from ..readable import Readable
 
 try:  # what redis-py's hiredis reader returns while a reply is incomplete
     from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH
 except ImportError:  # pragma: no cover - another redis-py: every read goes through read_response
     _NOT_ENOUGH = None
+
+try:  # redis-py packs commands with it too when hiredis is installed
+    from hiredis import pack_command as _pack
+except ImportError:  # pragma: no cover - hiredis is a dependency; without it redis-py packs and sends
+    _pack = None
 
 
 class Replies:
@@ -42,7 +48,7 @@ class Replies:
     connection, read by one greenlet; a new connection needs a new instance.
     """
 
-    __slots__ = ("conn", "_reader", "_raw", "_buffer", "_io", "_timers", "_hub")
+    __slots__ = ("conn", "_reader", "_raw", "_buffer", "_readable")
 
     def __init__(self, conn: redis.connection.AbstractConnection, direct: bool = True) -> None:
         """`direct=False` reads through redis-py where it could read off the socket (a benchmark's
@@ -61,9 +67,7 @@ class Replies:
         self._reader = reader if direct else None
         self._raw = raw
         self._buffer = bytearray(65536) if direct else bytearray()
-        self._hub = get_hub()
-        self._io = self._hub.loop.io(raw.fileno(), 1) if direct else None
-        self._timers: dict[float, object] = {}
+        self._readable = Readable(raw.fileno()) if direct else None
 
     @property
     def direct(self) -> bool:
@@ -90,13 +94,33 @@ class Replies:
             raise redis.TimeoutError("Timeout reading from socket")
         return reply
 
+    def send(self, *args: object) -> None:
+        """Send one command (`answer` reads its reply): packed by hiredis, as redis-py would, and
+        written in one system call when the socket takes it all (redis-py's `sendall` under gevent
+        asks the socket's buffer size first); the rest, if any, through redis-py."""
+        if self._reader is None or _pack is None:
+            self.conn.send_command(*args)
+            return
+        try:
+            data = _pack(args)
+        except TypeError as exc:
+            raise redis.DataError(exc) from exc
+        try:
+            sent = self._raw.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise redis.ConnectionError(f"writing to Redis failed: {exc}") from exc
+        if sent < len(data):
+            self.conn.send_packed_command([data[sent:]], check_health=False)  # a list: bytes would iterate as ints
+
     def _take(self, timeout: float | None) -> Any:
         """The next reply off the socket, or _NOT_ENOUGH once `timeout` s passed without one."""
         reader = self._reader
         assert reader is not None
         reply = reader.gets()
         while reply is _NOT_ENOUGH:
-            if timeout == 0 or not self._wait(timeout):
+            if timeout == 0 or not self._readable.wait(timeout):  # type: ignore[union-attr]
                 return _NOT_ENOUGH
             try:
                 got = self._raw.recv_into(self._buffer)
@@ -111,21 +135,3 @@ class Replies:
         if isinstance(reply, Exception):  # an error reply, or the parser's protocol error
             raise reply
         return reply
-
-    def _wait(self, timeout: float | None) -> bool:
-        """Wait until the socket is readable (True) or `timeout` s passed (False)."""
-        timer = None
-        if timeout is not None:
-            timer = self._timers.get(timeout)
-            if timer is None:  # repeating: a one-shot libev timer started again fires at once
-                timer = self._timers[timeout] = self._hub.loop.timer(timeout, timeout)
-        waiter = Waiter(self._hub)  # one per wait: a late callback of the other watcher finds no reader
-        self._io.start(waiter.switch, True)
-        if timer is not None:
-            timer.start(waiter.switch, False)
-        try:
-            return waiter.get()
-        finally:
-            self._io.stop()
-            if timer is not None:
-                timer.stop()

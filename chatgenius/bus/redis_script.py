@@ -72,12 +72,11 @@ class Script:
         return Replies(conn)
 
     def _run(self, replies: Replies, keys: Sequence[object], args: Sequence[object]) -> object:
-        conn = replies.conn
-        conn.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        replies.send("EVALSHA", self.sha, len(keys), *keys, *args)
         try:
             return replies.answer()
         except NoScriptError:  # a restarted or flushed server: EVAL runs it and caches it again
-            conn.send_command("EVAL", self.source, len(keys), *keys, *args)
+            replies.send("EVAL", self.source, len(keys), *keys, *args)
             return replies.answer()
 
     def _keep(self, replies: Replies) -> None:

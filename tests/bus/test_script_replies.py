@@ -5,6 +5,8 @@ and the next call starts on a new connection."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 
 import pytest
@@ -84,3 +86,25 @@ def test_a_connection_class_that_reads_its_own_way_is_read_through_it(redis_url)
         assert replies.answer() == b"PONG"
     finally:
         conn.disconnect()
+
+
+def test_a_command_the_socket_takes_in_parts_arrives_whole_and_unpackable_values_are_refused(redis_url):
+    """Replies.send writes once and hands what the socket did not take to redis-py; a value hiredis
+    cannot pack is redis-py's DataError and nothing is sent."""
+    client = redis.Redis.from_url(redis_url)
+    conn = client.connection_pool.get_connection()
+    try:
+        conn._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # a small buffer: a partial send
+        replies = Replies(conn)
+        assert replies.direct
+        value = os.urandom(4 << 20)
+        replies.send("SET", "cg:test:big", value)
+        assert replies.answer() == b"OK"
+        with pytest.raises(redis.DataError):
+            replies.send("SET", "cg:test:bad", object())
+        replies.send("STRLEN", "cg:test:big")
+        assert replies.answer() == len(value), "the connection is clean after the refusal"
+        assert client.get("cg:test:big") == value
+    finally:
+        client.connection_pool.release(conn)
+        client.close()

@@ -208,6 +208,27 @@ def test_a_body_sent_late_pipelined_requests_and_connection_close(server: Gunico
     assert grew(server, tokens["ops"], before, server=4) == {"server": 4, "wsgi": 0, "flask": 0}
 
 
+def test_a_head_that_arrives_in_two_parts_is_gunicorns_with_the_part_read_handed_back(
+    server: Gunicorn, tokens: dict[str, str]
+):
+    """The lean path reads what has come; a head cut short is not one it can read, so gunicorn gets
+    those bytes back (its parser's unread) and reads the rest itself."""
+    before = counts(server, tokens["ops"])
+    usual = b"".join(head_and_body(tokens["pub"], json.dumps(EVENT).encode()))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(usual[:30])
+        time.sleep(0.3)  # the lean path has read these 30 bytes
+        sock.sendall(usual[30:])
+        first = read_answers(sock, 1)[0]
+        sock.sendall(usual)  # a whole one: the lean path again
+        second = read_answers(sock, 1)[0]
+    assert first[0] == second[0] == 201
+    ids = [json.loads(a[2])["ids"][0] for a in (first, second)]
+    assert len(set(ids)) == 2
+    assert grew(server, tokens["ops"], before, server=1, wsgi=1) == {"server": 1, "wsgi": 1, "flask": 0}
+
+
 def test_other_requests_go_to_gunicorn_with_every_byte_and_the_lean_path_comes_back(
     server: Gunicorn, tokens: dict[str, str]
 ):

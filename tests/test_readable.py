@@ -1,0 +1,43 @@
+"""readable.Readable: a wait for one socket's bytes with a timeout, on watchers reused from wait to wait."""
+
+from __future__ import annotations
+
+import gevent
+from gevent import socket
+
+from chatgenius.readable import Readable
+
+
+def test_a_wait_ends_when_bytes_come_or_when_its_timeout_runs_out_and_can_be_repeated():
+    a, b = socket.socketpair()
+    readable = Readable(a.fileno())
+    try:
+        assert readable.wait(0.05) is False, "nothing sent: the timeout ends the wait"
+        gevent.spawn_later(0.05, b.send, b"x")
+        assert readable.wait(5) is True
+        assert a.recv(10) == b"x"
+        assert readable.wait(0.05) is False, "the bytes were read: nothing to wake for"
+        assert readable.wait(0.02) is False, "another timeout value: its own timer"
+        b.send(b"yz")
+        assert readable.wait(None) is True, "bytes already there: no wait beyond the loop's turn"
+    finally:
+        readable.close()
+        a.close()
+        b.close()
+
+
+def test_a_timer_that_fired_does_not_end_the_next_wait_early():
+    a, b = socket.socketpair()
+    readable = Readable(a.fileno())
+    try:
+        assert readable.wait(0.05) is False
+        gevent.spawn_later(0.2, b.send, b"x")
+        assert readable.wait(1.0) is True, "the 1 s timer, not the spent 0.05 s one"
+        assert a.recv(10) == b"x"
+        assert readable.wait(0.05) is False
+        gevent.spawn_later(0.1, b.send, b"y")
+        assert readable.wait(0.5) is True
+    finally:
+        readable.close()
+        a.close()
+        b.close()
