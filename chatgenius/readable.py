@@ -29,12 +29,15 @@ class Readable:
         timer = None
         if timeout is not None:
             timer = self._timers.get(timeout)
-            if timer is None:  # repeating: a one-shot libev timer started again fires at once
+            if timer is None:
                 timer = self._timers[timeout] = self._hub.loop.timer(timeout, timeout)
         waiter = Waiter(self._hub)  # one per wait: a late callback of the other watcher finds no reader
         self._io.start(waiter.switch, True)
         if timer is not None:
-            timer.start(waiter.switch, False)
+            # again(), not start(): libev keeps what was left of a stopped timer and start() resumes
+            # from there, so each wait would have had only the rest of the one before (a 10 s
+            # timeout spent over many short waits fired at once); again() sets the whole `timeout`.
+            timer.again(waiter.switch, False)
         try:
             return waiter.get()
         finally:

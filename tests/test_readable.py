@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import gevent
 from gevent import socket
 
@@ -37,6 +39,27 @@ def test_a_timer_that_fired_does_not_end_the_next_wait_early():
         assert readable.wait(0.05) is False
         gevent.spawn_later(0.1, b.send, b"y")
         assert readable.wait(0.5) is True
+    finally:
+        readable.close()
+        a.close()
+        b.close()
+
+
+def test_every_wait_has_its_whole_timeout_however_long_the_waits_before_it_were():
+    """libev keeps the rest of a stopped timer; a wait must not inherit what earlier waits left of it.
+    Three waits of 0.12 s under a 0.3 s timeout: the third would have ended at 0.06 s with False."""
+    a, b = socket.socketpair()
+    readable = Readable(a.fileno())
+    try:
+        for _ in range(3):
+            gevent.spawn_later(0.12, b.send, b"x")
+            started = time.monotonic()
+            assert readable.wait(0.3) is True, "data came within the timeout"
+            assert time.monotonic() - started >= 0.1
+            assert a.recv(10) == b"x"
+        started = time.monotonic()
+        assert readable.wait(0.3) is False
+        assert time.monotonic() - started >= 0.25, "the whole timeout, not what was left of it"
     finally:
         readable.close()
         a.close()

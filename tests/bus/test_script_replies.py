@@ -19,7 +19,7 @@ SOURCE = """
 if ARGV[1] == 'nil' then return nil end
 if ARGV[1] == 'fail' then return redis.error_reply('QUOTA over the limit') end
 if ARGV[1] == 'spin' then
-  local until_ = tonumber(redis.call('TIME')[1]) * 1e6 + tonumber(redis.call('TIME')[2]) + 600000
+  local until_ = tonumber(redis.call('TIME')[1]) * 1e6 + tonumber(redis.call('TIME')[2]) + tonumber(ARGV[2] or '600') * 1000
   while true do
     local now = redis.call('TIME')
     if tonumber(now[1]) * 1e6 + tonumber(now[2]) > until_ then break end
@@ -67,6 +67,18 @@ def test_an_answer_late_beyond_the_socket_timeout_is_a_timeout_and_the_connectio
         assert idle_replies(script) == [], "a connection with an answer in flight is never reused"
         time.sleep(0.6)  # Redis runs the script to its end before it serves anyone
         assert script(["cg:test:t"], ["b"]) == [b"b", 2], "the next call reads its own answer, not the late one"
+    finally:
+        script.close()
+
+
+def test_answers_slower_in_all_than_the_socket_timeout_are_each_waited_for_in_full(redis_url):
+    """Each answer gets the whole socket timeout: four answers of 0.15 s under a 0.5 s timeout on one
+    connection (0.6 s of waiting in all) are answers, not a timeout on the fourth."""
+    script = Script(redis.Redis.from_url(redis_url, socket_timeout=0.5), SOURCE)
+    try:
+        for _ in range(4):
+            assert script(["cg:test:w"], ["spin", "150"]) == b"late"
+        assert len(idle_replies(script)) == 1, "one connection served them all"
     finally:
         script.close()
 

@@ -285,6 +285,25 @@ def test_a_bad_token_is_flasks_to_refuse_with_its_reason(server: Gunicorn, token
     assert grew(server, tokens["ops"], before, flask=1) == {"server": 0, "wsgi": 0, "flask": 1}
 
 
+def test_each_wait_for_a_next_publish_has_the_whole_keepalive_and_an_idle_connection_is_closed(redis_url: str):
+    """Publishes 0.35 s apart under --keep-alive 1 (1.75 s of waiting in all, on one connection) are all
+    answered; a connection then idle past 1 s is closed by the worker. (libev resumes a stopped
+    timer from what was left of it: a reused timer started again would have closed it mid-way.)"""
+    with Gunicorn(workers=1, env=service_env(redis_url), args=["--keep-alive", "1"]) as g:
+        token = dev_token(g.base_url, "pub", ["channel:*"], ["publish:events"])
+        usual = b"".join(head_and_body(token, json.dumps(EVENT).encode()))
+        with socket.create_connection(("127.0.0.1", g.port), timeout=10) as sock:
+            statuses = []
+            for _ in range(5):
+                time.sleep(0.35)
+                sock.sendall(usual)
+                statuses.append(read_answers(sock, 1)[0][0])
+            assert statuses == [201] * 5
+            started = time.monotonic()
+            assert sock.recv(1) == b"", "the keep-alive wait ran out: the worker closed the connection"
+            assert 0.8 <= time.monotonic() - started < 5
+
+
 def test_max_requests_closes_the_connection_after_the_last_and_the_worker_is_replaced(redis_url: str):
     """gunicorn's --max-requests counts the lean path's publishes too (its health checks and the token count as well)."""
     with Gunicorn(workers=1, env=service_env(redis_url), args=["--max-requests", "20"]) as g:
