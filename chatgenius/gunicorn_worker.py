@@ -45,6 +45,7 @@ from . import gunicorn_logging
 from .readable import Readable
 from .web.publish_fast import FastPublish
 from .web.publish_head import REQUEST_LINE, parse
+from .wire import send_whole
 
 # The most of a connection's bytes read at once (a larger body is read on: see _take).
 READ_BYTES = 65536
@@ -198,7 +199,7 @@ class LeanPublish:
                 worker.alive = False
             close = head.close or not worker.alive
             status, headers, answer = fast.answer(who, body, head.headers, path="server")
-            _send(sock, raw, self.head(status, headers, close) + answer)
+            send_whole(sock, raw, self.head(status, headers, close) + answer)
             if close:
                 return None
 
@@ -230,14 +231,3 @@ def _take(sock: socket.socket, n: int) -> bytes:
         parts.append(part)
         have += len(part)
     return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _send(sock: socket.socket, raw: socket.socket, data: bytes) -> None:
-    """Send `data`: one system call when the socket takes it all (the usual answer), else gevent's
-    `sendall` for the rest (it waits for the socket, honouring its timeout)."""
-    try:
-        sent = raw.send(data)
-    except BlockingIOError:
-        sent = 0
-    if sent < len(data):
-        sock.sendall(data[sent:])

@@ -157,13 +157,20 @@ def answer_whole(start_response: Callable[..., Any], body: bytes) -> tuple[bytes
     data = "".join(head).encode("latin-1") + body
     resp.headers_sent = True  # from here on gunicorn writes nothing of this response
     resp.sent = len(body)
+    send_whole(resp.sock, raw, data)
+    return ()
+
+
+def send_whole(sock: Any, raw: Any, data: bytes) -> None:
+    """Send `data` on `sock`: one system call on its OS socket `raw` when that takes it all (a
+    small answer, the usual case), else gevent's `sendall` for the rest (it waits for the socket,
+    honouring its timeout, as the server's own write would)."""
     try:
         sent = raw.send(data)
     except BlockingIOError:
         sent = 0
     if sent < len(data):
-        resp.sock.sendall(data[sent:])  # waits for the socket as gunicorn's own write would
-    return ()
+        sock.sendall(data[sent:])
 
 
 _last: list[Any] = [object(), b""]  # the last data framed, and its chunk (see _chunk)
