@@ -121,6 +121,9 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
+_QUOTED_TYPES = {etype: dumps(etype) for etype in CATALOG}
+
+
 def draft(raw: object, max_bytes: int, now: float | None = None) -> Draft:
     """Validate one `{"channel","type","data"}` object (and its optional "idempotency_key") into a Draft."""
     if not isinstance(raw, dict):
@@ -146,7 +149,8 @@ def draft(raw: object, max_bytes: int, now: float | None = None) -> Draft:
         raise EventError(f"data is {len(data_json)} bytes, more than MAX_EVENT_BYTES={max_bytes}", "too_large", 413)
     ts = round(time.time() if now is None else now, 6)
     assert isinstance(channel, str)
-    body = f',"type":{dumps(etype)},"channel":{dumps(channel)},"data":{data_json},"ts":{ts!r}}}'
+    # Neither needs dumps(): a catalog type is quoted once, and a valid channel has no character JSON escapes.
+    body = f',"type":{_QUOTED_TYPES[etype]},"channel":"{channel}","data":{data_json},"ts":{ts!r}}}'
     return Draft(channel=channel, type=etype, body=body, key=key)
 
 

@@ -54,6 +54,18 @@ def test_ephemeral_envelope_has_no_id():
     assert "id" not in json.loads(envelope_json(None, d.body))
 
 
+def test_the_envelope_quotes_type_and_channel_as_json_would():
+    """draft() writes both between quotes without json.dumps: right only while no valid channel
+    holds a character JSON escapes; this fails if the channel rule ever lets one in."""
+    allowed = "".join(c for c in map(chr, range(0x110000)) if events.valid_channel("a:" + c))
+    assert allowed and json.dumps(allowed) == '"' + allowed + '"'
+    for etype in sorted(events.CATALOG - events.SERVICE_TYPES):
+        name = "dm:" + allowed[:120]
+        body = draft(good(type=etype, channel=name), 65536, now=1.25).body
+        assert body == (f',"type":{json.dumps(etype)},"channel":{json.dumps(name)},'
+                        f'"data":{{"text":"hi"}},"ts":1.25}}')
+
+
 @pytest.mark.parametrize(
     "raw, code, status",
     [

@@ -64,3 +64,38 @@ def test_every_wait_has_its_whole_timeout_however_long_the_waits_before_it_were(
         readable.close()
         a.close()
         b.close()
+
+
+def test_the_watcher_stays_started_between_waits_and_bytes_that_come_meanwhile_end_the_next_wait_at_once():
+    """Started once (no epoll_ctl per wait); when it fires with nobody waiting it stops (a readable
+    socket fires every turn) and the next wait returns True without waiting; it holds the loop only
+    while someone waits."""
+    a, b = socket.socketpair()
+    readable = Readable(a.fileno())
+    try:
+        gevent.spawn_later(0.02, b.send, b"x")
+        assert readable.wait(1.0) is True
+        assert readable._io.active and not readable._io.ref, "still started, and not holding the loop"
+        assert a.recv(10) == b"x"
+        b.send(b"y")  # arrives while nobody waits
+        gevent.sleep(0.05)  # turns of the loop: the watcher fires, finds no waiter, stops
+        assert not readable._io.active
+        started = time.monotonic()
+        assert readable.wait(1.0) is True
+        assert time.monotonic() - started < 0.5
+        assert a.recv(10) == b"y"
+        assert readable.wait(0.05) is False, "read: the restarted watcher waits for new bytes"
+        assert readable._io.active
+        # True can mean "may be readable": another reader took the bytes; the caller reads, gets
+        # nothing (EAGAIN) and waits again, and that wait is a real one.
+        b.send(b"z")
+        gevent.sleep(0.05)
+        assert a.recv(10) == b"z"
+        assert readable.wait(1.0) is True
+        started = time.monotonic()
+        assert readable.wait(0.1) is False
+        assert time.monotonic() - started >= 0.08
+    finally:
+        readable.close()
+        a.close()
+        b.close()
