@@ -69,6 +69,7 @@ def read_cost(port: int, path: str, n: int, rate: float) -> float:
             msg = replies.next(0)
     cpu = time.process_time() - started
     pub.wait()
+    replies.close()
     conn.disconnect()
     assert got == n + 1, (got, n)
     return cpu / got * 1e6

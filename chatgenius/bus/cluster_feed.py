@@ -146,6 +146,7 @@ class ClusterFeed:
         except Exception:  # a bug must not leave the process deaf
             log.exception("cluster bus feed reader failed")
         finally:
+            replies.close()
             self._lost.set()  # also when killed: the supervisor restarts the feed
 
     def _handle(self: RedisClusterBus, msg: list) -> bool:

@@ -121,6 +121,7 @@ class RedisFeed:
         owner = self.owner
         assert owner is not None, "RedisFeed.owner is set by the bus before start"
         pubsub = self.client.pubsub()
+        replies: FeedReplies | None = None
         try:
             owner.connecting()
             if self._routes:
@@ -152,6 +153,8 @@ class RedisFeed:
                     # loops with a backlog write it, and what arrives meanwhile joins the next run.
                     let_io_in()
         finally:
+            if replies is not None:
+                replies.close()
             pubsub.reset()
 
     def _drop(self) -> None:

@@ -114,6 +114,14 @@ class Replies:
         if sent < len(data):
             self.conn.send_packed_command([data[sent:]], check_health=False)  # a list: bytes would iterate as ints
 
+    def close(self) -> None:
+        """Stop watching the socket: call it when the connection is dropped (its watcher stays started
+        between waits, readable.py, and a started watcher keeps this object and its buffer alive)."""
+        if self._readable is not None:
+            self._readable.close()
+            self._readable = None
+            self._reader = None  # a read after this goes through redis-py, which sees the closed connection
+
     def _take(self, timeout: float | None) -> Any:
         """The next reply off the socket, or _NOT_ENOUGH once `timeout` s passed without one."""
         reader = self._reader

@@ -47,18 +47,17 @@ class Script:
     def __call__(self, keys: Sequence[object], args: Sequence[object]) -> object:
         with self._slots:
             replies = self._idle.pop() if self._idle else self._new_connection()
-            conn = replies.conn
             try:
                 reply = self._run(replies, keys, args)
             except ResponseError as exc:
                 if is_unavailable(exc):  # READONLY (a demoted primary), LOADING...: reconnect next time
-                    conn.disconnect()
+                    _drop(replies)
                     self.close()
                 else:  # the script's own error reply (a quota): the connection read all of it
                     self._keep(replies)
                 raise
             except BaseException:
-                conn.disconnect()
+                _drop(replies)
                 self.close()  # the others were idle on the same server: likely dead too
                 raise
             self._keep(replies)
@@ -83,10 +82,16 @@ class Script:
         if len(self._idle) < MAX_IDLE:
             self._idle.append(replies)
         else:
-            replies.conn.disconnect()
+            _drop(replies)
 
     def close(self) -> None:
         """Close the idle connections (the next call opens a new one)."""
         idle, self._idle = self._idle, []
         for replies in idle:
-            replies.conn.disconnect()
+            _drop(replies)
+
+
+def _drop(replies: Replies) -> None:
+    """Close a connection and stop watching its socket."""
+    replies.close()
+    replies.conn.disconnect()

@@ -6,6 +6,7 @@ is not a backend.
 
 from __future__ import annotations
 
+import gc
 import time
 
 import gevent
@@ -15,7 +16,7 @@ import redis
 from chatgenius.bus.base import BusUnavailable, EventBus, IdempotencyConflict, Quota, QuotaExceeded
 from chatgenius.bus.memory import MemoryBus
 from chatgenius.bus.redis import RedisBus, make_clients
-from chatgenius.bus.redis_feed import RedisFeed
+from chatgenius.bus.redis_feed import FeedReplies, RedisFeed
 from chatgenius.cursor import Cursor
 from chatgenius.events import draft
 from chatgenius.state.base import SharedState
@@ -488,3 +489,25 @@ def test_redis_leases_use_one_clock_and_expire_with_their_key(redis_url):
         assert abs(expiry - (server_ms + 2000)) < 1500  # scored on Redis' clock, not this host's
     finally:
         client.close()
+
+
+def test_a_feed_that_reconnects_leaves_no_watcher_of_its_old_connections_started(redis_url):
+    """The feed's read keeps its socket's watcher started between waits (readable.py); each lost
+    connection must stop it, or every reconnect would keep the old connection's objects (and a
+    64 KiB buffer) alive for good. Three kills of the feed's connection, three reconnects."""
+    b = make_bus("redis", redis_url)
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        for n in range(1, 4):
+            host, port = b.feed.pubsub.connection._sock.getsockname()[:2]  # Redis knows the feed by this address
+            admin.client_kill_filter(addr=f"{host}:{port}")
+            deadline = time.monotonic() + 10
+            while b.feed.reconnects < n or b.health() is not None:
+                assert time.monotonic() < deadline, "the feed reconnects"
+                gevent.sleep(0.02)
+        gc.collect()
+        started = [o for o in gc.get_objects() if type(o) is FeedReplies and o._readable is not None]
+        assert len(started) == 1, "only the live connection's read watches its socket"
+    finally:
+        admin.close()
+        b.close()

@@ -73,6 +73,7 @@ def relayed(request: pytest.FixtureRequest, redis_url: str) -> Iterator[tuple[Re
     try:
         yield relay, conn, replies, client
     finally:
+        replies.close()
         conn.disconnect()
         client.close()
         relay.close()

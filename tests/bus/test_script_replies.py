@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from chatgenius.bus.redis_replies import Replies
-from chatgenius.bus.redis_script import Script
+from chatgenius.bus.redis_script import MAX_IDLE, Script
 
 SOURCE = """
 if ARGV[1] == 'nil' then return nil end
@@ -71,6 +71,33 @@ def test_an_answer_late_beyond_the_socket_timeout_is_a_timeout_and_the_connectio
         script.close()
 
 
+def test_a_dropped_connection_stops_watching_its_socket(redis_url):
+    """A connection's watcher stays started between waits (readable.py); one left started after its
+    connection is dropped would keep the connection's objects alive for good. Dropped on a timeout,
+    beyond the idle bound, or by close(): each stops its watcher."""
+    script = Script(redis.Redis.from_url(redis_url, socket_timeout=0.2), SOURCE)
+    try:
+        assert script(["cg:test:d"], ["a"]) == [b"a", 1]
+        (kept,) = idle_replies(script)
+        watcher = kept._readable._io
+        assert watcher.active, "started by the wait, and left started for the next"
+        with pytest.raises(redis.TimeoutError):
+            script(["cg:test:d"], ["spin", "400"])  # on the kept connection: dropped
+        assert not watcher.active and kept._readable is None
+        time.sleep(0.5)
+        many = [script._new_connection() for _ in range(MAX_IDLE + 1)]
+        for replies in many:
+            replies.send("PING")
+            assert replies.answer() == b"PONG"
+            script._keep(replies)
+        assert [r._readable is None for r in many] == [False] * MAX_IDLE + [True], "one past the bound: dropped"
+        watchers = [r._readable._io for r in idle_replies(script)]
+        script.close()
+        assert not any(w.active for w in watchers)
+    finally:
+        script.close()
+
+
 def test_answers_slower_in_all_than_the_socket_timeout_are_each_waited_for_in_full(redis_url):
     """Each answer gets the whole socket timeout: four answers of 0.15 s under a 0.5 s timeout on one
     connection (0.6 s of waiting in all) are answers, not a timeout on the fourth."""
@@ -96,6 +123,7 @@ def test_a_connection_class_that_reads_its_own_way_is_read_through_it(redis_url)
         assert not replies.direct
         conn.send_command("PING")
         assert replies.answer() == b"PONG"
+        replies.close()
     finally:
         conn.disconnect()
 
@@ -117,6 +145,7 @@ def test_a_command_the_socket_takes_in_parts_arrives_whole_and_unpackable_values
         replies.send("STRLEN", "cg:test:big")
         assert replies.answer() == len(value), "the connection is clean after the refusal"
         assert client.get("cg:test:big") == value
+        replies.close()
     finally:
         client.connection_pool.release(conn)
         client.close()
