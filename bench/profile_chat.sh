@@ -3,6 +3,7 @@
 # (5,000 streams on 500 channels, events to random channels, 8 HTTP publishers).
 #
 #   bench/profile_chat.sh [RATE] [SECONDS]      # default 400 ev/s for 20 s
+#   PROFILER=strace bench/profile_chat.sh 400 20 # `strace -c` of each worker instead: system calls counted
 #
 # Writes bench/results/profile-<stamp>/{workers.txt,stages.md}: py-spy's collapsed
 # stacks of every worker (idle frames dropped) and the per-stage breakdown that
@@ -14,8 +15,13 @@ source "$BENCH_DIR/lib.sh"
 RATE=${1:-400}; SECS=${2:-20}
 OUT=${OUT_DIR:-$BENCH_DIR/results/profile-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
+PROFILER=${PROFILER:-py-spy}
 PYSPY=${PYSPY:-$BENCH_DIR/../.venv/bin/py-spy}
-[[ -x $PYSPY ]] || { echo "py-spy missing: .venv/bin/pip install py-spy" >&2; exit 1; }
+if [[ $PROFILER == strace ]]; then
+  command -v strace >/dev/null || { echo "strace missing" >&2; exit 1; }
+else
+  [[ -x $PYSPY ]] || { echo "py-spy missing: .venv/bin/pip install py-spy" >&2; exit 1; }
+fi
 BIN=$BENCH_DIR/ssebench/ssebench
 [[ -x $BIN && $BIN -nt $BENCH_DIR/ssebench/main.go ]] || (cd ssebench && go build -o ssebench .) || exit 1
 raise_nofile
@@ -36,13 +42,22 @@ until grep -q "step 2: rate" "$OUT/ssebench.log" 2>/dev/null; do sleep 0.2; kill
 sleep 2
 pids=(${workers//,/ })
 for p in "${pids[@]}"; do
-  "$PYSPY" record --pid "$p" --rate 250 --duration $((SECS - 4)) --format raw --nonblocking \
-    --output "$OUT/worker-$p.txt" >/dev/null 2>&1 &
+  if [[ $PROFILER == strace ]]; then  # the counts are what to read: strace slows every call it counts
+    timeout $((SECS - 4)) strace -c -f -p "$p" -o "$OUT/strace-$p.txt" &
+  else
+    "$PYSPY" record --pid "$p" --rate 250 --duration $((SECS - 4)) --format raw --nonblocking \
+      --output "$OUT/worker-$p.txt" >/dev/null 2>&1 &
+  fi
 done
 wait $gen
 wait
-cat "$OUT"/worker-*.txt > "$OUT/workers.txt"
 python3 "$BENCH_DIR/summarize.py" "$OUT/ssebench.jsonl" | grep -A8 'Chat-shaped' > "$OUT/run.md"
+if [[ $PROFILER == strace ]]; then
+  grep -h -E 'calls|total|sendto|recvfrom|epoll_wait|epoll_ctl|getpid' "$OUT"/strace-*.txt
+  echo "-> $OUT"
+  exit 0
+fi
+cat "$OUT"/worker-*.txt > "$OUT/workers.txt"
 # µs per publish of the profiled (second) step, for the per-stage column
 per=$(python3 -c '
 import json, sys
