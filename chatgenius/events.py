@@ -149,6 +149,8 @@ def draft(raw: object, max_bytes: int, now: float | None = None) -> Draft:
         raise EventError(f"data is {len(data_json)} bytes, more than MAX_EVENT_BYTES={max_bytes}", "too_large", 413)
     ts = round(time.time() if now is None else now, 6)
     assert isinstance(channel, str)
+    if type(channel) is not str:  # a str subclass (a str Enum) formats as it likes: keep its text only
+        channel = str.__str__(channel)
     # Neither needs dumps(): a catalog type is quoted once, and a valid channel has no character JSON escapes.
     body = f',"type":{_QUOTED_TYPES[etype]},"channel":"{channel}","data":{data_json},"ts":{ts!r}}}'
     return Draft(channel=channel, type=etype, body=body, key=key)

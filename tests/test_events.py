@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 
 import pytest
@@ -64,6 +65,18 @@ def test_the_envelope_quotes_type_and_channel_as_json_would():
         body = draft(good(type=etype, channel=name), 65536, now=1.25).body
         assert body == (f',"type":{json.dumps(etype)},"channel":{json.dumps(name)},'
                         f'"data":{{"text":"hi"}},"ts":1.25}}')
+
+
+def test_a_channel_given_as_a_str_subclass_is_written_as_its_text():
+    """A str Enum (what a Python publisher may pass) formats as `Kind.ROOM` in an f-string; the
+    envelope and the draft carry its text, as json.dumps would."""
+
+    class Kind(str, enum.Enum):  # noqa: UP042 - not StrEnum: this one formats as "Kind.ROOM"
+        ROOM = "channel:general"
+
+    d = draft(good(channel=Kind.ROOM), 65536, now=1.25)
+    assert json.loads("{" + d.body[1:])["channel"] == "channel:general"
+    assert type(d.channel) is str and d.channel == "channel:general"
 
 
 @pytest.mark.parametrize(

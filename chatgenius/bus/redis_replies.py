@@ -115,8 +115,9 @@ class Replies:
             self.conn.send_packed_command([data[sent:]], check_health=False)  # a list: bytes would iterate as ints
 
     def close(self) -> None:
-        """Stop watching the socket: call it when the connection is dropped (its watcher stays started
-        between waits, readable.py, and a started watcher keeps this object and its buffer alive)."""
+        """Stop watching the socket; call it when the connection is dropped. Its watcher stays started
+        between waits (readable.py). gevent's close of the socket fires it, and it then stops itself,
+        but a socket closed any other way would leave it started on a descriptor that may be reused."""
         if self._readable is not None:
             self._readable.close()
             self._readable = None

@@ -52,12 +52,12 @@ def parse(data: bytes, max_fields: int = 100, max_line: int = 8190) -> Head | No
         return None
     headers: dict[str, str] = {}
     block = data[len(REQUEST_LINE) : end + 2] if end >= len(REQUEST_LINE) else b""
+    if block.count(b"\r\n") > max_fields:
+        return None  # before the regex: many short lines are cheap to count, dearer to match
     if not _LINES.fullmatch(block):
         return None  # bare CR or LF, NUL, obs-fold (a name starting with a space), no colon, a bad name
     lines = block.split(b"\r\n")
     lines.pop()  # the empty one after the last CRLF
-    if len(lines) > max_fields:
-        return None
     for line in lines:
         if len(line) + 2 > max_line:
             return None

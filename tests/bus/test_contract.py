@@ -493,8 +493,8 @@ def test_redis_leases_use_one_clock_and_expire_with_their_key(redis_url):
 
 def test_a_feed_that_reconnects_leaves_no_watcher_of_its_old_connections_started(redis_url):
     """The feed's read keeps its socket's watcher started between waits (readable.py); each lost
-    connection must stop it, or every reconnect would keep the old connection's objects (and a
-    64 KiB buffer) alive for good. Three kills of the feed's connection, three reconnects."""
+    connection closes its read (Replies.close) instead of relying on gevent's close of the socket
+    to fire the watcher. Three kills of the feed's connection, three reconnects."""
     b = make_bus("redis", redis_url)
     admin = redis.Redis.from_url(redis_url)
     try:

@@ -72,9 +72,9 @@ def test_an_answer_late_beyond_the_socket_timeout_is_a_timeout_and_the_connectio
 
 
 def test_a_dropped_connection_stops_watching_its_socket(redis_url):
-    """A connection's watcher stays started between waits (readable.py); one left started after its
-    connection is dropped would keep the connection's objects alive for good. Dropped on a timeout,
-    beyond the idle bound, or by close(): each stops its watcher."""
+    """A connection's watcher stays started between waits (readable.py); whoever drops the connection
+    stops it (Replies.close) instead of relying on gevent's close of the socket to fire it. Dropped
+    on a timeout, beyond the idle bound, or by close(): each stops its watcher."""
     script = Script(redis.Redis.from_url(redis_url, socket_timeout=0.2), SOURCE)
     try:
         assert script(["cg:test:d"], ["a"]) == [b"a", 1]
