@@ -10,6 +10,7 @@
 # bench/stages.py makes of them (docs/PERFORMANCE.md, "Where a publish goes").
 set -uo pipefail
 BENCH_DIR="$(cd "$(dirname "$0")" && pwd)"
+OUT_DIR=${OUT_DIR:+$(realpath -m "$OUT_DIR")}  # given from where the script was run
 cd "$BENCH_DIR"
 source "$BENCH_DIR/lib.sh"
 RATE=${1:-400}; SECS=${2:-20}
