@@ -5,6 +5,7 @@
 #
 #   bench/cpu_split.sh [TARGET] [RATE] [SECONDS]     # default: chatgenius 400 ev/s for 20 s
 #   SCENARIO=fanout bench/cpu_split.sh nchan 10 20   # 1,000 streams on one channel, in µs per delivery
+#   CHAT_N=500 bench/cpu_split.sh chatgenius 800 20  # chat with 500 streams: one reader per channel
 #
 # Why beside profile_chat.sh: py-spy counts a sample wherever a process is runnable, so the
 # time a woken worker waits for a core (two cores here, shared with Redis and the generator)
@@ -21,7 +22,7 @@ T=${1:-chatgenius}; RATE=${2:-400}; SECS=${3:-20}; SCENARIO=${SCENARIO:-chat}
 [[ $SCENARIO == chat || $SCENARIO == fanout ]] || { echo "SCENARIO: chat or fanout" >&2; exit 1; }
 OUT=${OUT_DIR:-$BENCH_DIR/results/cpu-$T-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
-echo "SCENARIO=$SCENARIO bench/cpu_split.sh $T $RATE $SECS  # $(date -u +%FT%TZ), $(git -C .. rev-parse --short HEAD 2>/dev/null), $(nproc) CPUs" > "$OUT/command.txt"
+echo "SCENARIO=$SCENARIO CHAT_N=${CHAT_N:-5000} bench/cpu_split.sh $T $RATE $SECS  # $(date -u +%FT%TZ), $(git -C .. rev-parse --short HEAD 2>/dev/null), $(nproc) CPUs" > "$OUT/command.txt"
 command -v perf >/dev/null || { echo "perf missing (apt-get install linux-perf)" >&2; exit 1; }
 BIN=$BENCH_DIR/ssebench/ssebench
 [[ -x $BIN && $BIN -nt $BENCH_DIR/ssebench/main.go ]] || (cd ssebench && go build -o ssebench .) || exit 1
@@ -38,7 +39,7 @@ args=(run -label "$TARGET_NAME" -scenario "$SCENARIO" -sub-url "$SUB_URL" -chan 
       -server-pids "$master" -pub http -pub-url "$PUB_URL" -rates "$RATE,$RATE" -duration "${SECS}s"
       -conn-conc 200 -connect-timeout 150s -max-time 5m)
 if [[ $SCENARIO == chat ]]; then
-  args+=(-pub-conc 8 -n 5000 -channels 500 -pub-random); UNIT=publish
+  args+=(-pub-conc 8 -n "${CHAT_N:-5000}" -channels 500 -pub-random); UNIT=publish
 else
   args+=(-n 1000); UNIT=delivery
 fi
