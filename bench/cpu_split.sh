@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Where a target's server CPU goes under the chat-shaped load, counted by the CPU (perf), not by
-# a sampler of Python stacks: user space by library (the interpreter, libc, extensions) and the
-# kernel by system call, in µs per publish, for ChatGenius or Nchan alike.
+# Where a target's server CPU goes under the chat-shaped load (or, with SCENARIO=fanout, 1,000
+# streams on one channel), counted by the CPU (perf), not by a sampler of Python stacks: user space
+# by library (the interpreter, libc, extensions) and the kernel by system call, in µs per publish
+# (per delivery for fanout), for ChatGenius or Nchan alike.
 #
 #   bench/cpu_split.sh [TARGET] [RATE] [SECONDS]     # default: chatgenius 400 ev/s for 20 s
 #   SCENARIO=fanout bench/cpu_split.sh nchan 10 20   # 1,000 streams on one channel, in µs per delivery
@@ -11,7 +12,7 @@
 # time a woken worker waits for a core (two cores here, shared with Redis and the generator)
 # lands on gevent's event loop. perf's cpu-clock samples count only time on a CPU.
 # Needs `perf` (Debian: linux-perf) and kernel.perf_event_paranoid <= 1 (or root).
-# Writes bench/results/cpu-<target>-<stamp>/: run.md (the generator's table), cpu.md (the split),
+# Writes OUT_DIR (default bench/results/cpu-<target>-<stamp>/): run.md (the generator's table), cpu.md (the split),
 # perf-top.txt (perf's shares by library and the top kernel and user functions), perf.data.
 set -uo pipefail
 BENCH_DIR="$(cd "$(dirname "$0")" && pwd)"
@@ -22,7 +23,8 @@ T=${1:-chatgenius}; RATE=${2:-400}; SECS=${3:-20}; SCENARIO=${SCENARIO:-chat}
 [[ $SCENARIO == chat || $SCENARIO == fanout ]] || { echo "SCENARIO: chat or fanout" >&2; exit 1; }
 OUT=${OUT_DIR:-$BENCH_DIR/results/cpu-$T-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
-echo "SCENARIO=$SCENARIO CHAT_N=${CHAT_N:-5000} bench/cpu_split.sh $T $RATE $SECS  # $(date -u +%FT%TZ), $(git -C .. rev-parse --short HEAD 2>/dev/null), $(nproc) CPUs" > "$OUT/command.txt"
+knobs="SCENARIO=$SCENARIO"; [[ $SCENARIO == chat ]] && knobs+=" CHAT_N=${CHAT_N:-5000}"
+echo "$knobs bench/cpu_split.sh $T $RATE $SECS  # $(date -u +%FT%TZ), $(git -C .. rev-parse --short HEAD 2>/dev/null), $(nproc) CPUs" > "$OUT/command.txt"
 command -v perf >/dev/null || { echo "perf missing (apt-get install linux-perf)" >&2; exit 1; }
 BIN=$BENCH_DIR/ssebench/ssebench
 [[ -x $BIN && $BIN -nt $BENCH_DIR/ssebench/main.go ]] || (cd ssebench && go build -o ssebench .) || exit 1
@@ -39,9 +41,9 @@ args=(run -label "$TARGET_NAME" -scenario "$SCENARIO" -sub-url "$SUB_URL" -chan 
       -server-pids "$master" -pub http -pub-url "$PUB_URL" -rates "$RATE,$RATE" -duration "${SECS}s"
       -conn-conc 200 -connect-timeout 150s -max-time 5m)
 if [[ $SCENARIO == chat ]]; then
-  args+=(-pub-conc 8 -n "${CHAT_N:-5000}" -channels 500 -pub-random); UNIT=publish
+  args+=(-pub-conc 8 -n "${CHAT_N:-5000}" -channels 500 -pub-random); UNIT=publish; TABLE='Chat-shaped'
 else
-  args+=(-n 1000); UNIT=delivery
+  args+=(-n 1000); UNIT=delivery; TABLE='Fan-out'
 fi
 [[ -n ${SUB_HEADER_FILE:-} ]] && args+=(-H-rotate "$SUB_HEADER_FILE")
 for h in "${SUB_HEADERS[@]}"; do args+=(-H "$h"); done
@@ -53,7 +55,7 @@ until grep -q "step 2: rate" "$OUT/ssebench.log" 2>/dev/null; do sleep 0.2; kill
 sleep 2
 perf record -F 999 -g -o "$OUT/perf.data" -p "$pids" -- sleep $((SECS - 4)) > "$OUT/perf.log" 2>&1
 wait $gen
-python3 "$BENCH_DIR/summarize.py" "$OUT/ssebench.jsonl" | grep -A5 -E '^### (Chat-shaped|Fan-out)' > "$OUT/run.md"
+python3 "$BENCH_DIR/summarize.py" "$OUT/ssebench.jsonl" | grep -A5 "^### $TABLE" > "$OUT/run.md"
 per=$(python3 -c '
 import json, sys
 d = json.loads(open(sys.argv[1]).readline())
