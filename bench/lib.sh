@@ -7,6 +7,7 @@ REDIS_PORT="${REDIS_PORT:-16479}"
 NCHAN_PORT="${NCHAN_PORT:-18110}"
 export FLASK_SSE_PORT="${FLASK_SSE_PORT:-18210}"
 CG_PORT="${CG_PORT:-18400}"
+FLOOR_PORT="${FLOOR_PORT:-18500}"
 REDIS_ADDR="127.0.0.1:$REDIS_PORT"
 VENV="${VENV:-$BENCH_DIR/.venv}"
 mkdir -p "$RUN_DIR"
@@ -74,6 +75,19 @@ busy_s() { awk '/^cpu /{printf "%.2f\n", ($2+$3+$4+$7+$8+$9)/100; exit}' /proc/s
 
 # free_port: print a free loopback TCP port (the kernel picks it)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# private_redis DIR: a redis-server of one target's own on a free loopback port, nothing kept on
+# disk; prints the port (also in DIR/redis.port; PID in DIR/redis.pid)
+private_redis() {
+  local d=$1 port
+  port=$(free_port)
+  echo "$port" > "$d/redis.port"
+  redis-server --port "$port" --save '' --appendonly no --daemonize yes \
+    --bind 127.0.0.1 --pidfile "$d/redis.pid" --logfile "$d/redis.log" --maxclients 10000
+  wait_port "$port" 10
+  for _ in $(seq 50); do [[ -s $d/redis.pid ]] && break; sleep 0.1; done
+  echo "$port"
+}
 
 # cg_gunicorn_start DIR NAME=VALUE...: start ChatGenius realtime under gunicorn (gevent,
 # CG_WORKERS workers, default 2) on 127.0.0.1:$CG_PORT with the given Redis settings

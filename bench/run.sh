@@ -6,7 +6,7 @@
 #   QUICK=1 bench/run.sh              # smaller sizes, shorter steps (a few minutes)
 #   TARGETS="chatgenius" SCENARIOS="fanout" bench/run.sh
 #
-# Knobs: TARGETS [chatgenius nchan flask-sse]  SCENARIOS [idle fanout spread chat storm]
+# Knobs: TARGETS [chatgenius nchan flask-sse; also floor]  SCENARIOS [idle fanout spread chat storm]
 #        OUT_DIR [bench/results/<stamp>]  CG_WORKERS [2]  PUB_CONC [16]
 #        IDLE_SIZES, IDLE_HOLD, FAN_N, FAN_RATES, FAN_DUR, SPREAD_N, SPREAD_DUR, STORM_N, STORM_BACK,
 #        CHAT_N, CHAT_CHANNELS, CHAT_RATES, CHAT_DUR, CHAT_PUB_CONC

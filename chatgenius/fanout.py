@@ -9,6 +9,7 @@ sends. Its ticker (ticker.py) wakes streams due for a heartbeat or deadline.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
 from .subscriber import Frame, Subscriber
@@ -88,8 +89,9 @@ class Hub:
         if not subs:
             return 0
         written = 0
+        now = time.monotonic()  # one clock reading for every stream's last_write
         for sub in subs:
-            if sub.offer(seq, frame) == SENT:
+            if sub.offer(seq, frame, now) == SENT:
                 written += 1
         if self.on_dispatch is not None:
             self.on_dispatch(frame, len(subs), written)

@@ -256,7 +256,8 @@ class GunicornSocket:
             return QUEUED  # behind the loop's write, or behind the rest of a chunk
         if self.closed:
             return CLOSED
-        framed = self._frame(data)
+        # _chunk's reuse of the last chunk, inline (once per delivery); else frame it
+        framed = _last[1] if data is _last[0] and self._frame is _chunk else self._frame(data)
         try:
             sent = self._send(framed)
         except BlockingIOError:

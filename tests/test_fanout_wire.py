@@ -168,3 +168,32 @@ def test_a_run_of_one_is_an_ordinary_dispatch_on_its_channel(pair):
     assert hub.dispatch_run("channel:none", [(2, frame(2)), (3, frame(3))]) == 0
     assert recv_all(client, len(chunk(frame(1)))) == chunk(frame(1))
     assert other.take(0) == [] and sub.sent == 1
+
+
+def test_a_dispatch_stamps_every_stream_it_wrote_with_one_clock_reading(pair):
+    """last_write (what spares a busy stream its heartbeat) comes from the dispatch, read once."""
+    server, client = pair
+    other_server, other_client = socket.socketpair()
+    try:
+        hub = Hub()
+        subs = [wired(server, hub, "a"), wired(other_server, hub, "b")]
+        for sub in subs:
+            sub.last_write = 0.0
+        before = time.monotonic()
+        hub.dispatch(CH, 1, frame(1))
+        stamps = {sub.last_write for sub in subs}
+        assert len(stamps) == 1 and before <= stamps.pop() <= time.monotonic()
+        assert recv_all(other_client, len(chunk(frame(1)))) == chunk(frame(1))
+    finally:
+        other_server.close()
+        other_client.close()
+
+
+def test_an_offer_without_the_dispatch_clock_reads_the_clock_itself(pair):
+    server, client = pair
+    sub = wired(server, Hub())
+    sub.last_write = 0.0
+    before = time.monotonic()
+    assert sub.offer(1, frame(1)) != CLOSED and before <= sub.last_write <= time.monotonic()
+    assert sub.offer(2, frame(2), 12.5) != CLOSED and sub.last_write == 12.5
+    assert recv_all(client, 2 * len(chunk(frame(1)))) == chunk(frame(1)) + chunk(frame(2))

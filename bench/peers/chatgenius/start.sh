@@ -7,12 +7,7 @@ source "$(dirname "$0")/../../lib.sh"
 D="$RUN_DIR/chatgenius"; mkdir -p "$D"
 raise_nofile
 port_free "$CG_PORT"
-RPORT=$(free_port)
-echo "$RPORT" > "$D/redis.port"
-redis-server --port "$RPORT" --save '' --appendonly no --daemonize yes \
-  --bind 127.0.0.1 --pidfile "$D/redis.pid" --logfile "$D/redis.log" --maxclients 10000
-wait_port "$RPORT" 10
-for _ in $(seq 50); do [[ -s $D/redis.pid ]] && break; sleep 0.1; done
+RPORT=$(private_redis "$D")
 cg_gunicorn_start "$D" REDIS_URL="redis://127.0.0.1:$RPORT/0"
 cg_mint_tokens "$D"
 echo "chatgenius up: gunicorn master pid $(cat "$D/gunicorn.pid"), redis pid $(cat "$D/redis.pid") port $RPORT"
