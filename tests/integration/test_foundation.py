@@ -153,11 +153,15 @@ def test_long_poll_returns_as_soon_as_an_event_arrives(server, alice):
 
 def test_redis_connections_do_not_grow_with_open_streams(server, alice, redis_url):
     r = redis.Redis.from_url(redis_url)
-    # Warm both workers' pools: publishes, a few streams, and two rounds of the periodic jobs (which
-    # wake together on one grid, so their connections are in use at the same moment).
-    warm = [open_stream(server.base_url, alice) for _ in range(10)]
+    # Warm both workers' pools the way the measured step uses them: 200 streams opened one after
+    # another (a stream's setup overlaps the next opens, more so on a slow box, and each overlap may
+    # take a pooled connection), publishes, and two rounds of the periodic jobs (which wake together
+    # on one grid, so their connections are in use at the same moment). Then 200 more streams must
+    # not add more than a command connection or two per worker: a connection per stream would add 200.
+    warm = [open_stream(server.base_url, alice) for _ in range(200)]
     for n in range(4):
         publish(server.base_url, alice, CHAN, {"n": -n})
+    assert all(len(c.collect(4, timeout=10)) == 4 for c in warm)
     time.sleep(2.5)
     before = len(r.client_list())
     clients = [open_stream(server.base_url, alice) for _ in range(200)]
