@@ -152,6 +152,7 @@ class Subscriber:
 
         QUEUED here means not taken: the caller queues the frames. A partial send
         counts as SENT: the transport keeps the rest and the loop is woken to write it.
+        `offer` holds this step inline (a call fewer per delivery): change both together.
         """
         if self._frames or self.end_reason is not None:
             return QUEUED

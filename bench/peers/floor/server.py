@@ -115,8 +115,8 @@ def worker(port: int, redis_port: int) -> None:
             if method != b"POST" or not path.startswith(b"/pub/"):
                 sock.sendall(NOT_FOUND)
                 return
-            at = headers.lower().find(b"content-length:")
-            length = int(headers[at + 15:headers.find(b"\r\n", at) if headers.find(b"\r\n", at) > 0 else None])
+            at = headers.lower().find(b"content-length:") + 15
+            length = int(headers[at:].split(b"\r\n", 1)[0])
             while len(buf) < length:
                 data = sock.recv(65536)
                 if not data:
