@@ -121,12 +121,12 @@ cg_mint() {
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
 }
 
-# cg_mint_tokens DIR: the publisher's token in DIR/token and 8 users' Authorization headers
-# in DIR/sub-headers. Streams are spread over the 8 users (ssebench -H-rotate): the per-user
-# connection limit (at most 10000) stays on, and 20k streams stay possible.
+# cg_mint_tokens DIR: the publisher's token in DIR/token and 20 users' Authorization headers
+# in DIR/sub-headers. Streams are spread over the 20 users (ssebench -H-rotate), so 20,000
+# idle streams are 20 users × 1,000, and the per-user connection limit stays on.
 cg_mint_tokens() {
   local d=$1 u
   cg_mint bench > "$d/token"
   : > "$d/sub-headers"
-  for u in 0 1 2 3 4 5 6 7; do echo "Authorization: Bearer $(cg_mint "bench$u")" >> "$d/sub-headers"; done
+  for u in $(seq 0 19); do echo "Authorization: Bearer $(cg_mint "bench$u")" >> "$d/sub-headers"; done
 }

@@ -81,6 +81,9 @@ type config struct {
 	settle      time.Duration
 	bufSize     int
 	chansPerSub int
+	procs       int
+	first       int
+	child       bool
 
 	// publisher
 	pub        string
@@ -128,6 +131,9 @@ func parseFlags(mode string, args []string) *config {
 	fs.DurationVar(&c.hold, "hold", 0, "idle hold after all subscribers are ready (idle scenario); sub mode: how long to listen")
 	fs.DurationVar(&c.settle, "settle", 2*time.Second, "pause before taking the 'ready' resource sample")
 	fs.IntVar(&c.bufSize, "buf", 4096, "per-connection read buffer bytes")
+	fs.IntVar(&c.procs, "procs", 1, "idle hold only: split the subscribers over this many processes (one process holds at most `ulimit -n` sockets); the parent keeps the first share")
+	fs.IntVar(&c.first, "first", 0, "index of this process's first subscriber (set by -procs for its helpers)")
+	fs.BoolVar(&c.child, "child", false, "a -procs helper: report READY/ALIVE on stdout, hold until stdin closes")
 	fs.IntVar(&c.chansPerSub, "chans-per-sub", 1, "channels per subscriber: subscriber i listens on channels (i*k+j) mod -channels, j<k; {chans} joins them with ','")
 
 	fs.StringVar(&c.pub, "pub", "http", "publish method: http | redis | none")
@@ -1375,10 +1381,11 @@ func (r *runner) connectAll(pub publisher) *connectResult {
 	sem := make(chan struct{}, cfg.connConc)
 	r.conns = make([]*subConn, cfg.n)
 	for i := 0; i < cfg.n; i++ {
-		r.conns[i] = &subConn{idx: i, ch: i % cfg.channels}
+		x := cfg.first + i // the subscriber's index over every process of a -procs run
+		r.conns[i] = &subConn{idx: x, ch: x % cfg.channels}
 		if cfg.chansPerSub > 1 {
 			for j := 0; j < cfg.chansPerSub; j++ {
-				r.conns[i].chs = append(r.conns[i].chs, (i*cfg.chansPerSub+j)%cfg.channels)
+				r.conns[i].chs = append(r.conns[i].chs, (x*cfg.chansPerSub+j)%cfg.channels)
 			}
 			r.conns[i].ch = r.conns[i].chs[0]
 		} else {
@@ -1637,9 +1644,47 @@ func modeRun(cfg *config, subOnly bool) {
 		res.ReadyMode = "headers"
 	}
 	res.Samples["before"] = r.sample(t0)
+	var helpers []*helper
+	total := cfg.n
+	if cfg.procs > 1 && !cfg.child {
+		if subOnly || cfg.hold == 0 || len(rates) > 0 || cfg.stormBack > 0 {
+			logf("-procs splits an idle hold only (run mode, -hold, no -rates or -storm-back)")
+			os.Exit(2)
+		}
+		own, counts, firsts := shares(cfg.n, cfg.procs)
+		helpers, err = startHelpers(cfg, os.Args[2:], counts, firsts)
+		defer func() { stopHelpers(helpers) }()
+		if err != nil {
+			logf("helpers: %v", err)
+			stopHelpers(helpers)
+			os.Exit(2)
+		}
+		cfg.n = own
+		logf("%d subscribers here, %v in %d helper processes", own, counts, len(helpers))
+	}
 	logf("connecting %d subscribers (%s) ready=%s", cfg.n, cfg.subURL, cfg.ready)
 	res.Connect = r.connectAll(pub)
 	logf("connect: ready=%d failed=%d dropped=%d not_ready=%d in %.1fs", res.Connect.Ready, res.Connect.Failed, res.Connect.Dropped, res.Connect.NotReady, res.Connect.Seconds)
+	if cfg.child {
+		serveAsChild(r, res.Connect)
+	}
+	for _, h := range helpers {
+		v, err := h.expect("READY", cfg.connTimeout+30*time.Second)
+		if err != nil {
+			logf("helpers: %v", err)
+			stopHelpers(helpers)
+			os.Exit(2)
+		}
+		res.Connect.Requested += h.n
+		res.Connect.Ready += v[0]
+		res.Connect.Failed += v[1]
+		res.Connect.Dropped += v[2]
+		res.Connect.NotReady += v[3]
+	}
+	if len(helpers) > 0 {
+		cfg.n = total
+		logf("connect, all processes: ready=%d failed=%d dropped=%d not_ready=%d", res.Connect.Ready, res.Connect.Failed, res.Connect.Dropped, res.Connect.NotReady)
+	}
 	time.Sleep(cfg.settle)
 	res.Samples["ready"] = r.sample(t0)
 	res.Connect.ServerCPU, res.Connect.RedisCPU, res.Connect.GenCPU = cpuDelta(res.Samples["before"], res.Samples["ready"])
@@ -1650,6 +1695,9 @@ func modeRun(cfg *config, subOnly bool) {
 			hold = rem
 		}
 		idle := &idleResult{HoldS: hold.Seconds(), AliveStart: r.alive()}
+		if len(helpers) > 0 {
+			idle.AliveStart += aliveInHelpers(helpers)
+		}
 		logf("holding %d connections for %s", idle.AliveStart, hold)
 		if subOnly {
 			end := time.Now().Add(hold)
@@ -1661,6 +1709,11 @@ func modeRun(cfg *config, subOnly bool) {
 		}
 		res.Samples["after_hold"] = r.sample(t0)
 		idle.AliveEnd = res.Samples["after_hold"].Alive
+		if len(helpers) > 0 {
+			// the server's memory is sampled with every helper's streams still open
+			idle.AliveEnd += aliveInHelpers(helpers)
+			res.Samples["after_hold"].Alive = idle.AliveEnd
+		}
 		idle.AllStayed = idle.AliveStart == cfg.n && idle.AliveEnd == cfg.n
 		b, a := res.Samples["before"], res.Samples["after_hold"]
 		if b.Server != nil && a.Server != nil && idle.AliveEnd > 0 {
@@ -1720,6 +1773,8 @@ func modeRun(cfg *config, subOnly bool) {
 	if pub != nil {
 		pub.close()
 	}
+	stopHelpers(helpers)
+	helpers = nil
 	r.closeAll()
 	time.Sleep(cfg.settle)
 	res.Samples["after_close"] = r.sample(t0)

@@ -82,3 +82,14 @@ func TestQuantileS(t *testing.T) {
 		t.Fatalf("median: %v", q)
 	}
 }
+
+func TestShares(t *testing.T) {
+	own, child, first := shares(20000, 2)
+	if own != 10000 || len(child) != 1 || child[0] != 10000 || first[0] != 10000 {
+		t.Fatalf("20000/2: own %d child %v first %v", own, child, first)
+	}
+	own, child, first = shares(10001, 3)
+	if own+child[0]+child[1] != 10001 || first[0] != own || first[1] != own+child[0] {
+		t.Fatalf("10001/3: own %d child %v first %v", own, child, first)
+	}
+}
