@@ -57,7 +57,7 @@ CHAT_DUR=${CHAT_DUR:-10s}; CHAT_PUB_CONC=${CHAT_PUB_CONC:-8}
 
 mkdir -p "$OUT_DIR"
 BIN=$BENCH_DIR/ssebench/ssebench
-if [[ ! -x $BIN || $BENCH_DIR/ssebench/main.go -nt $BIN ]]; then
+if [[ ! -x $BIN || -n $(find "$BENCH_DIR/ssebench" -name '*.go' -newer "$BIN") ]]; then
   (cd "$BENCH_DIR/ssebench" && go build -o ssebench .) || exit 1
 fi
 if [[ " $TARGETS " == *" flask-sse "* && ! -x $VENV/bin/gunicorn ]]; then
@@ -65,6 +65,7 @@ if [[ " $TARGETS " == *" flask-sse "* && ! -x $VENV/bin/gunicorn ]]; then
 fi
 raise_nofile
 fit=$(( $(ulimit -n) - 1000 ))   # sockets one generator process may hold, with room to spare
+if (( fit < 1000 )); then echo "ulimit -n $(ulimit -n) is too low for the idle scenario (at least 2000)" >&2; exit 1; fi
 { echo "# $(date -u +%FT%TZ) QUICK=$QUICK TARGETS=$TARGETS SCENARIOS=$SCENARIOS CG_WORKERS=${CG_WORKERS:-2}"
   echo "nproc: $(nproc)"; free -h | sed -n 2p; uname -r; grep -m1 'model name' /proc/cpuinfo
   go version; nginx -v 2>&1; redis-server --version; python3 --version; ../.venv/bin/python --version

@@ -1617,9 +1617,9 @@ func modeRun(cfg *config, subOnly bool) {
 	if subOnly {
 		cfg.pub = "none"
 		res.Pub = "none"
-		r.external = true
+		r.external = !cfg.child // a -procs helper: its parent's primers (seq 0) prime its streams
 		r.steps = []*stepStats{{}}
-		if cfg.ready == "prime" {
+		if cfg.ready == "prime" && !cfg.child {
 			cfg.ready = "headers"
 			res.ReadyMode = "headers"
 		}
@@ -1639,20 +1639,30 @@ func modeRun(cfg *config, subOnly bool) {
 			os.Exit(2)
 		}
 	}
-	if cfg.ready == "prime" && pub == nil {
+	if cfg.ready == "prime" && pub == nil && !cfg.child {
 		cfg.ready = "headers"
 		res.ReadyMode = "headers"
 	}
 	res.Samples["before"] = r.sample(t0)
 	var helpers []*helper
+	var queries <-chan int
+	var helperCPU float64
 	total := cfg.n
+	if cfg.child {
+		queries = childQueries() // from the start: the parent's end is this process's end
+	}
 	if cfg.procs > 1 && !cfg.child {
 		if subOnly || cfg.hold == 0 || len(rates) > 0 || cfg.stormBack > 0 {
 			logf("-procs splits an idle hold only (run mode, -hold, no -rates or -storm-back)")
 			os.Exit(2)
 		}
-		own, counts, firsts := shares(cfg.n, cfg.procs)
-		helpers, err = startHelpers(cfg, os.Args[2:], counts, firsts)
+		own, counts, firsts := shares(cfg.n, cfg.procs, cfg.first)
+		conc := cfg.connConc / cfg.procs
+		if conc < 1 {
+			conc = 1
+		}
+		cfg.connConc = conc
+		helpers, err = startHelpers(cfg, os.Args[2:], counts, firsts, conc)
 		defer func() { stopHelpers(helpers) }()
 		if err != nil {
 			logf("helpers: %v", err)
@@ -1666,10 +1676,19 @@ func modeRun(cfg *config, subOnly bool) {
 	res.Connect = r.connectAll(pub)
 	logf("connect: ready=%d failed=%d dropped=%d not_ready=%d in %.1fs", res.Connect.Ready, res.Connect.Failed, res.Connect.Dropped, res.Connect.NotReady, res.Connect.Seconds)
 	if cfg.child {
-		serveAsChild(r, res.Connect)
+		serveAsChild(r, res.Connect, queries)
+	}
+	prime := func() { // the helpers' streams are primed by this process's publisher, as its own were
+		if cfg.ready == "prime" && pub != nil {
+			for ch := range r.chans {
+				pub.publish(ch, 0)
+				res.Connect.PrimerSent++
+			}
+			pub.flush()
+		}
 	}
 	for _, h := range helpers {
-		v, err := h.expect("READY", cfg.connTimeout+30*time.Second)
+		v, err := h.expectTicking("READY", cfg.connTimeout+30*time.Second, cfg.primeEvery, prime)
 		if err != nil {
 			logf("helpers: %v", err)
 			stopHelpers(helpers)
@@ -1683,20 +1702,31 @@ func modeRun(cfg *config, subOnly bool) {
 	}
 	if len(helpers) > 0 {
 		cfg.n = total
-		logf("connect, all processes: ready=%d failed=%d dropped=%d not_ready=%d", res.Connect.Ready, res.Connect.Failed, res.Connect.Dropped, res.Connect.NotReady)
+		res.Connect.Seconds = round3(time.Since(t0).Seconds()) // until the last process was ready
+		logf("connect, all processes: ready=%d failed=%d dropped=%d not_ready=%d in %.1fs", res.Connect.Ready, res.Connect.Failed, res.Connect.Dropped, res.Connect.NotReady, res.Connect.Seconds)
 	}
 	time.Sleep(cfg.settle)
 	res.Samples["ready"] = r.sample(t0)
 	res.Connect.ServerCPU, res.Connect.RedisCPU, res.Connect.GenCPU = cpuDelta(res.Samples["before"], res.Samples["ready"])
+	if len(helpers) > 0 {
+		if n, ok := aliveInHelpers(helpers); ok {
+			res.Samples["ready"].Alive += n
+		} else {
+			res.Samples["ready"].Alive = -1
+		}
+	}
 
 	if cfg.hold > 0 {
 		hold := cfg.hold
 		if rem := time.Until(r.deadline); rem < hold {
 			hold = rem
 		}
+		known := true // every process could say how many of its streams are open
 		idle := &idleResult{HoldS: hold.Seconds(), AliveStart: r.alive()}
 		if len(helpers) > 0 {
-			idle.AliveStart += aliveInHelpers(helpers)
+			n, ok := aliveInHelpers(helpers)
+			idle.AliveStart += n
+			known = known && ok
 		}
 		logf("holding %d connections for %s", idle.AliveStart, hold)
 		if subOnly {
@@ -1711,10 +1741,18 @@ func modeRun(cfg *config, subOnly bool) {
 		idle.AliveEnd = res.Samples["after_hold"].Alive
 		if len(helpers) > 0 {
 			// the server's memory is sampled with every helper's streams still open
-			idle.AliveEnd += aliveInHelpers(helpers)
+			n, ok := aliveInHelpers(helpers)
+			idle.AliveEnd += n
+			known = known && ok
 			res.Samples["after_hold"].Alive = idle.AliveEnd
 		}
-		idle.AllStayed = idle.AliveStart == cfg.n && idle.AliveEnd == cfg.n
+		if !known { // a per-stream figure over a wrong count would be wrong: none is given
+			logf("a helper could not say how many streams it holds: no per-stream memory figure")
+			res.Aborted = "a -procs helper failed; stream counts unknown"
+			idle.AliveStart, idle.AliveEnd = -1, -1
+			res.Samples["after_hold"].Alive = -1
+		}
+		idle.AllStayed = known && idle.AliveStart == cfg.n && idle.AliveEnd == cfg.n
 		b, a := res.Samples["before"], res.Samples["after_hold"]
 		if b.Server != nil && a.Server != nil && idle.AliveEnd > 0 {
 			idle.RSSKiBPerConn = round3(float64(a.Server.RSSKiB-b.Server.RSSKiB) / float64(idle.AliveEnd))
@@ -1773,7 +1811,7 @@ func modeRun(cfg *config, subOnly bool) {
 	if pub != nil {
 		pub.close()
 	}
-	stopHelpers(helpers)
+	helperCPU = stopHelpers(helpers)
 	helpers = nil
 	r.closeAll()
 	time.Sleep(cfg.settle)
@@ -1787,7 +1825,7 @@ func modeRun(cfg *config, subOnly bool) {
 	res.Unparsed = r.unparsed.Load()
 	res.Primers = r.primer.Load()
 	res.WallS = round3(time.Since(t0).Seconds())
-	res.GenCPU = selfCPU()
+	res.GenCPU = round3(selfCPU() + helperCPU) // the samples' gen_cpu_s are the parent's alone
 	emit(cfg, res)
 }
 

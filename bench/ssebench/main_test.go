@@ -84,12 +84,16 @@ func TestQuantileS(t *testing.T) {
 }
 
 func TestShares(t *testing.T) {
-	own, child, first := shares(20000, 2)
+	own, child, first := shares(20000, 2, 0)
 	if own != 10000 || len(child) != 1 || child[0] != 10000 || first[0] != 10000 {
 		t.Fatalf("20000/2: own %d child %v first %v", own, child, first)
 	}
-	own, child, first = shares(10001, 3)
+	own, child, first = shares(10001, 3, 0)
 	if own+child[0]+child[1] != 10001 || first[0] != own || first[1] != own+child[0] {
 		t.Fatalf("10001/3: own %d child %v first %v", own, child, first)
+	}
+	_, _, first = shares(10, 2, 100)
+	if first[0] != 105 {
+		t.Fatalf("10/2 from 100: first %v", first)
 	}
 }
