@@ -1374,6 +1374,15 @@ func parseRates(s string) []float64 {
 	return out
 }
 
+// primeAll publishes one priming event (seq 0) to every channel; returns how many.
+func (r *runner) primeAll(pub publisher) int {
+	for ch := range r.chans {
+		pub.publish(ch, 0)
+	}
+	pub.flush()
+	return len(r.chans)
+}
+
 func (r *runner) connectAll(pub publisher) *connectResult {
 	cfg := r.cfg
 	res := &connectResult{Requested: cfg.n}
@@ -1428,11 +1437,7 @@ func (r *runner) connectAll(pub publisher) *connectResult {
 			s, h, p, f, d, pend := r.counts()
 			_ = p
 			if pend == 0 && (s+h+p+f+d) == cfg.n {
-				for ch := range r.chans {
-					pub.publish(ch, 0)
-					res.PrimerSent++
-				}
-				pub.flush()
+				res.PrimerSent += r.primeAll(pub)
 				lastPrime = time.Now()
 			} else if pend > 0 {
 				_ = s
@@ -1680,11 +1685,7 @@ func modeRun(cfg *config, subOnly bool) {
 	}
 	prime := func() { // the helpers' streams are primed by this process's publisher, as its own were
 		if cfg.ready == "prime" && pub != nil {
-			for ch := range r.chans {
-				pub.publish(ch, 0)
-				res.Connect.PrimerSent++
-			}
-			pub.flush()
+			res.Connect.PrimerSent += r.primeAll(pub)
 		}
 	}
 	for _, h := range helpers {
@@ -1708,9 +1709,10 @@ func modeRun(cfg *config, subOnly bool) {
 	time.Sleep(cfg.settle)
 	res.Samples["ready"] = r.sample(t0)
 	res.Connect.ServerCPU, res.Connect.RedisCPU, res.Connect.GenCPU = cpuDelta(res.Samples["before"], res.Samples["ready"])
+	helpersAlive, known := 0, true // known: every process could say how many of its streams are open
 	if len(helpers) > 0 {
-		if n, ok := aliveInHelpers(helpers); ok {
-			res.Samples["ready"].Alive += n
+		if helpersAlive, known = aliveInHelpers(helpers); known {
+			res.Samples["ready"].Alive += helpersAlive
 		} else {
 			res.Samples["ready"].Alive = -1
 		}
@@ -1721,13 +1723,7 @@ func modeRun(cfg *config, subOnly bool) {
 		if rem := time.Until(r.deadline); rem < hold {
 			hold = rem
 		}
-		known := true // every process could say how many of its streams are open
-		idle := &idleResult{HoldS: hold.Seconds(), AliveStart: r.alive()}
-		if len(helpers) > 0 {
-			n, ok := aliveInHelpers(helpers)
-			idle.AliveStart += n
-			known = known && ok
-		}
+		idle := &idleResult{HoldS: hold.Seconds(), AliveStart: r.alive() + helpersAlive}
 		logf("holding %d connections for %s", idle.AliveStart, hold)
 		if subOnly {
 			end := time.Now().Add(hold)
