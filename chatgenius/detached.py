@@ -40,6 +40,7 @@ class _Resume:
             return
         if not self.running:  # a failed heartbeat ended the stream, whose end() started the writer
             self.running = True
+            self.session.sub.leave_lanes()  # the writer's write must be the only one on the socket
             gevent.spawn(_flush, self)
 
     def clear(self) -> None:
@@ -76,6 +77,7 @@ def _quiet_heartbeat(session: StreamSession) -> bool:
     sub = session.sub
     if sub.depth:
         return False
+    sub.settle()  # what the hub's lanes sent counts as a write (no heartbeat due after it)
     step = next_write(session, [])
     if step is not None:
         _, data, last = step

@@ -153,6 +153,7 @@ def serve(session: StreamSession, connected: dict) -> Iterator[bytes]:
         raise
     finally:
         if not detached:  # else the connection, and the session's release, belong to detached.py
+            sub.leave_lanes()
             sub.out = THROUGH_SERVER  # the socket goes back to the server: the hub must not touch it
             if sub.end_reason is not None and stats.end_reason == "client_closed":
                 stats.end_reason = sub.end_reason  # ended while blocked in a write (slow consumer)

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import gevent
 from gevent.hub import Waiter, get_hub
 
 from .shard_cursor import Vector, stamp
 from .wire import CLOSED, QUEUED, SENT, THROUGH_SERVER, Transport
+
+if TYPE_CHECKING:
+    from .fanout import Hub
 
 Frame = tuple[int, bytes]  # (seq, wire bytes); seq 0 = no cursor (ephemeral)
 ALWAYS_ABOVE = 1 << 62  # a floor above every seq: a cluster stream's (Subscriber.set_position)
@@ -75,9 +79,9 @@ class Subscriber:
     # The fields a delivery reads come first, so they share a cache line or two: at 10 ev/s to
     # 1,000 streams each object is cold again by the next event (docs/PERFORMANCE.md).
     __slots__ = (
-        "end_reason", "floor", "_frames", "out", "sent", "last_write", "_bytes", "max_bytes",
+        "end_reason", "floor", "_frames", "out", "_sent", "last_write", "_bytes", "max_bytes",
         "id", "user_id", "channels", "opened", "resumed", "worker",
-        "_wake", "end_frame", "due", "position",
+        "_wake", "end_frame", "due", "position", "lanes", "hub",
     )
 
     def __init__(self, id: str, user_id: str, channels: Iterable[str], max_bytes: int) -> None:
@@ -87,7 +91,7 @@ class Subscriber:
         self.max_bytes = max_bytes
         self.opened = time.time()
         self.resumed = False
-        self.sent = 0
+        self._sent = 0
         self.worker = 0
         self._frames: list[Frame] = []
         self._bytes = 0
@@ -103,6 +107,49 @@ class Subscriber:
         self.last_write = time.monotonic()
         self.floor = 0  # live frames at or below this seq were replayed (stream.open_session)
         self.position: Vector | None = None  # Redis Cluster: per-shard positions, its own id lines (set_position)
+        # In the hub's lanes (fanout.Hub): channel -> the lane's tally when it joined; None: not in any.
+        self.lanes: dict[str, int] | None = None
+        self.hub: Hub | None = None  # set by Hub.add
+
+    @property
+    def sent(self) -> int:
+        """Live events written to the stream, those its lanes sent included."""
+        if self.lanes is not None:
+            return self._sent + self.hub.pending(self)  # type: ignore[union-attr]
+        return self._sent
+
+    @sent.setter
+    def sent(self, value: int) -> None:
+        """Set the count (the stream's loop adds what it wrote); what the lanes sent stays counted."""
+        self._sent = value - (self.hub.pending(self) if self.lanes is not None else 0)  # type: ignore[union-attr]
+
+    def idle(self) -> bool:
+        """Nothing queued, no write in progress, past any replay overlap, on a transport with a lane:
+        the hub may send to this stream's socket as it sends to the others of its lane."""
+        out = self.out
+        return (
+            out.lane is not None and not self._frames and self.end_reason is None and not self.floor
+            and not out.busy and not out.rest and not out.closed  # type: ignore[attr-defined]
+        )
+
+    def leave_lanes(self) -> None:
+        """Leave the hub's lanes: from now until it is idle again, every frame is offered to this stream.
+        Called on each change that could make a send around it wrong (frames queued, a partial send,
+        the stream's own write about to start, its end)."""
+        if self.lanes is not None:
+            self.hub.leave(self)  # type: ignore[union-attr]
+
+    def keep_rest(self, rest: bytes) -> None:
+        """The hub's lane sent part of a chunk: out of the lanes, the rest kept as the next bytes,
+        the loop woken to write it (what offer does after a partial send_nowait)."""
+        self.leave_lanes()
+        self.out.rest = rest
+        self._wake.set()
+
+    def settle(self) -> None:
+        """Bring `sent` and `last_write` up to what the lanes sent (before a heartbeat decision)."""
+        if self.lanes is not None:
+            self.hub.settle(self)  # type: ignore[union-attr]
 
     def offer(self, seq: int, frame: bytes, now: float = 0.0) -> int:
         """Send one frame now if the stream is idle on a direct transport, else queue it.
@@ -128,7 +175,7 @@ class Subscriber:
             out = self.out
             done = out.send_nowait(frame)
             if done == SENT:
-                self.sent += 1
+                self._sent += 1
                 self.last_write = now or time.monotonic()
                 if out.rest:
                     self._wake.set()
@@ -136,6 +183,8 @@ class Subscriber:
             if done == CLOSED:
                 self.end("client_closed")  # the loop ends the response
                 return CLOSED
+        if self.lanes is not None:
+            self.hub.leave(self)  # type: ignore[union-attr]
         self._frames.append((seq, frame))
         self._bytes += len(frame)
         if self._bytes > self.max_bytes:
@@ -159,7 +208,7 @@ class Subscriber:
         out = self.out
         done = out.send_nowait(data)
         if done == SENT:
-            self.sent += count
+            self._sent += count
             self.last_write = time.monotonic()
             if out.rest:
                 self._wake.set()
@@ -169,6 +218,7 @@ class Subscriber:
 
     def set_floor(self, floor: int) -> None:
         """Live frames at or below `floor` were replayed: drop those already queued, and later ones."""
+        self.leave_lanes()
         self.floor = floor
         if floor and self._frames:
             self._frames = [(s, f) for s, f in self._frames if not s or s > floor]
@@ -179,6 +229,7 @@ class Subscriber:
         the replay covered); `offer` stamps later ones. The floor stays above every packed seq, so
         every durable frame takes offer's replay-overlap branch (one Redis pays nothing for this)
         and the hub never joins a run for this stream (Hub.dispatch_run)."""
+        self.leave_lanes()
         queued = [(s, stamp(position, s, f)) for s, f in self._frames]
         self._frames = [(s, f) for s, f in queued if f is not None]
         self._bytes = sum(len(f) for _, f in self._frames)
@@ -187,6 +238,7 @@ class Subscriber:
 
     def end(self, reason: str, frame: bytes | None = None) -> None:
         """Ask the loop to stop after writing `frame`; the first reason wins."""
+        self.leave_lanes()
         if self.end_reason is None:
             self.end_reason = reason
             self.end_frame = frame
@@ -198,8 +250,11 @@ class Subscriber:
         Also returns (with none) when the stream ended or its transport holds the
         rest of a partial send: the loop writes that before anything else.
         """
-        if not self._frames and self.end_reason is None and not self.out.rest:
-            self._wake.wait(timeout)
+        try:
+            if not self._frames and self.end_reason is None and not self.out.rest:
+                self._wake.wait(timeout)
+        finally:
+            self.leave_lanes()  # the caller writes next (a heartbeat, the backlog): nothing around it
         self._wake.clear()
         frames, self._frames, self._bytes = self._frames, [], 0
         return frames

@@ -58,6 +58,9 @@ class Transport(Protocol):
     """The writer under one stream once its head is out; one implementation per server kind."""
 
     direct: bool  # True: bytes may go to the socket around the server (send_nowait can send)
+    # The socket's own send, for the hub's lane (fanout.Hub): bytes already in HTTP chunk
+    # framing go to it as they are. None where a send around the server is not one of those.
+    lane: Callable[[bytes], int] | None
     rest: bytes  # the unsent end of a partial send_nowait: the next bytes on the wire
     closed: bool  # a write failed: the peer is gone
 
@@ -76,6 +79,7 @@ class _ThroughServer:
 
     __slots__ = ()
     direct = False
+    lane = None
     rest = b""
     closed = False
 
@@ -173,10 +177,10 @@ def send_whole(sock: Any, raw: Any, data: bytes) -> None:
         sock.sendall(data[sent:])
 
 
-_last: list[Any] = [object(), b""]  # the last data framed, and its chunk (see _chunk)
+_last: list[Any] = [object(), b""]  # the last data framed, and its chunk (see chunk)
 
 
-def _chunk(data: bytes) -> bytes:
+def chunk(data: bytes) -> bytes:
     """One HTTP/1.1 chunk holding `data` (gunicorn's framing of each write).
 
     The reader sends the same bytes object to every idle stream of a channel:
@@ -192,14 +196,15 @@ def _chunk(data: bytes) -> bytes:
 class GunicornSocket:
     """The plain-TCP socket under gunicorn's HTTP/1.x response, written around its iterator loop."""
 
-    __slots__ = ("_sock", "_send", "_frame", "busy", "rest", "closed", "_resp")
+    __slots__ = ("_sock", "_send", "_frame", "lane", "busy", "rest", "closed", "_resp")
     direct = True
 
     def __init__(self, sock: Any, raw: Any, chunked: bool, resp: Any = None) -> None:
         self._resp = resp  # gunicorn's response, while gunicorn owns the connection (see detach)
         self._sock = sock
         self._send: Callable[[bytes], int] = raw.send
-        self._frame: Callable[[bytes], bytes] = _chunk if chunked else bytes
+        self._frame: Callable[[bytes], bytes] = chunk if chunked else bytes
+        self.lane: Callable[[bytes], int] | None = self._send if chunked else None  # see Transport
         self.busy = False  # the loop is in a write: a send now would cut into it
         self.rest = b""
         self.closed = False
@@ -227,7 +232,7 @@ class GunicornSocket:
         resp, self._resp = self._resp, None
         sock = socket.socket(fileno=os.dup(self._sock.fileno()))  # gevent's socket: the service is patched
         sock.settimeout(self._sock.gettimeout())
-        out = GunicornSocket(sock, sock._sock, self._frame is _chunk)
+        out = GunicornSocket(sock, sock._sock, self._frame is chunk)
         resp.chunked = False
         resp.force_close()
         self.closed = True
@@ -238,7 +243,7 @@ class GunicornSocket:
         True when `final` went out."""
         self.write(final)
         sent = not self.closed
-        if self._frame is _chunk:
+        if self._frame is chunk:
             self.write_raw(b"0\r\n\r\n")
         self.closed = True
         with contextlib.suppress(OSError):
@@ -256,8 +261,8 @@ class GunicornSocket:
             return QUEUED  # behind the loop's write, or behind the rest of a chunk
         if self.closed:
             return CLOSED
-        # _chunk's reuse of the last chunk, inline (once per delivery); else frame it
-        framed = _last[1] if data is _last[0] and self._frame is _chunk else self._frame(data)
+        # chunk's reuse of the last chunk, inline (once per delivery); else frame it
+        framed = _last[1] if data is _last[0] and self._frame is chunk else self._frame(data)
         try:
             sent = self._send(framed)
         except BlockingIOError:

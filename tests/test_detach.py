@@ -107,6 +107,28 @@ def test_a_due_heartbeat_on_an_idle_socket_is_one_send_from_the_ticker_with_no_w
         conn.close()
 
 
+def test_events_the_hubs_lane_sent_spare_a_detached_stream_its_heartbeat():
+    """The lane (fanout.Hub) does not stamp last_write per stream; the ticker's wake settles it first."""
+    bus = RacingBus()
+    bus.hub.start_ticker(0.02)
+    conn = Connection()
+    try:
+        session, sub, closed = detached(bus, conn, heartbeat=0.3)
+        live = []
+        for n in range(12):  # 1.2 s of events every 0.1 s: four heartbeat intervals, none quiet
+            live.append(parse(bus.publish([ev(n)])[0]).seq)
+            if n == 1:
+                assert sub.lanes is not None, "after one direct write the stream is in the lane"
+            gevent.sleep(0.1)
+        assert sub.sent == len(live)
+        sub.end("test", b"event: test.end\ndata: {}\n\n")
+        raw = conn.read_all(10)
+        assert raw.count(b": hb\n\n") == 0 and ids(frames_of(raw)) == live
+        until(lambda: closed == [session])
+    finally:
+        conn.close()
+
+
 def test_a_heartbeat_the_socket_does_not_take_goes_through_the_writer_and_arrives_once():
     bus = RacingBus()
     conn = Connection(rcvbuf=4096)
