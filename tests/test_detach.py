@@ -129,6 +129,24 @@ def test_events_the_hubs_lane_sent_spare_a_detached_stream_its_heartbeat():
         conn.close()
 
 
+def test_a_writer_greenlet_takes_the_stream_out_of_the_hubs_lane_before_it_starts():
+    """The writer's blocking write may yield with part of its bytes out: nothing may be sent around it."""
+    bus = RacingBus()
+    conn = Connection()
+    try:
+        session, sub, closed = detached(bus, conn, deadline=time.time() + 0.2)
+        live = [parse(bus.publish([ev(n)])[0]).seq for n in range(2)]
+        assert sub.lanes is not None, "after one direct write the stream is in the lane"
+        time.sleep(0.25)  # past the deadline, no ticker: the wake-up below is the ticker's
+        sub._wake.set()  # the deadline's system.reauth needs the writer
+        assert sub.lanes is None and bus.hub.in_lane(CHAN) == 0, "out of the lane before the writer runs"
+        frames = frames_of(conn.read_all(10))
+        assert ids(frames[:-1]) == live and frames[-1]["event"] == "system.reauth"
+        until(lambda: closed == [session])
+    finally:
+        conn.close()
+
+
 def test_a_heartbeat_the_socket_does_not_take_goes_through_the_writer_and_arrives_once():
     bus = RacingBus()
     conn = Connection(rcvbuf=4096)
