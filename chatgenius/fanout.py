@@ -190,6 +190,7 @@ class Hub:
         size = len(framed)
         done: list[int] = []
         failed: list[Subscriber] = []
+        streams: list[Subscriber] | None = None  # the lane's order, copied only off the usual path
         try:
             done.extend(map(call, lane.values(), repeat(framed)))
         except OSError:  # `done` holds the sends before the one that raised: go on after it, in C
@@ -204,7 +205,7 @@ class Hub:
                     continue
         partial = []
         if done.count(size) != len(done):
-            streams = list(lane)
+            streams = streams or list(lane)
             partial = [(streams[i], sent) for i, sent in enumerate(done) if 0 < sent < size]
         for sub in failed:
             sub.leave_lanes()  # before the tally counts this event

@@ -183,8 +183,7 @@ class Subscriber:
             if done == CLOSED:
                 self.end("client_closed")  # the loop ends the response
                 return CLOSED
-        if self.lanes is not None:
-            self.hub.leave(self)  # type: ignore[union-attr]
+        self.leave_lanes()  # queued: the hub must offer it every frame from now on
         self._frames.append((seq, frame))
         self._bytes += len(frame)
         if self._bytes > self.max_bytes:
