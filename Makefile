@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test install install-dev lint types js-test py-test bench soak mutation clean
+.PHONY: run test install install-dev compiled uncompiled lint types js-test py-test bench soak mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +20,27 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The per-event modules compiled to C extensions by mypyc (chatgenius/compiled.py), rebuilt when any
+# module of the package changes; without a C compiler the service runs from the Python source.
+$(VENV)/.compiled: $(wildcard chatgenius/*.py chatgenius/*/*.py) requirements-build.txt | $(VENV)/.installed
+	@if $(BIN)/python -m chatgenius.compiled compiler; then \
+		$(BIN)/pip install -q -r requirements-build.txt && $(BIN)/python -m chatgenius.compiled build; \
+	else echo "no C compiler: the service runs from its Python source (more CPU per event)"; fi
+	touch $@
+
+compiled: $(VENV)/.compiled
+
+## uncompiled: back to the Python source alone (a built module shadows its .py)
+uncompiled:
+	$(BIN)/python -m chatgenius.compiled clean
+	rm -f $(VENV)/.compiled
+
 ## run: the demo chat at http://127.0.0.1:8000 (one process, in-memory bus, dev auth)
-run: install
+run: install compiled
 	@$(BIN)/python app.py
 
 ## test: lint, the JS client's types and unit tests, then the whole Python suite against real parts
-test: install-dev lint types js-test py-test
+test: install-dev compiled lint types js-test py-test
 
 lint:
 	$(BIN)/ruff check .
@@ -46,7 +61,7 @@ py-test:
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## bench: the side-by-side benchmark (see docs/PERFORMANCE.md)
-bench: install-dev
+bench: install-dev compiled
 	bench/run.sh
 
 ## soak: the long soak (default 2 hours, 2 % of the clients reconnecting each second); not part of `make test`
@@ -59,7 +74,7 @@ soak: install-dev
 ## mutation: mutmut over cursor, stream, fan-out, events, auth and leases with the fast unit tests
 ## (setup.cfg [mutmut]); not part of `make test` (too slow for CI: see docs/TESTING.md for how long it takes)
 MUTATION_JOBS ?= 2
-mutation: install-dev
+mutation: install-dev uncompiled
 	rm -rf mutants
 	mkdir -p bench/results/mutation
 	start=$$(date +%s); $(BIN)/mutmut run --max-children $(MUTATION_JOBS); echo "mutmut run took $$(( $$(date +%s) - start )) s"
@@ -67,4 +82,5 @@ mutation: install-dev
 	$(BIN)/python tests/support/mutation_summary.py bench/results/mutation/results.txt bench/results/mutation/summary.md
 
 clean:
+	-$(BIN)/python -m chatgenius.compiled clean
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache

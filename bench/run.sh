@@ -75,6 +75,8 @@ if (( fit < 1000 )); then echo "ulimit -n $(ulimit -n) is too low for the idle s
   echo "## ours:"; ../.venv/bin/pip freeze 2>/dev/null | grep -Ei '^(flask|gevent|gunicorn|redis|hiredis|greenlet)='
   echo "## peers venv:"; "$VENV/bin/pip" freeze 2>/dev/null | grep -Ei '^(flask|flask-sse|gevent|gunicorn|redis|hiredis)='
   git -C .. rev-parse --short HEAD 2>/dev/null; git -C .. status --short -- chatgenius gunicorn.conf.py wsgi.py 2>/dev/null
+  echo "## per-event modules (make compiled; CG_ROOT: that checkout's):"
+  (cd "${CG_ROOT:-..}" && "$BENCH_DIR/../.venv/bin/python" -m chatgenius.compiled status 2>&1 | sort | uniq -c -w9 | sed 's/ chatgenius.*//')
 } > "$OUT_DIR/machine.txt"
 echo "results -> $OUT_DIR"
 

@@ -59,7 +59,7 @@ def detach(session: StreamSession, out: GunicornSocket) -> None:
     session.hangup = watch(owned.socket, sub.end)
     sub.out = owned
     resume = _Resume(session)
-    sub._wake = resume  # type: ignore[assignment]
+    sub._wake = resume
     arm(session)  # the ticker wakes it for heartbeats and the deadline
     if sub.depth or sub.end_reason is not None:
         resume.set()

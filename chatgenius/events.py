@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +74,7 @@ class Draft:
         return digest([self])
 
 
-def digest(drafts: list[Draft] | tuple[Draft, ...]) -> str:
+def digest(drafts: Sequence[Draft]) -> str:
     """The fingerprint of what `drafts` publish (channel, type, data, in order; not the timestamps)."""
     return hashlib.blake2b("\n".join(d.content for d in drafts).encode(), digest_size=16).hexdigest()
 

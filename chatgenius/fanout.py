@@ -248,7 +248,8 @@ class Hub:
 
     def pending(self, sub: Subscriber) -> int:
         """Events the lanes sent `sub` not yet in its `sent`."""
-        return sum(self._tally[name] - at for name, at in sub.lanes.items())  # type: ignore[union-attr]
+        lanes = sub.lanes
+        return 0 if lanes is None else sum([self._tally[name] - at for name, at in lanes.items()])
 
     def _settle(self, sub: Subscriber, name: str, at: int) -> None:
         sent = self._tally[name] - at

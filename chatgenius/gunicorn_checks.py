@@ -18,7 +18,7 @@ import socket
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from . import config, log
+from . import compiled, config, log
 
 
 def effective_env(cfg: Any, env: Mapping[str, str]) -> dict[str, str]:
@@ -36,6 +36,10 @@ def adopt(cfg: Any, environ: MutableMapping[str, str]) -> config.Settings:
     environ["BIND"], environ["WEB_CONCURRENCY"] = env["BIND"], env["WEB_CONCURRENCY"]
     for warning in config.exposure_warnings(settings):
         log.event("config.warning", logging.WARNING, warning=warning)
+    stale = [name for name, state in compiled.status().items() if state == "stale"]
+    if stale:  # each would run its old build, not its source
+        log.event("config.warning", logging.WARNING, warning="compiled modules older than their source (make compiled)",
+                  modules=stale)
     return settings
 
 

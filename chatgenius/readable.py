@@ -19,6 +19,8 @@ waits again.
 
 from __future__ import annotations
 
+from typing import Any
+
 from gevent.hub import Waiter, get_hub
 
 
@@ -32,7 +34,7 @@ class Readable:
         self._hub = get_hub()
         self._io = self._hub.loop.io(fileno, 1)
         self._io.ref = False  # a started watcher nobody waits on must not keep the loop running
-        self._timers: dict[float, object] = {}
+        self._timers: dict[float, Any] = {}  # libev timers (gevent.libev.corecext.timer)
         self._waiter: Waiter | None = None
         self._ready = False  # the watcher fired with nobody waiting, and was stopped
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import gevent
 from gevent.hub import Waiter, get_hub
@@ -29,6 +29,19 @@ if TYPE_CHECKING:
 
 Frame = tuple[int, bytes]  # (seq, wire bytes); seq 0 = no cursor (ephemeral)
 ALWAYS_ABOVE = 1 << 62  # a floor above every seq: a cluster stream's (Subscriber.set_position)
+
+
+class Waker(Protocol):
+    """What a stream's loop waits on: a Wake, or a detached stream's flag that starts a writer instead (detached.py)."""
+
+    def set(self) -> None:
+        """Wake the stream's loop (or start its writer)."""
+
+    def clear(self) -> None:
+        """Forget a wake-up already taken."""
+
+    def wait(self, timeout: float | None = None) -> object:
+        """Wait for a wake-up, at most `timeout` s."""
 
 
 class Wake:
@@ -95,7 +108,7 @@ class Subscriber:
         self.worker = 0
         self._frames: list[Frame] = []
         self._bytes = 0
-        self._wake = Wake()
+        self._wake: Waker = Wake()
         self.end_reason: str | None = None
         self.end_frame: bytes | None = None
         # Monotonic time by which the loop wants to run even without frames (heartbeat,

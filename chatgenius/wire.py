@@ -79,7 +79,7 @@ class _ThroughServer:
 
     __slots__ = ()
     direct = False
-    lane = None
+    lane: Callable[[bytes], int] | None = None
     rest = b""
     closed = False
 
@@ -120,9 +120,9 @@ def client_socket(environ: dict) -> Any | None:
 
 def force_close(environ: dict) -> None:
     """Ask gunicorn to close the connection after this response (no keep-alive); no-op elsewhere."""
-    server_response = getattr(environ.get(START_RESPONSE), "__self__", None)
-    if hasattr(server_response, "force_close"):
-        server_response.force_close()
+    close = getattr(getattr(environ.get(START_RESPONSE), "__self__", None), "force_close", None)
+    if close is not None:
+        close()
 
 
 def _plain_response(start_response: object) -> tuple[Any, Any]:
@@ -130,7 +130,7 @@ def _plain_response(start_response: object) -> tuple[Any, Any]:
     around it: exactly that class (its HTTP/2 subclass frames bytes its own way), not TLS, and
     gevent's OS socket non-blocking. Else (None, None)."""
     resp = getattr(start_response, "__self__", None)
-    if _GunicornResponse is None or type(resp) is not _GunicornResponse:
+    if resp is None or _GunicornResponse is None or type(resp) is not _GunicornResponse:
         return None, None
     sock = resp.sock
     if isinstance(sock, (ssl.SSLSocket, _GeventSSLSocket)) or getattr(resp.cfg, "is_ssl", False):
@@ -232,7 +232,7 @@ class GunicornSocket:
         resp, self._resp = self._resp, None
         sock = socket.socket(fileno=os.dup(self._sock.fileno()))  # gevent's socket: the service is patched
         sock.settimeout(self._sock.gettimeout())
-        out = GunicornSocket(sock, sock._sock, self._frame is chunk)
+        out = GunicornSocket(sock, sock._sock, self._frame is chunk)  # type: ignore[attr-defined]  # gevent's OS socket
         resp.chunked = False
         resp.force_close()
         self.closed = True

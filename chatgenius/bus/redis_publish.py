@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from importlib import resources
+from typing import Any, Protocol
 
 import redis
 
@@ -50,6 +51,30 @@ def script_source() -> str:
     return resources.files(__package__).joinpath("lua/publish.lua").read_text()
 
 
+class KeySpace(Protocol):
+    """Where a publish writes: Keys (one Redis) or a Redis Cluster shard (bus/cluster_shards.Shard)."""
+
+    @property
+    def epoch_key(self) -> str:
+        """The key of the epoch (cursor.new_epoch names a new one)."""
+
+    @property
+    def seq_key(self) -> str:
+        """The key of the sequence every publish increments."""
+
+    def history_key(self, channel: str) -> str:
+        """A channel's history stream."""
+
+    def meta_key(self, channel: str) -> str:
+        """A channel's trim watermark hash."""
+
+    def live(self, channel: str) -> str:
+        """A channel's live pub/sub channel."""
+
+    def new_epoch(self) -> str:
+        """A candidate epoch."""
+
+
 class Keys:
     """Where a publish writes: one Redis' key names (this class); a Redis Cluster shard has its own
     (bus/cluster_shards.Shard: the same names under its hash tag, its own epochs)."""
@@ -74,7 +99,7 @@ class PublishScript:
 
     def __init__(
         self, client: redis.Redis, maxlen: int, ttl: int, window: int = 600,
-        runner: Callable[..., object] | None = None, keys: Keys = SINGLE,
+        runner: Callable[..., object] | None = None, keys: KeySpace = SINGLE,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -85,7 +110,7 @@ class PublishScript:
         self.on_seq: Callable[[bytes, int], None] | None = None
         # `runner(keys=, args=)` runs the script: redis-py's own Script by default; the service
         # passes bus/redis_script.Script (gevent, connections of its own, no pool checks per call).
-        self._script = runner or client.register_script(script_source())
+        self._script: Callable[..., Any] = runner or client.register_script(script_source())
 
     def call_args(self, drafts: Sequence[Draft]) -> tuple[list[str], list[object]]:
         """KEYS and ARGV of lua/publish.lua for `drafts` alone (no quotas, no idempotency): also what
@@ -134,7 +159,7 @@ class PublishScript:
             raise failure from (exc if isinstance(failure, BusUnavailable) else None)
         return self._decode(result)
 
-    def _decode(self, result: list) -> Published:
+    def _decode(self, result: Any) -> Published:
         epoch = result[0]
         if epoch == _REPLAYED:
             return Published([i or None for i in result[1].decode().split(",")], replayed=True)
@@ -160,8 +185,8 @@ class PublishScript:
         """The script's refusals as the bus' exceptions; Redis unavailable is BusUnavailable (redis_errors.py)."""
         text = str(exc) if isinstance(exc, redis.ResponseError) else ""
         if text.startswith("QUOTA "):
-            _, index, left = text.split()
-            return QuotaExceeded(quotas[int(index) - 1], int(left))
+            _, quota, left = text.split()
+            return QuotaExceeded(quotas[int(quota) - 1], int(left))
         if text.startswith("IDEMPOTENCY "):
             index = int(text.split()[1])
             return IdempotencyConflict(index - 1 if index else None)

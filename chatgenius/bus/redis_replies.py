@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - another redis-py: every read goes thro
 try:  # redis-py packs commands with it too when hiredis is installed
     from hiredis import pack_command as _pack
 except ImportError:  # pragma: no cover - hiredis is a dependency; without it redis-py packs and sends
-    _pack = None
+    _pack = None  # type: ignore[assignment]
 
 
 class Replies:
@@ -65,9 +65,9 @@ class Replies:
             and type(conn).read_response is redis.connection.AbstractConnection.read_response
         )
         self._reader = reader if direct else None
-        self._raw = raw
+        self._raw: Any = raw  # the OS socket (None when not read directly)
         self._buffer = bytearray(65536) if direct else bytearray()
-        self._readable = Readable(raw.fileno()) if direct else None
+        self._readable = Readable(raw.fileno()) if direct and raw is not None else None
 
     @property
     def direct(self) -> bool:
@@ -102,7 +102,7 @@ class Replies:
             self.conn.send_command(*args)
             return
         try:
-            data = _pack(args)
+            data = _pack(args)  # type: ignore[arg-type]  # bad types raise TypeError: below
         except TypeError as exc:
             raise redis.DataError(exc) from exc
         try:
