@@ -20,20 +20,21 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-# The per-event modules compiled to C extensions by mypyc (chatgenius/compiled.py), rebuilt when any
-# module of the package changes; without a C compiler the service runs from the Python source.
-$(VENV)/.compiled: $(wildcard chatgenius/*.py chatgenius/*/*.py) requirements-build.txt | $(VENV)/.installed
-	@if $(BIN)/python -m chatgenius.compiled compiler; then \
-		$(BIN)/pip install -q -r requirements-build.txt && $(BIN)/python -m chatgenius.compiled build; \
-	else echo "no C compiler: the service runs from its Python source (more CPU per event)"; fi
+# mypy (mypyc) and setuptools, to build the compiled modules; not needed at run time.
+$(VENV)/.installed-build: requirements-build.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-build.txt
 	touch $@
 
-compiled: $(VENV)/.compiled
+## compiled: the per-event modules as C extensions (chatgenius/compiled.py), built unless every one is
+## already built from its source as it is; without a C compiler the service runs from its Python source
+compiled: $(VENV)/.installed
+	@if $(BIN)/python chatgenius/compiled.py compiler; then \
+		$(MAKE) --no-print-directory $(VENV)/.installed-build && $(BIN)/python -m chatgenius.compiled ensure; \
+	else echo "no C compiler: the service runs from its Python source (more CPU per event)"; fi
 
 ## uncompiled: back to the Python source alone (a built module shadows its .py)
 uncompiled:
-	$(BIN)/python -m chatgenius.compiled clean
-	rm -f $(VENV)/.compiled
+	$(PYTHON) chatgenius/compiled.py clean
 
 ## run: the demo chat at http://127.0.0.1:8000 (one process, in-memory bus, dev auth)
 run: install compiled
@@ -57,7 +58,7 @@ types: node_modules/.installed
 js-test:
 	node --test tests/js/
 
-py-test:
+py-test: compiled
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## bench: the side-by-side benchmark (see docs/PERFORMANCE.md)
@@ -82,5 +83,5 @@ mutation: install-dev uncompiled
 	$(BIN)/python tests/support/mutation_summary.py bench/results/mutation/results.txt bench/results/mutation/summary.md
 
 clean:
-	-$(BIN)/python -m chatgenius.compiled clean
-	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
+	$(PYTHON) chatgenius/compiled.py clean
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .mypy_cache

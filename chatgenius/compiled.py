@@ -10,18 +10,24 @@ no module is built (no C compiler, or `make uncompiled`), Python imports the
 .py files and the service behaves the same.
 
     python -m chatgenius.compiled build    # compile MODULES (needs mypy and a C compiler)
+    python -m chatgenius.compiled ensure   # build, unless every module is built from its source as it is
     python -m chatgenius.compiled clean    # remove what build made
-    python -m chatgenius.compiled status   # which modules are compiled; exit 1 if any is stale
+    python -m chatgenius.compiled status   # each module's state; exit 1 if any is stale or orphaned
     python -m chatgenius.compiled compiler # exit 0 when a C compiler is at hand
 
 A built module shadows its .py (Python imports an extension module first), so a
-module edited after its build is *stale*: `status` says so and the suite fails
-under CI (tests/test_compiled.py); `make test` and `make run` rebuild first.
+module whose source is no longer what was built (an edit, a checkout) is *stale*,
+and a build of a module no longer in MODULES an *orphan*: `status` says so, gunicorn's
+start-up warns and the suite fails (tests/test_compiled.py); `make run` and `make
+test` rebuild first (`ensure`). This file runs without the package's dependencies
+(`python3 chatgenius/compiled.py clean` works without the venv).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -34,13 +40,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # under mypy (mypyc checks every annotation at run time) and no class outside this list may
 # subclass one of its classes (a compiled class is final to interpreted code). fanout.py stays
 # interpreted: its lane resumes a C `map` after a failed send from how far CPython's list.extend
-# got, which compiled code does not keep.
+# got, which compiled code does not keep. publishing.py and publisher.py stay interpreted: they are
+# the documented Python API, whose callers get a PublishError for a value of the wrong type (compiled,
+# a declared `str` would be a TypeError on entry).
 MODULES = (
     "chatgenius/web/publish_head.py",
     "chatgenius/web/publish_fast.py",
     "chatgenius/events.py",
-    "chatgenius/publishing.py",
-    "chatgenius/publisher.py",
     "chatgenius/cursor.py",
     "chatgenius/readable.py",
     "chatgenius/bus/redis_replies.py",
@@ -55,23 +61,44 @@ MODULES = (
 )
 
 
-def _extension(source: Path) -> Path | None:
+SUFFIX = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+# What each module's source was when it was built (sha256), written by build(): a copy that keeps
+# file times (rsync -a, cp -p, tar) or a checkout cannot make an old build look fresh.
+MANIFEST = ROOT / "build-compiled.json"
+
+
+def _digest(source: Path) -> str:
+    return hashlib.sha256(source.read_bytes()).hexdigest()
+
+
+def _built(source: Path) -> Path | None:
     """The extension module built for `source`, if any."""
-    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-    built = source.with_name(source.stem + suffix)
+    built = source.with_name(source.stem + SUFFIX)
     return built if built.exists() else None
 
 
+def _manifest() -> dict[str, str]:
+    try:
+        return json.loads(MANIFEST.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def status() -> dict[str, str]:
-    """Each module's state: "compiled", "stale" (built before its source last changed) or "source"."""
+    """Each module's state: "compiled", "stale" (its source is not what was built) or "source";
+    and any other module of the package with a build of its own: "orphan" (it shadows its source)."""
+    built_from = _manifest()
     out = {}
     for name in MODULES:
         source = ROOT / name
-        built = _extension(source)
-        if built is None:
+        if _built(source) is None:
             out[name] = "source"
         else:
-            out[name] = "stale" if built.stat().st_mtime < source.stat().st_mtime else "compiled"
+            out[name] = "compiled" if built_from.get(name) == _digest(source) else "stale"
+    for ext in sorted((ROOT / "chatgenius").rglob("*" + SUFFIX)):
+        name = ext.with_name(ext.name.removesuffix(SUFFIX) + ".py").relative_to(ROOT).as_posix()
+        if name not in out and (ROOT / name).exists():
+            out[name] = "orphan"
     return out
 
 
@@ -92,20 +119,25 @@ def compiler() -> str | None:
 
 
 def clean() -> None:
-    """Remove the extension modules built from the package's sources (of MODULES, or of a module
-    taken out of it since: it would still shadow its source), mypyc's shared library and build directory."""
-    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-    for built in (ROOT / "chatgenius").rglob("*" + suffix):
-        if built.with_name(built.name.removesuffix(suffix) + ".py").exists():
+    """Remove every extension module of the package's sources (of MODULES, or of a module taken out
+    of it since), mypyc's shared library, its build directory and the manifest."""
+    for built in (ROOT / "chatgenius").rglob("*" + SUFFIX):
+        if built.with_name(built.name.removesuffix(SUFFIX) + ".py").exists():
             built.unlink()
-    for lib in ROOT.glob("*__mypyc*"):
+    for lib in ROOT.glob("*__mypyc*" + SUFFIX):
         lib.unlink()
+    MANIFEST.unlink(missing_ok=True)
     shutil.rmtree(ROOT / "build", ignore_errors=True)
 
 
 def build() -> int:
-    """Compile MODULES in place with mypyc; 0 when built."""
+    """Compile MODULES in place with mypyc; 0 when built.
+
+    In place: a process that imports the package while this runs may find some modules built and
+    others not (docs/OPERATIONS.md: build a release in its own checkout, before switching to it).
+    """
     clean()
+    sources = {name: _digest(ROOT / name) for name in MODULES}
     env = {**os.environ, "MYPYC_OPT_LEVEL": os.environ.get("MYPYC_OPT_LEVEL", "3")}
     args = [sys.executable, "-m", "mypyc", "--ignore-missing-imports", "--follow-imports=silent", *MODULES]
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
@@ -113,15 +145,19 @@ def build() -> int:
     if done.returncode != 0:
         clean()  # never half a build: every module compiled, or none
         print(done.stdout[-4000:], done.stderr[-4000:], sep="\n", file=sys.stderr)
-    return done.returncode
+        return done.returncode
+    MANIFEST.write_text(json.dumps(sources, indent=1) + "\n")
+    return 0
 
 
 def main(argv: list[str]) -> int:
     """The command line (see the module doc)."""
     command = argv[0] if argv else "status"
-    if command == "build":
+    if command in ("build", "ensure"):
         if compiler() is None:
-            print("no C compiler: the service runs from the Python source (slower per event)", file=sys.stderr)
+            print("no C compiler: the service runs from its Python source (more CPU per event)", file=sys.stderr)
+            return 0
+        if command == "ensure" and set(status().values()) == {"compiled"}:
             return 0
         return build()
     if command == "compiler":
@@ -133,7 +169,7 @@ def main(argv: list[str]) -> int:
         states = status()
         for name, state in states.items():
             print(f"{state:9} {name}")
-        return 1 if "stale" in states.values() else 0
+        return 1 if {"stale", "orphan"} & set(states.values()) else 0
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -36,9 +36,9 @@ def adopt(cfg: Any, environ: MutableMapping[str, str]) -> config.Settings:
     environ["BIND"], environ["WEB_CONCURRENCY"] = env["BIND"], env["WEB_CONCURRENCY"]
     for warning in config.exposure_warnings(settings):
         log.event("config.warning", logging.WARNING, warning=warning)
-    stale = [name for name, state in compiled.status().items() if state == "stale"]
-    if stale:  # each would run its old build, not its source
-        log.event("config.warning", logging.WARNING, warning="compiled modules older than their source (make compiled)",
+    stale = [name for name, state in compiled.status().items() if state in ("stale", "orphan")]
+    if stale:  # each would run an old build, not its source
+        log.event("config.warning", logging.WARNING, warning="compiled modules not built from their source as it is (make compiled)",
                   modules=stale)
     return settings
 

@@ -110,6 +110,13 @@ def test_bad_input_raises_a_publish_error_and_publishes_nothing(app):
         (lambda: rt.publish(CHAN, "message.created", {"t": "x" * 70_000}), "too_large", 413),
         (lambda: rt.publish(CHAN, "message.created", {}, idempotency_key="has space"), "bad_idempotency_key", 400),
         (lambda: rt.publish_many([{"channel": CHAN, "type": "message.created"}, {"channel": CHAN}]), "bad_type", 400),
+        # Values of the wrong type are bad input too, not a TypeError (the API stays interpreted:
+        # compiled, its annotations would be checked on entry; chatgenius/compiled.py)
+        (lambda: rt.publish(None, "message.created", {}), "bad_channel", 400),  # type: ignore[arg-type]
+        (lambda: rt.publish(CHAN.encode(), "message.created", {}), "bad_channel", 400),  # type: ignore[arg-type]
+        (lambda: rt.publish(CHAN, None, {}), "bad_type", 400),  # type: ignore[arg-type]
+        (lambda: rt.publish(CHAN, "message.created", {}, idempotency_key=123), "bad_idempotency_key", 400),  # type: ignore[arg-type]
+        (lambda: rt.publish_many([{"channel": CHAN, "type": "message.created"}], idempotency_key=b"k"), "bad_idempotency_key", 400),  # type: ignore[arg-type]
     ]
     for call, code, status in cases:
         with pytest.raises(PublishError) as info:
