@@ -28,9 +28,8 @@ $(VENV)/.installed-build: requirements-build.txt | $(BIN)/python
 ## compiled: the per-event modules as C extensions (chatgenius/compiled.py), built unless every one is
 ## already built from its source as it is; without a C compiler the service runs from its Python source
 compiled: $(VENV)/.installed
-	@if $(BIN)/python chatgenius/compiled.py compiler; then \
-		$(MAKE) --no-print-directory $(VENV)/.installed-build && $(BIN)/python -m chatgenius.compiled ensure; \
-	else echo "no C compiler: the service runs from its Python source (more CPU per event)"; fi
+	@if $(BIN)/python chatgenius/compiled.py compiler; then $(MAKE) --no-print-directory $(VENV)/.installed-build; fi
+	$(BIN)/python chatgenius/compiled.py ensure
 
 ## uncompiled: back to the Python source alone (a built module shadows its .py)
 uncompiled:
@@ -58,7 +57,7 @@ types: node_modules/.installed
 js-test:
 	node --test tests/js/
 
-py-test: compiled
+py-test: install-dev compiled
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## bench: the side-by-side benchmark (see docs/PERFORMANCE.md)
