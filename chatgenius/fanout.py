@@ -249,7 +249,7 @@ class Hub:
     def pending(self, sub: Subscriber) -> int:
         """Events the lanes sent `sub` not yet in its `sent`."""
         lanes = sub.lanes
-        return 0 if lanes is None else sum([self._tally[name] - at for name, at in lanes.items()])
+        return 0 if lanes is None else sum(self._tally[name] - at for name, at in lanes.items())
 
     def _settle(self, sub: Subscriber, name: str, at: int) -> None:
         sent = self._tally[name] - at

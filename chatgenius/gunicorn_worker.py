@@ -116,11 +116,8 @@ class PublishWorker(GeventWorker):
 def lean_path(worker: Any) -> LeanPublish | None:
     """The worker's lean path, or None where it would skip something the configuration asks for."""
     cfg = worker.cfg
-    found = getattr(worker.wsgi, "extensions", {}).get("chatgenius.fast_publish")
-    if not isinstance(found, FastPublish):
-        return None
-    fast: FastPublish = found
-    if getattr(worker.wsgi, "wsgi_app", None) is not found:
+    fast = getattr(worker.wsgi, "extensions", {}).get("chatgenius.fast_publish")
+    if not isinstance(fast, FastPublish) or getattr(worker.wsgi, "wsgi_app", None) is not fast:
         return None  # no fast path, or the app was wrapped again after create_app: the wrapper must run
     if not cfg.keepalive or cfg.is_ssl or cfg.proxy_protocol not in ("off", False, None) or cfg.protocol != "http":
         return None

@@ -16,10 +16,9 @@ import json
 import os
 
 import pytest
+from support.ci import under_ci
 
 from chatgenius import compiled
-
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes", "on")
 
 
 def test_no_module_here_runs_a_build_of_other_sources():
@@ -106,7 +105,7 @@ def test_without_a_working_compiler_ensure_leaves_the_source_to_run(tree, monkey
     assert not any(p.exists() for p in exts) and set(compiled.status().values()) == {"source"}
 
 
-@pytest.mark.skipif(not CI, reason="outside CI the Python source may be what runs (no C compiler)")
+@pytest.mark.skipif(not under_ci(), reason="outside CI the Python source may be what runs (no C compiler)")
 def test_under_ci_every_per_event_module_runs_compiled():
     assert compiled.compiler() is not None
     assert set(compiled.status().values()) == {"compiled"}, compiled.status()

@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from importlib import resources
-from typing import cast
 
 import redis
 from gevent.event import Event
@@ -117,11 +116,11 @@ class RedisBus:
     def head(self) -> Cursor:
         """See EventBus.head: the first call of a deployment starts its epoch."""
         with unavailable():
-            epoch, seq = cast("list[bytes | None]", self.client.mget(EPOCH_KEY, SEQ_KEY))  # bytes: no decode_responses
+            epoch, seq = self.client.mget(EPOCH_KEY, SEQ_KEY)
             if epoch is None:  # the first head of a deployment: start its epoch unless another process just did
                 fresh = new_epoch()
                 self.client.set(EPOCH_KEY, fresh, nx=True)
-                epoch = cast("bytes | None", self.client.get(EPOCH_KEY)) or fresh.encode()
+                epoch = self.client.get(EPOCH_KEY) or fresh.encode()
         return Cursor(epoch.decode(), int(seq or 0))
 
     def replay(self, channels: Sequence[str], after: Cursor | None, limit: int) -> Replay:
@@ -195,7 +194,7 @@ class RedisBus:
         of silently skipping the seqs that will be issued again. Compared with what was seen before
         the read was sent: a publish answered while it waited may carry a seq the read did not see."""
         seen, seen_epoch = self._max_seen, self._seen_epoch  # tests/bus/test_sequence_check.py
-        epoch, current = cast("list[bytes | None]", self.client.mget(EPOCH_KEY, SEQ_KEY))
+        epoch, current = self.client.mget(EPOCH_KEY, SEQ_KEY)
         now = int(current or 0)
         if epoch is not None and epoch == seen_epoch and now < seen:
             log.warning("redis sequence went back from %d to %d: retiring epoch", seen, now)
