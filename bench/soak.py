@@ -171,6 +171,13 @@ def run(  # noqa: PLR0913
             want = set(pubs[i % len(channels)].acked)
             lost += len(want - set(r.received))
             dupes += sum(c - 1 for c in Counter(r.received).values() if c > 1)
+        # What ended streams besides the churn, and what the service warned of: to read a failure by.
+        endings = Counter(e for r in readers for e in r.endings)
+        warned = Counter(
+            str(line.get("event") or line.get("message", ""))[:80] for line in g.json_logs() if line.get("level") in ("warning", "error")
+        )
+        told = sum(r.resets for r in readers)
+        diagnosis = f"Streams ended by: {dict(endings)}; system.reset received: {told}; service warnings: {dict(warned)}."
         for r in readers:  # all told first: each leaves at its next frame (heartbeat), together
             r.stopped = True
         for r in readers:
@@ -183,7 +190,7 @@ def run(  # noqa: PLR0913
         # A run shorter than FLATNESS_MINUTES is mostly warm-up (history filling to HISTORY_MAXLEN,
         # pools growing): it proves delivery and sampling, and reports the slopes without judging them.
         ok = lost == 0 and dupes == 0 and (flat or minutes < FLATNESS_MINUTES)
-        report = render(minutes, rate, clients, samples, slopes, published, connects, lost, dupes, ok, churn_fraction, ended)
+        report = render(minutes, rate, clients, samples, slopes, published, connects, lost, dupes, ok, churn_fraction, ended, diagnosis)
         print(report)
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -193,11 +200,13 @@ def run(  # noqa: PLR0913
         return ok
 
 
-def render(minutes, rate, clients, samples, slopes, published, connects, lost, dupes, ok, churn_fraction, ended) -> str:  # noqa: PLR0913
+def render(minutes, rate, clients, samples, slopes, published, connects, lost, dupes, ok, churn_fraction, ended, diagnosis="") -> str:  # noqa: PLR0913
     lines = [
         f"Soak: {minutes:g} min, {rate:g} events/s over 4 channels, {clients} clients, reconnect churn "
         f"{churn_fraction:.1%} of them a second ({ended[0]} reset, {ended[1]} closed); "
         f"{published} events published, {connects} connects (resumes included), lost {lost}, duplicated {dupes}.",
+        "",
+        diagnosis,
         "",
         "| t (s) | RSS/worker (MiB) | fds/worker | Redis (MiB) | greenlets | streams |",
         "|---:|---:|---:|---:|---:|---:|",

@@ -48,11 +48,12 @@ def test_readme_walkthrough_shows_the_published_event_on_the_stream(embedded: st
     reader.start()
 
     def shown() -> str:
+        # The stream can show the event before the publishing curl has printed its answer: wait for both.
         text = "".join(lines)
-        return text if re.search(r"^data: .*hello from curl", text, re.M) else ""
+        return text if re.search(r"^data: .*hello from curl", text, re.M) and '{"ids":["' in text else ""
 
     try:
-        text = wait_until(shown, 20, 0.05, "the stream shows the event")
+        text = wait_until(shown, 20, 0.05, "the stream shows the event and the publish its answer")
     finally:
         os.killpg(shell.pid, signal.SIGTERM)  # the background curl is in the same, new session
         shell.wait(10)

@@ -25,7 +25,7 @@ from gevent.lock import Semaphore
 from redis.crc import key_slot
 
 from ..redis_errors import UNAVAILABLE as _ERRORS
-from ..shard_cursor import new_shard_epoch, pack
+from ..shard_cursor import pack
 from ..sse import body_from_live
 from .cluster_node_feed import NodeFeed
 from .cluster_shards import Shard
@@ -63,7 +63,7 @@ class ClusterFeed:
         if self.reader_reconnects:
             self.client.nodes_manager.initialize()  # after a loss, a fresh slot map: who owns each shard now
         self._lost.clear()
-        self._check_sequences()
+        self._fence_writers()
         for channel in self._routes:  # before the bus' own: health() waits for them
             self._send(self.client.nodes_manager.get_node_from_slot(key_slot(channel)), "SSUBSCRIBE", channel)
         # No yield between going live and reading the hub: a channel attached before this point is
@@ -159,11 +159,7 @@ class ClusterFeed:
                 self._routes[channel](msg[2])
                 return True
             shard, name = self.layout.live_name(channel)
-            epoch, seq, frame = body_from_live(msg[2])
-            if seq:
-                held = self._seen.get(shard.index)
-                if held is None or held[0] != epoch or seq > held[1]:
-                    self._seen[shard.index] = (epoch, seq)
+            _, seq, frame = body_from_live(msg[2])
             self.hub.dispatch(name, pack(shard.index, seq), frame)
         elif kind == b"ssubscribe" and not routed:
             event = self._confirmed.get(self.layout.live_name(channel)[1])
@@ -208,20 +204,12 @@ class ClusterFeed:
             log.warning("%s failed (%s); the feed restarts", command.lower(), exc)
             self._lost.set()
 
-    def _check_sequences(self: RedisClusterBus) -> None:
-        """Retire the epoch of every shard whose sequence went back within its epoch (a lost tail)."""
-        for shard in self.layout.shards:
-            held = self._seen.get(shard.index)  # before the read: a publish answered meanwhile may pass it
-            epoch, current = self.client.mget(shard.epoch_key, shard.seq_key)
-            now = int(current or 0)
-            if epoch is not None and held is not None and held[0] == epoch and now < held[1]:
-                log.warning("shard %d sequence went back from %d to %d: new epoch", shard.index, held[1], now)
-                epoch = self._retire(keys=[shard.epoch_key], args=[epoch, new_shard_epoch(shard.index)])
-            else:
-                later = self._seen.get(shard.index)
-                if later is not None and later[0] == epoch:
-                    now = max(now, later[1])
-            self._seen[shard.index] = (epoch or b"", now)
+    def _fence_writers(self: RedisClusterBus) -> None:
+        """Run every shard's writer fence (lua/publish.lua with no events) before serving streams: a
+        master that did not write the history it holds (a promoted replica) starts a new epoch
+        continuing the old one up to what it holds (RedisBus.connecting; tests/bus/test_writer_fence.py)."""
+        for publisher in self._publish.shards:
+            publisher.publish_once([], "")
 
     def _drop_feeds(self: RedisClusterBus) -> None:
         """Close every feed connection and end every local stream: they may have missed events."""

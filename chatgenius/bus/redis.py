@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from importlib import resources
 
 import redis
 from gevent.event import Event
@@ -27,7 +26,7 @@ from ..redis_errors import UNAVAILABLE, unavailable
 from ..sse import frame_from_live
 from .base import BusUnavailable, Published, Quota, Replay
 from .redis_feed import BUSY_FANOUT, FeedReplies, RedisFeed, let_io_in
-from .redis_history import history_from_replies, queue_history_reads
+from .redis_history import ancestors, history_from_replies, lineage_key, queue_history_reads
 from .redis_publish import EPOCH_KEY, LIVE_PREFIX, SEQ_KEY, SINGLE, PublishScript, live_channel, script_source
 from .redis_script import Script
 
@@ -63,11 +62,7 @@ class RedisBus:
         # here over connections of its own (redis_script.py: no pool checks on the hot path).
         self._script = Script(client, script_source())
         self._publisher = PublishScript(client, maxlen, ttl, idempotency_window, runner=self._script)
-        self._publisher.on_seq = self._handed_out
-        self._retire = client.register_script(resources.files(__package__).joinpath("lua/retire_epoch.lua").read_text())
         self._confirmed: dict[str, Event] = {}
-        self._max_seen = 0
-        self._seen_epoch = b""
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -103,10 +98,6 @@ class RedisBus:
         """See EventBus.publish_once."""
         return self._publisher.publish_once(drafts, scope, key, quotas)
 
-    def _handed_out(self, epoch: bytes, seq: int) -> None:
-        if epoch == self._seen_epoch and seq > self._max_seen:
-            self._max_seen = seq  # a seq we handed out counts as seen (see connecting)
-
     def publish_call(self, drafts: Sequence[Draft]) -> tuple[list[str], list[object]]:
         """KEYS and ARGV of lua/publish.lua for `drafts`, for scripts that publish atomically with a
         state change of their own (presence/redis.py embeds publish.lua as a function)."""
@@ -126,30 +117,40 @@ class RedisBus:
     def replay(self, channels: Sequence[str], after: Cursor | None, limit: int) -> Replay:
         """See EventBus.replay: one MULTI round trip for every channel.
 
-        A cursor from another epoch (or past the head) predates everything now
-        stored: every channel is reset, and the current epoch is replayed whole.
+        A cursor of the current epoch, or of one it continues (lua/publish.lua's writer fence) at
+        or below the seq it kept, resumes exactly. Past what a new writer kept, the cursor names
+        events that are gone: every channel is reset, and what follows the fence is replayed (the
+        client has the rest). Any other cursor (another lifetime, past the head) predates or
+        contradicts what is stored: every channel is reset, and the history is replayed whole.
         """
         if after is None:
             return Replay(head=self.head())
-        found = self._read_history(channels, after.seq, limit)
-        if found.head is not None and (after.epoch != found.head.epoch or after.seq > found.head.seq):
-            found = self._read_history(channels, 0, limit)
-            found.reset = list(channels)
+        found, kept = self._read_history(channels, after.seq, limit)
+        head = found.head
+        if head is None:
+            return found
+        fence = kept.get(after.epoch) if after.epoch != head.epoch else None
+        if after.seq <= head.seq and (after.epoch == head.epoch or (fence is not None and after.seq <= fence)):
+            return found
+        found, _ = self._read_history(channels, fence or 0, limit)
+        found.reset = list(channels)
         return found
 
-    def _read_history(self, channels: Sequence[str], after_seq: int, limit: int) -> Replay:
+    def _read_history(self, channels: Sequence[str], after_seq: int, limit: int) -> tuple[Replay, dict[str, int]]:
         with unavailable():
             pipe = self.client.pipeline(transaction=True)
             pipe.mget(EPOCH_KEY, SEQ_KEY)
+            pipe.hgetall(lineage_key(EPOCH_KEY))
             queue_history_reads(pipe, SINGLE, channels, after_seq, limit)
             results = pipe.execute()
         epoch_b, seq_b = results[0]
         if epoch_b is None:
-            return Replay(reset=list(channels), head=self.head())
+            return Replay(reset=list(channels), head=self.head()), {}
         epoch = epoch_b.decode()
-        out = history_from_replies(results[1:], channels, epoch, after_seq, limit, position=lambda seq: seq)
+        kept = ancestors(epoch, results[1])
+        out = history_from_replies(results[2:], channels, epoch, after_seq, limit, position=lambda seq: seq, kept=kept)
         out.head = Cursor(epoch, int(seq_b or 0))
-        return out
+        return out, kept
 
     # -- the live feed ---------------------------------------------------------------
     def attach(self, sub: Subscriber, channels: Sequence[str]) -> None:
@@ -189,19 +190,11 @@ class RedisBus:
 
     # -- FeedOwner: called by the feed's reader (bus/redis_feed.py) --------------------------
     def connecting(self) -> None:
-        """A Redis whose sequence went backwards within one epoch lost a tail (a failover to a
-        lagging replica, an AOF without fsync): retire that epoch so old cursors reset instead
-        of silently skipping the seqs that will be issued again. Compared with what was seen before
-        the read was sent: a publish answered while it waited may carry a seq the read did not see."""
-        seen, seen_epoch = self._max_seen, self._seen_epoch  # tests/bus/test_sequence_check.py
-        epoch, current = self.client.mget(EPOCH_KEY, SEQ_KEY)
-        now = int(current or 0)
-        if epoch is not None and epoch == seen_epoch and now < seen:
-            log.warning("redis sequence went back from %d to %d: retiring epoch", seen, now)
-            self._retire(keys=[EPOCH_KEY], args=[epoch, new_epoch()])
-        elif epoch == self._seen_epoch:  # keep a seq handed out meanwhile
-            now = max(now, self._max_seen)
-        self._max_seen, self._seen_epoch = now, epoch or b""
+        """Before the feed serves streams: the writer fence (lua/publish.lua with no events). A Redis
+        process that did not write the history it holds (a failover, a restart from disk) may lack
+        a tail streams were given; the fence starts a new epoch that continues the old one up to
+        what it holds, before any stream resumes or any seq is issued again (tests/bus/test_writer_fence.py)."""
+        self._publisher.publish_once([], "")
 
     def connected(self, pubsub: redis.client.PubSub) -> None:
         """Subscribe every channel with local subscribers. No yield between the feed publishing
@@ -243,9 +236,7 @@ class RedisBus:
         while msg is not None:
             channel = msg[1] if len(msg) == 3 else b""
             if msg[0] == b"message" and channel.startswith(_LIVE_B):
-                epoch, seq, frame = frame_from_live(msg[2])
-                if seq > self._max_seen or epoch != self._seen_epoch:
-                    self._max_seen, self._seen_epoch = seq, epoch
+                _, seq, frame = frame_from_live(msg[2])
                 if channel != run_channel:
                     if run:
                         fanout = max(fanout, self.hub.dispatch_run(run_name, run))

@@ -21,7 +21,6 @@ import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from importlib import resources
 
 import gevent
 import redis
@@ -36,7 +35,7 @@ from ..shard_cursor import Vector, is_single_redis, new_shard_epoch, pack, parse
 from .base import Published, Quota, Replay
 from .cluster_feed import ClusterFeed, NodeFeed
 from .cluster_shards import Layout, Shard, ShardedPublish
-from .redis_history import history_from_replies, queue_history_reads
+from .redis_history import ancestors, history_from_replies, lineage_key, queue_history_reads
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +52,12 @@ class RedisClusterBus(ClusterFeed):
         self.client = client
         self.layout = Layout(shards)
         self._publish = ShardedPublish(self.layout, client, maxlen, ttl, idempotency_window)
-        for p in self._publish.shards:
-            p.on_seq = functools.partial(self._handed_out, p.shard.index)
-        self._retire = client.register_script(resources.files(__package__).joinpath("lua/retire_epoch.lua").read_text())
         self._reconnect_frame = reconnect_frame
         self._subscribe_timeout = subscribe_timeout
         self._feeds: dict[str, NodeFeed] = {}  # node name -> its feed (cluster_feed.py)
         self._node_locks: dict[str, Semaphore] = {}  # node name -> one send at a time (ClusterFeed._send)
         self._unsubscribing: dict[bytes, int] = {}  # live channel -> our SUNSUBSCRIBEs not yet answered
         self._confirmed: dict[str, Event] = {}
-        self._seen: dict[int, tuple[bytes, int]] = {}  # shard -> (epoch, highest seq seen)
         self._lost = Event()
         self._serving = False
         self._readers: list[gevent.Greenlet] = []
@@ -117,11 +112,6 @@ class RedisClusterBus(ClusterFeed):
         """A client's cursor: a vector, or a single-Redis `<epoch>-<seq>` (resumed as a reset); CursorError if neither."""
         return parse(raw) if is_single_redis(raw) else parse_vector(raw, len(self.layout))
 
-    def _handed_out(self, shard: int, epoch: bytes, seq: int) -> None:
-        held = self._seen.get(shard)
-        if held is not None and held[0] == epoch and seq > held[1]:
-            self._seen[shard] = (epoch, seq)
-
     def _shard_heads(self, shards: Sequence[Shard]) -> dict[int, tuple[str, int]]:
         heads = {}
         with unavailable():
@@ -154,33 +144,41 @@ class RedisClusterBus(ClusterFeed):
         return out
 
     def _read_shard(self, shard: Shard, names: list[str], after: Vector | Cursor | None, limit: int) -> tuple[str, int, Replay]:
-        """One shard's part of replay. The reset decision uses the epoch and head of the same MULTI
-        that read the history, so an epoch retired meanwhile cannot pass for the cursor's."""
+        """One shard's part of replay. The reset decision uses the epoch, head and lineage of the
+        same MULTI that read the history, so an epoch replaced meanwhile cannot pass for the cursor's.
+        A position of an epoch the current one continues (lua/publish.lua's writer fence), at or
+        below the seq it kept, resumes exactly; above it, it named events that are gone: reset, with
+        what follows the fence (the client has the rest)."""
         if after is None:
             epoch, seq = self._shard_heads([shard])[shard.index]
             return epoch, seq, Replay()
         held = after.positions.get(shard.index) if isinstance(after, Vector) else None  # a Cursor: single Redis
-        found, epoch, seq = self._read_history(shard, names, held[1] if held else 0, limit)
+        found, epoch, seq, kept = self._read_history(shard, names, held[1] if held else 0, limit)
         if epoch is None:  # a wiped shard: give it its new epoch now, so the head names a real one
             self._shard_heads([shard])
-            found, epoch, seq = self._read_history(shard, names, 0, limit)
-        elif held is not None and held[0] == epoch and held[1] <= seq:
+            found, epoch, seq, kept = self._read_history(shard, names, 0, limit)
+        elif held is not None and held[1] <= seq and (held[0] == epoch or held[1] <= kept.get(held[0], -1)):
             return epoch, seq, found
-        elif held is not None and held[1] > 0:  # another lifetime or past the head: all of this one
-            found, epoch, seq = self._read_history(shard, names, 0, limit)
+        elif held is not None and held[1] > 0:  # past a fence: what follows it; another lifetime or past the head: all
+            fence = kept.get(held[0], 0) if held[0] != epoch else 0
+            found, epoch, seq, kept = self._read_history(shard, names, fence, limit)
         found.reset = list(names)
         return epoch or "", seq, found
 
-    def _read_history(self, shard: Shard, names: list[str], after_seq: int, limit: int) -> tuple[Replay, str | None, int]:
+    def _read_history(self, shard: Shard, names: list[str], after_seq: int, limit: int) -> tuple[Replay, str | None, int, dict[str, int]]:
         with unavailable():
             pipe = self.client.pipeline(transaction=True)  # one slot: a MULTI on the shard's master
             pipe.get(shard.epoch_key)
             pipe.get(shard.seq_key)
+            pipe.hgetall(lineage_key(shard.epoch_key))
             queue_history_reads(pipe, shard, names, after_seq, limit)
             results = pipe.execute()
         epoch_b, seq_b = results[0], results[1]
         if epoch_b is None:
-            return Replay(), None, 0
+            return Replay(), None, 0, {}
         epoch = epoch_b.decode()
-        found = history_from_replies(results[2:], names, epoch, after_seq, limit, position=functools.partial(pack, shard.index))
-        return found, epoch, int(seq_b or 0)
+        kept = ancestors(epoch, results[2])
+        found = history_from_replies(
+            results[3:], names, epoch, after_seq, limit, position=functools.partial(pack, shard.index), kept=kept,
+        )  # fmt: skip
+        return found, epoch, int(seq_b or 0), kept

@@ -25,6 +25,7 @@ import redis
 from gevent.hub import get_hub
 
 from ..redis_errors import UNAVAILABLE
+from .base import BusUnavailable
 from .redis_replies import Replies
 
 log = logging.getLogger("chatgenius.bus.redis")  # the logger name the reader's lines have always had
@@ -164,6 +165,11 @@ class RedisFeed:
             self.owner.lost()
 
 
+# What ends a feed's connection as "Redis is unavailable" (retried quietly); BusUnavailable comes
+# from the writer fence's script call on connect (RedisBus.connecting).
+_LOST: tuple[type[BaseException], ...] = (*UNAVAILABLE, BusUnavailable)
+
+
 def serve_until_stopped(
     serve: Callable[[], None], drop: Callable[[], None], stopping: Callable[[], bool],
     retrying: Callable[[], None], what: str, max_backoff: float = 5.0,
@@ -174,7 +180,7 @@ def serve_until_stopped(
     while not stopping():
         try:
             serve()
-        except UNAVAILABLE as exc:
+        except _LOST as exc:
             log.warning("%s lost redis: %s", what, exc)
         except gevent.GreenletExit:
             return

@@ -6,7 +6,7 @@ decide the same way when a channel is reset instead of replayed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..events import ID_HEAD
@@ -18,6 +18,28 @@ if TYPE_CHECKING:
 
     from .cluster_shards import Shard
     from .redis_publish import Keys
+
+
+def lineage_key(epoch_key: str) -> str:
+    """The hash in which lua/publish.lua's writer fence records what each new epoch continues (epoch_key's slot)."""
+    return epoch_key + ":lineage"
+
+
+def ancestors(epoch: str, links: Mapping[bytes, bytes]) -> dict[str, int]:
+    """The epochs `epoch` continues, each with the last seq of it that it kept (its fence).
+
+    `links` is the lineage hash (new epoch -> '<parent> <fence>'). A cursor of an ancestor at or
+    below its fence is a position in the current history; above it, it names events that were lost.
+    """
+    out: dict[str, int] = {}
+    link = links.get(epoch.encode())
+    while link is not None and len(out) < len(links):
+        parent, fence = link.decode().split()
+        if parent == epoch or parent in out:
+            break
+        out[parent] = int(fence)
+        link = links.get(parent.encode())
+    return out
 
 
 def queue_history_reads(
@@ -33,15 +55,18 @@ def queue_history_reads(
 
 def history_from_replies(
     replies: Sequence, channels: Sequence[str], epoch: str, after_seq: int, limit: int, position: Callable[[int], int],
+    kept: Mapping[str, int] | None = None,
 ) -> Replay:
     """The replay of `channels` from their replies (as queue_history_reads queued them), in seq order.
 
     A channel that lost events after `after_seq` (trimmed, or its stream expired) or has more than
-    `limit` of them is reset instead. Entries written under a retired epoch are skipped; `position`
-    turns an entry's seq into its Record seq (the seq itself, or a cluster shard's packed one).
+    `limit` of them is reset instead. Entries are kept when written under `epoch` or under one of
+    the epochs it continues (`kept`: ancestors()), each with the id it was published with; others
+    (another lifetime: an epoch key that was wiped) are skipped.
+    `position` turns an entry's seq into its Record seq (the seq itself, or a cluster shard's packed one).
     """
     out = Replay()
-    prefix = f"{ID_HEAD}{epoch}-"
+    heads = [(f"{ID_HEAD}{e}-", e) for e in (epoch, *(kept or ()))]
     for i, name in enumerate(channels):
         entries, (trimmed, last), exists = replies[3 * i : 3 * i + 3]
         lost = int(trimmed or 0) > after_seq or (not exists and int(last or 0) > after_seq)
@@ -51,8 +76,9 @@ def history_from_replies(
         for entry_id, raw in entries:
             fields = raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2], strict=True))  # a cluster MULTI reply is raw
             envelope = fields[b"e"].decode()
-            if envelope.startswith(prefix):  # else written under an epoch since retired
+            written = next((e for head, e in heads if envelope.startswith(head)), None)
+            if written is not None:  # else written in another lifetime (a wiped epoch key)
                 seq = int(entry_id.split(b"-", 1)[0])
-                out.events.append(Record(position(seq), f"{epoch}-{seq}", fields[b"t"].decode(), envelope))
+                out.events.append(Record(position(seq), f"{written}-{seq}", fields[b"t"].decode(), envelope))
     out.events.sort(key=lambda r: r.seq)
     return out

@@ -179,9 +179,10 @@ def test_feed_connections_are_per_node_not_per_channel(bus, redis_cluster):
     time.sleep(0)
 
 
-def test_a_shard_whose_sequence_went_back_gets_a_new_epoch(bus, redis_cluster):
-    # What a failover to a replica that missed a tail looks like: the shard's seq is below what this
-    # process saw. The feed's restart (forced here by killing its connections) must retire the epoch.
+def test_a_shard_whose_writer_lost_a_tail_gets_a_new_epoch(bus, redis_cluster):
+    # What a failover to a replica that missed a tail looks like: the shard's seq is below what
+    # streams saw, and its history was written by another process. The feed's restart (forced here
+    # by killing its connections) must fence it off (tests/bus/test_writer_fence.py) before serving.
     names = channels_on_distinct_masters(bus, redis_cluster)
     s = sub(names)
     bus.attach(s, names)
@@ -193,6 +194,7 @@ def test_a_shard_whose_sequence_went_back_gets_a_new_epoch(bus, redis_cluster):
     master = redis_cluster.master_of(shard.slot)
     with master.client() as c:
         c.decrby(shard.seq_key, 1)
+        c.set(shard.epoch_key + ":writer", "0" * 40)
         c.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
     wait_until(lambda: s.end_reason == "bus_lost", 5, message="stream ended with the feed")
     wait_until(lambda: bus.health() is None and bus.reader_reconnects >= 1, 10, message="feed back")

@@ -59,6 +59,7 @@ def golden_bus(request):
     if url is not None:
         with redis.Redis.from_url(url) as client:
             client.set("cg:epoch", EPOCH)
+            client.set("cg:epoch:writer", client.info("server")["run_id"])  # written by this Redis (the writer fence)
     bus = make_bus(request.param, url)
     if isinstance(bus, MemoryBus):
         bus.epoch = EPOCH

@@ -114,6 +114,59 @@ def test_kill_9_of_a_master_loses_nothing_or_resets_only_its_shard(make_redis_cl
 
 
 @pytest.mark.slow
+def test_a_failover_that_lost_a_tail_skips_nothing_stored_after_it(make_redis_cluster: Callable[..., RedisCluster]) -> None:
+    # The replica's link is cut, then ten events are stored and delivered on the master only, then
+    # the master is killed: the promoted replica holds seq 20 of 30, and publishing goes on at once
+    # through another process' bus. The seqs 21.. are issued again, to other events; the stream,
+    # whose cursor says 30, must get every one of them (after a reset: it saw events that are gone).
+    cluster = make_redis_cluster()
+    bus = make_cluster_bus(cluster.startup_nodes)
+    other = make_cluster_bus(cluster.startup_nodes)  # another worker's: publishes only
+    try:
+        (name,) = channels_on_distinct_masters(bus, cluster, 1)
+        shard = bus.layout.of(name)
+        victim = cluster.master_of(shard.slot)
+        victim_id = next(v.node_id for v in cluster.view() if v.port == victim.port)
+        replica = cluster.node(next(v.port for v in cluster.view() if v.master_id == victim_id))
+        client = ResumingClient(bus, [name])
+        reader = gevent.spawn(client.run)
+        for n in range(20):
+            other.publish([ev(name, n)])
+        wait_until(lambda: len(client.got) == 20, 5, message="live delivery")
+        with replica.client() as r:
+            r.execute_command("READONLY")
+            wait_until(lambda: int(r.get(shard.seq_key) or 0) == 20, 5, message="replicated")
+        replica.pause()
+        with victim.client() as v:
+            v.execute_command("CLIENT", "KILL", "TYPE", "replica")  # what is written from here on stays on the master
+        for n in range(20, 30):
+            other.publish([ev(name, n)])
+        wait_until(lambda: len(client.got) == 30, 5, message="the tail delivered live")
+        victim.kill()
+        replica.resume()
+        stored = set(range(20))
+        n = 100
+        while n < 150:
+            try:
+                other.publish([ev(name, n)])
+            except (BusUnavailable, redis.RedisError):
+                gevent.sleep(0.05)  # the failover is not over yet
+                continue
+            stored.add(n)
+            n += 1
+            gevent.sleep(0.01)
+        wait_until(lambda: {(name, x) for x in stored} <= set(client.got), 20, message="every stored event delivered")
+        client.stop = True
+        reader.join(timeout=5)
+        assert client.resets == [name], "the stream saw seqs 21..30, which are gone: it is told"
+        after_reset = client.got[client.got.index((name, 29)) + 1 :]
+        assert not [e for e, c in Counter(after_reset).items() if c > 1], "duplicates"
+    finally:
+        bus.close()
+        other.close()
+
+
+@pytest.mark.slow
 def test_kill_9_of_a_master_end_to_end(make_redis_cluster: Callable[..., RedisCluster]) -> None:
     # gunicorn (2 gevent workers) on the cluster; clients on two channels whose shards live on two
     # masters, reconnecting with their cursor as the JS client does; one master is killed.

@@ -79,9 +79,26 @@ for j = 1, q do
     redis.call('EXPIRE', key, seconds)
   end
 end
+-- The writer fence. A Redis process that did not write the history it holds (a replica
+-- promoted by a failover, a restart from disk) may lack a tail that the previous writer
+-- handed out and streams delivered; the seqs after what it holds would be issued a second
+-- time, to other events. So the first call on a new process (run_id) starts a new epoch
+-- that continues the old one up to the seq it holds: '<parent epoch> <fence>' in the
+-- lineage hash. A cursor of the parent at or below the fence resumes exactly; one above it
+-- saw lost events and is reset (bus/redis_history.py, lineage). Both keys share KEYS[1]'s
+-- slot (its hash tag). A call with no events (n = 0) does only this: the bus' feed runs
+-- it on every connect, before it serves streams.
+local writer = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local writer_key, lineage_key = KEYS[1] .. ':writer', KEYS[1] .. ':lineage'
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', writer_key, writer)
+  epoch = ARGV[1]
+elseif redis.call('GET', writer_key) ~= writer then
+  redis.call('HSET', lineage_key, ARGV[1], epoch .. ' ' .. (redis.call('GET', KEYS[2]) or '0'))
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', writer_key, writer)
   epoch = ARGV[1]
 end
 local maxlen = tonumber(ARGV[2])

@@ -1,0 +1,128 @@
+"""The writer fence (lua/publish.lua): a Redis process that did not write the history it holds.
+
+A failover to a replica that missed a tail, or a restart from a disk that missed one, leaves a
+Redis whose seq is below what streams were given; the seqs after it would be issued again, to other
+events. The state such a Redis holds is made here directly: the writer key names another process
+(the one that wrote the history), and the tail is gone (seq rewound, entries deleted). The feed's
+connect (or the next publish) must start a new epoch that continues the old one up to what is kept:
+cursors at or below it resume exactly, cursors above it reset, and no event stored after the
+change is ever skipped by a replay.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from chatgenius.bus.redis_history import lineage_key
+from chatgenius.bus.redis_publish import EPOCH_KEY, SEQ_KEY, history_key, meta_key
+from chatgenius.cursor import parse
+from chatgenius.events import draft
+from chatgenius.shard_cursor import Vector
+
+from .test_contract import make_bus
+
+CHAN = "channel:fence"
+ANOTHER_PROCESS = "0" * 40  # a run_id no live redis-server has
+
+
+def publish(bus, first: int, count: int, channel: str = CHAN) -> list[str]:
+    drafts = [draft({"channel": channel, "type": "message.created", "data": {"n": n}}, 1 << 16) for n in range(first, first + count)]
+    return bus.publish(drafts)
+
+
+def numbers(found) -> list[int]:
+    return [int(r.envelope.split('"n":')[1].split("}")[0]) for r in found.events]
+
+
+def lose_tail(client: redis.Redis | redis.RedisCluster, epoch_key: str, seq_key: str, hist: str, meta: str, keep: int, top: int) -> None:
+    """The state of a promoted replica that received seqs up to `keep` of `top`."""
+    client.set(epoch_key + ":writer", ANOTHER_PROCESS)
+    client.set(seq_key, keep)
+    kept = client.xrange(hist, "-", f"{keep}-0")
+    assert len(client.xrange(hist, f"{keep + 1}-0", "+")) == top - keep
+    client.delete(hist)  # a stream that never had the tail: its last id is the kept one
+    for entry_id, fields in kept:
+        client.xadd(hist, fields, id=entry_id)
+    client.hset(meta, "last", keep)
+
+
+def test_a_new_writer_that_lost_a_tail_fences_it_off(redis_url):
+    bus = make_bus("redis", redis_url)
+    try:
+        old = publish(bus, 0, 5)  # seqs 1..5
+        lose_tail(bus.client, EPOCH_KEY, SEQ_KEY, history_key(CHAN), meta_key(CHAN), keep=3, top=5)
+        bus.connecting()  # what the feed does on every connect, before it serves streams
+        new = publish(bus, 10, 3)  # seqs 4..6 again, for other events
+        old_epoch, new_epoch = parse(old[0]).epoch, parse(new[0]).epoch
+        assert new_epoch != old_epoch
+        assert bus.client.hgetall(lineage_key(EPOCH_KEY)) == {new_epoch.encode(): f"{old_epoch} 3".encode()}
+
+        at_fence = bus.replay([CHAN], parse(old[2]), 100)  # saw seqs 1..3: all kept
+        assert (at_fence.reset, numbers(at_fence)) == ([], [10, 11, 12])
+        below = bus.replay([CHAN], parse(old[1]), 100)
+        assert (below.reset, numbers(below)) == ([], [2, 10, 11, 12]), "the kept entries of the old epoch are replayed"
+        above = bus.replay([CHAN], parse(old[4]), 100)  # saw 4 and 5, which are gone: told, and given what follows 3
+        assert (above.reset, numbers(above)) == ([CHAN], [10, 11, 12])
+        other = bus.replay([CHAN], parse(f"zzzzzzzzzzzzz-{2}"), 100)  # a lifetime the history does not continue: all of it
+        assert (other.reset, numbers(other)) == ([CHAN], [0, 1, 2, 10, 11, 12]), "the kept entries of the old epoch are replayed"
+        own = bus.replay([CHAN], parse(new[0]), 100)
+        assert (own.reset, numbers(own)) == ([], [11, 12])
+    finally:
+        bus.close()
+
+
+def test_a_new_writer_with_the_whole_history_keeps_every_cursor(redis_url):
+    # A clean failover or a restart that lost nothing: a new epoch, and no client notices.
+    bus = make_bus("redis", redis_url)
+    try:
+        old = publish(bus, 0, 5)
+        bus.client.set(EPOCH_KEY + ":writer", ANOTHER_PROCESS)
+        new = publish(bus, 10, 2)  # the first publish on the new writer fences too
+        assert parse(new[0]).epoch != parse(old[0]).epoch and parse(new[0]).seq == 6
+        found = bus.replay([CHAN], parse(old[4]), 100)
+        assert (found.reset, numbers(found)) == ([], [10, 11])
+    finally:
+        bus.close()
+
+
+def test_every_worker_fences_the_same_writer_once(redis_url):
+    buses = [make_bus("redis", redis_url) for _ in range(3)]
+    try:
+        publish(buses[0], 0, 2)
+        buses[0].client.set(EPOCH_KEY + ":writer", ANOTHER_PROCESS)
+        for bus in buses:
+            bus.connecting()
+        assert len(buses[0].client.hgetall(lineage_key(EPOCH_KEY))) == 1
+    finally:
+        for bus in buses:
+            bus.close()
+
+
+def test_on_a_cluster_shard_a_new_writer_that_lost_a_tail_fences_it_off(redis_cluster_nodes):
+    from .test_cluster_contract import make_cluster_bus
+
+    bus = make_cluster_bus(redis_cluster_nodes)
+    try:
+        shard = bus.layout.of(CHAN)
+        publish(bus, 0, 5)
+        old_epoch = bus.client.get(shard.epoch_key).decode()
+        lose_tail(bus.client, shard.epoch_key, shard.seq_key, shard.history_key(CHAN), shard.meta_key(CHAN), keep=3, top=5)
+        bus._fence_writers()  # what the feed does on every (re)start, before it serves streams
+        publish(bus, 10, 3)
+        new_epoch = bus.client.get(shard.epoch_key).decode()
+        assert new_epoch != old_epoch
+
+        def at(epoch: str, seq: int) -> Vector:
+            return Vector({shard.index: (epoch, seq)})
+
+        at_fence = bus.replay([CHAN], at(old_epoch, 3), 100)
+        assert (at_fence.reset, numbers(at_fence)) == ([], [10, 11, 12])
+        below = bus.replay([CHAN], at(old_epoch, 2), 100)
+        assert (below.reset, numbers(below)) == ([], [2, 10, 11, 12])
+        above = bus.replay([CHAN], at(old_epoch, 5), 100)
+        assert (above.reset, numbers(above)) == ([CHAN], [10, 11, 12])
+        other = bus.replay([CHAN], at(shard.new_epoch(), 2), 100)
+        assert (other.reset, numbers(other)) == ([CHAN], [0, 1, 2, 10, 11, 12])
+        assert above.head.positions[shard.index] == (new_epoch, 6)
+    finally:
+        bus.close()
