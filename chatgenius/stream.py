@@ -94,7 +94,7 @@ def open_session(
         raise
     if isinstance(found.head, Vector):  # Redis Cluster: per-shard positions, each frame its stream's id
         bodies = [(r.seq, r.frame.split(b"\n", 1)[1]) for r in found.events]  # without the event's own id line
-        frames, position = stamp_replay(after if isinstance(after, Vector) else None, found.head, bodies)
+        frames, position = stamp_replay(found.start, found.head, bodies)
         found.events = [Stamped(f) for f in frames]  # type: ignore[misc]
         sub.set_position(position)
         return StreamSession(bus, sub, found, 0, heartbeat, retry_ms, deadline, on_write=on_write)

@@ -53,7 +53,7 @@ def test_positions_advance_per_shard_and_drop_what_was_seen():
 
 
 def test_stamp_gives_each_stream_its_own_id_over_a_shared_body():
-    body = b"event: message.created\ndata: {}\n\n"
+    body = b'event: message.created\ndata: {"id":"1aaaa-6"}\n\n'
     a, b = Vector({1: ("1aaaa", 5)}), Vector({1: ("1aaaa", 5), 2: ("2bbbb", 1)})
     assert stamp(a, pack(1, 6), body) == b"id: 1aaaa6\n" + body
     assert stamp(b, pack(1, 6), body) == b"id: 1aaaa6.2bbbb1\n" + body
@@ -74,12 +74,21 @@ def test_channels_spread_over_shards_and_shard_tags_over_the_slot_space():
 
 
 def test_replayed_frames_carry_ids_from_the_cursor_and_end_at_the_head():
-    body = b"event: e\ndata: {}\n\n"
+    one, two = b'event: e\ndata: {"id":"1aaaa-7"}\n\n', b'event: e\ndata: {"id":"2cccc-2"}\n\n'
     cursor = Vector({1: ("1aaaa", 5), 2: ("2bbbb", 9)})
     head = Vector({1: ("1aaaa", 8), 2: ("2cccc", 3)})  # shard 2 lost its data: a new epoch
-    frames, position = stamp_replay(cursor, head, [(pack(1, 7), body), (pack(2, 2), body)])
-    assert frames == [b"id: 1aaaa7.2cccc0\n" + body, b"id: 1aaaa7.2cccc2\n" + body]
-    assert position == head and stamp(position, pack(1, 8), body) is None
+    frames, position = stamp_replay(cursor, head, [(pack(1, 7), one), (pack(2, 2), two)])
+    assert frames == [b"id: 1aaaa7.2cccc0\n" + one, b"id: 1aaaa7.2cccc2\n" + two]
+    assert position == head and stamp(position, pack(1, 8), one) is None
+
+
+def test_a_live_frame_of_the_epoch_a_writer_fence_started_moves_the_position_to_it():
+    # The stream read its head on a new master before its fence: position 1aaaa-5; the fence made
+    # 1bbbb continue 1aaaa up to 5, and the next event is 1bbbb-6. The id names the new epoch.
+    v = Vector({1: ("1aaaa", 5)})
+    body = b'event: e\ndata: {"id":"1bbbb-6"}\n\n'
+    assert stamp(v, pack(1, 6), body) == b"id: 1bbbb6\n" + body
+    assert v.positions[1] == ("1bbbb", 6)
 
 
 def test_a_frame_of_a_shard_new_to_the_stream_starts_its_position_there():

@@ -34,6 +34,7 @@ from ..sse import durable_frame
 
 if TYPE_CHECKING:  # fanout is gevent code; bus/redis_publish.py (no gevent) imports this module
     from ..fanout import Hub, Subscriber
+    from ..shard_cursor import Vector
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,9 @@ class Replay:
     events: list[Record] = field(default_factory=list)
     reset: list[str] = field(default_factory=list)
     head: Cursor | None = None
+    # Redis Cluster: each shard's position (of the head's epoch) the events follow, which the
+    # stream's ids start from (shard_cursor.stamp_replay); None on one Redis.
+    start: Vector | None = None
 
 
 class BusUnavailable(RuntimeError):

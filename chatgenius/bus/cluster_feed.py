@@ -5,9 +5,10 @@ part with its own failure rules: any sign that a subscription moved or broke (a
 lost connection, a MOVED or other error reply, a SUNSUBSCRIBE we did not ask
 for) ends the whole feed, so every local stream reconnects and resumes from its
 cursor, and the supervisor resubscribes on a fresh slot map. Before it does, it
-compares each shard's sequence with the highest it saw: a shard that went back
-(a failover to a replica that missed a tail) gets a new epoch, so cursors into
-the lost tail reset that shard's channels instead of skipping what is reissued.
+runs every shard's writer fence (lua/publish.lua with no events): a shard whose
+master is another process now (a failover, a restart) gets a new epoch that
+continues the old one up to what the new master holds, so cursors into a lost
+tail reset that shard's channels instead of skipping what is reissued.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from gevent.event import Event
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..cursor import Cursor, new_epoch, parse
+from ..cursor import Cursor, parse
 from ..events import Draft
 from ..fanout import Hub, Subscriber
 from ..redis_errors import UNAVAILABLE, unavailable
@@ -108,10 +108,9 @@ class RedisBus:
         """See EventBus.head: the first call of a deployment starts its epoch."""
         with unavailable():
             epoch, seq = self.client.mget(EPOCH_KEY, SEQ_KEY)
-            if epoch is None:  # the first head of a deployment: start its epoch unless another process just did
-                fresh = new_epoch()
-                self.client.set(EPOCH_KEY, fresh, nx=True)
-                epoch = self.client.get(EPOCH_KEY) or fresh.encode()
+            if epoch is None:  # the first head of a deployment: the script starts its epoch (and writer), once
+                self._publisher.publish_once([], "")
+                epoch, seq = self.client.mget(EPOCH_KEY, SEQ_KEY)
         return Cursor(epoch.decode(), int(seq or 0))
 
     def replay(self, channels: Sequence[str], after: Cursor | None, limit: int) -> Replay:

@@ -31,7 +31,7 @@ from ..cursor import Cursor, parse
 from ..events import Draft
 from ..fanout import Hub, Subscriber
 from ..redis_errors import unavailable
-from ..shard_cursor import Vector, is_single_redis, new_shard_epoch, pack, parse_vector
+from ..shard_cursor import Vector, is_single_redis, pack, parse_vector
 from .base import Published, Quota, Replay
 from .cluster_feed import ClusterFeed, NodeFeed
 from .cluster_shards import Layout, Shard, ShardedPublish
@@ -117,9 +117,9 @@ class RedisClusterBus(ClusterFeed):
         with unavailable():
             for s in shards:
                 epoch, seq = self.client.mget(s.epoch_key, s.seq_key)
-                if epoch is None:
-                    self.client.set(s.epoch_key, new_shard_epoch(s.index), nx=True)
-                    epoch = self.client.get(s.epoch_key)
+                if epoch is None:  # the script starts the shard's epoch (and writer), once
+                    self._publish.shards[s.index].publish_once([], "")
+                    epoch, seq = self.client.mget(s.epoch_key, s.seq_key)
                 heads[s.index] = (epoch.decode(), int(seq or 0))
         return heads
 
@@ -135,10 +135,11 @@ class RedisClusterBus(ClusterFeed):
         by_shard: dict[Shard, list[str]] = defaultdict(list)
         for name in channels:
             by_shard[self.layout.of(name)].append(name)
-        out = Replay(head=Vector())
+        out = Replay(head=Vector(), start=Vector())
         for shard, names in sorted(by_shard.items(), key=lambda kv: kv[0].index):
             epoch, seq, found = self._read_shard(shard, names, after, limit)
             out.head.positions[shard.index] = (epoch, seq)  # type: ignore[union-attr]
+            out.start.positions[shard.index] = (epoch, found.start.positions[shard.index][1] if found.start else seq)  # type: ignore[union-attr]
             out.events += found.events
             out.reset += found.reset
         return out
@@ -154,15 +155,18 @@ class RedisClusterBus(ClusterFeed):
             return epoch, seq, Replay()
         held = after.positions.get(shard.index) if isinstance(after, Vector) else None  # a Cursor: single Redis
         found, epoch, seq, kept = self._read_history(shard, names, held[1] if held else 0, limit)
+        start, exact = 0, False
         if epoch is None:  # a wiped shard: give it its new epoch now, so the head names a real one
             self._shard_heads([shard])
             found, epoch, seq, kept = self._read_history(shard, names, 0, limit)
         elif held is not None and held[1] <= seq and (held[0] == epoch or held[1] <= kept.get(held[0], -1)):
-            return epoch, seq, found
+            start, exact = held[1], True
         elif held is not None and held[1] > 0:  # past a fence: what follows it; another lifetime or past the head: all
-            fence = kept.get(held[0], 0) if held[0] != epoch else 0
-            found, epoch, seq, kept = self._read_history(shard, names, fence, limit)
-        found.reset = list(names)
+            start = kept.get(held[0], 0) if held[0] != epoch else 0
+            found, epoch, seq, kept = self._read_history(shard, names, start, limit)
+        if not exact:
+            found.reset = list(names)
+        found.start = Vector({shard.index: (epoch or "", start)})
         return epoch or "", seq, found
 
     def _read_history(self, shard: Shard, names: list[str], after_seq: int, limit: int) -> tuple[Replay, str | None, int, dict[str, int]]:

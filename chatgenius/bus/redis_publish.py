@@ -93,8 +93,8 @@ SINGLE = Keys()
 class PublishScript:
     """lua/publish.lua bound to a client and the history settings; see EventBus.publish_once.
 
-    `on_seq(epoch, seq)` (optional) hears the highest seq each call handed out: RedisBus
-    uses it to notice a sequence that went backwards. `keys`: where it writes (Keys).
+    `keys`: where it writes (Keys). A call with no events runs only the script's writer
+    fence (RedisBus.connecting).
     """
 
     def __init__(
@@ -107,7 +107,6 @@ class PublishScript:
         self.ttl = ttl
         self.meta_ttl = max(ttl * 10, 7 * 86400)
         self.window = window
-        self.on_seq: Callable[[bytes, int], None] | None = None
         # `runner(keys=, args=)` runs the script: redis-py's own Script by default; the service
         # passes bus/redis_script.Script (gevent, connections of its own, no pool checks per call).
         self._script: Callable[..., Any] = runner or client.register_script(script_source())
@@ -166,18 +165,14 @@ class PublishScript:
         epoch_s = epoch.decode()
         ids: list[str | None] = []
         repeats = []
-        top = 0
         for i, v in enumerate(result[1:]):
             if isinstance(v, bytes):  # a keyed event seen before: its stored cursor
                 repeats.append(i)
                 ids.append(v.decode() or None)
             elif v:
                 ids.append(f"{epoch_s}-{v}")
-                top = max(top, v)
             else:
                 ids.append(None)
-        if top and self.on_seq is not None:
-            self.on_seq(epoch, top)
         return Published(ids, repeats=frozenset(repeats)) if repeats else Published(ids)
 
     @staticmethod

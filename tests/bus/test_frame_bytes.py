@@ -59,7 +59,8 @@ def golden_bus(request):
     if url is not None:
         with redis.Redis.from_url(url) as client:
             client.set("cg:epoch", EPOCH)
-            client.set("cg:epoch:writer", client.info("server")["run_id"])  # written by this Redis (the writer fence)
+            # Written by this Redis in its role (lua/publish.lua's writer fence): no new epoch.
+            client.set("cg:epoch:writer", f"{client.info('server')['run_id']} {client.info('replication')['master_replid']}")
     bus = make_bus(request.param, url)
     if isinstance(bus, MemoryBus):
         bus.epoch = EPOCH

@@ -14,7 +14,7 @@ from __future__ import annotations
 import redis
 
 from chatgenius.bus.redis_history import lineage_key
-from chatgenius.bus.redis_publish import EPOCH_KEY, SEQ_KEY, history_key, meta_key
+from chatgenius.bus.redis_publish import EPOCH_KEY, SEQ_KEY, history_key, live_channel, meta_key
 from chatgenius.cursor import parse
 from chatgenius.events import draft
 from chatgenius.shard_cursor import Vector
@@ -124,5 +124,86 @@ def test_on_a_cluster_shard_a_new_writer_that_lost_a_tail_fences_it_off(redis_cl
         other = bus.replay([CHAN], at(shard.new_epoch(), 2), 100)
         assert (other.reset, numbers(other)) == ([CHAN], [0, 1, 2, 10, 11, 12])
         assert above.head.positions[shard.index] == (new_epoch, 6)
+    finally:
+        bus.close()
+
+
+def test_the_lineage_keeps_the_current_chain_and_never_reuses_its_epochs(redis_url):
+    bus = make_bus("redis", redis_url)
+    try:
+        publish(bus, 0, 1)
+        epochs = [bus.head().epoch]
+        for _ in range(40):  # forty restarts or failovers
+            bus.client.set(EPOCH_KEY + ":writer", ANOTHER_PROCESS)
+            bus.connecting()
+            epochs.append(bus.head().epoch)
+        links = bus.client.hgetall(lineage_key(EPOCH_KEY))
+        assert len(links) == 32, "the chain of the current epoch, 32 links at most"
+        assert len(set(epochs)) == len(epochs)
+        # A candidate that names an epoch of the chain gets another name (here: every candidate does).
+        class Colliding:  # redis_publish.KeySpace: one Redis' keys, a candidate epoch that is taken
+            epoch_key, seq_key = EPOCH_KEY, SEQ_KEY
+            history_key, meta_key, live = staticmethod(history_key), staticmethod(meta_key), staticmethod(live_channel)
+            new_epoch = staticmethod(lambda: epochs[-3])
+
+        bus._publisher.keys = Colliding()
+        bus.client.set(EPOCH_KEY + ":writer", ANOTHER_PROCESS)
+        bus.connecting()
+        now = bus.head().epoch
+        assert now not in epochs[-33:] and now[:-1] == epochs[-3][:-1], "none of the chain's 33 epochs"
+    finally:
+        bus.close()
+
+
+def test_without_info_nothing_is_written(redis_url):
+    # An ACL user without INFO: the script fails before its first write (no seq, no quota counted).
+    from chatgenius.bus.base import Quota
+    from chatgenius.bus.redis_publish import PublishScript
+
+    with redis.Redis.from_url(redis_url) as admin:
+        admin.execute_command("ACL", "SETUSER", "noinfo", "on", "nopass", "~*", "&*", "+@all", "-info")
+        try:
+            with redis.Redis.from_url(redis_url, username="noinfo", password="") as limited:
+                script = PublishScript(limited, 100, 3600)
+                d = draft({"channel": CHAN, "type": "message.created", "data": {"n": 1}}, 1 << 16)
+                try:
+                    script.publish([d], [Quota("q:fence", 5, 60)])
+                    raise AssertionError("published without INFO")
+                except redis.ResponseError as exc:
+                    assert str(exc).startswith("FENCE the Redis user must be allowed INFO"), exc
+            assert admin.get(SEQ_KEY) is None and admin.keys("*q:fence*") == []
+        finally:
+            admin.execute_command("ACL", "DELUSER", "noinfo")
+
+
+def test_on_a_cluster_ids_after_a_clean_fence_keep_the_position_of_the_fenced_shard(redis_cluster_nodes):
+    # Two shards; shard B changes writer with nothing lost, and only shard A has events after the
+    # cursor. The replayed frames' ids must hold B's position (its seq, under the new epoch), not 0:
+    # a resume from 0 would replay all of B again, without a reset.
+    from chatgenius.shard_cursor import stamp_replay, unpack
+
+    from .test_cluster_contract import make_cluster_bus
+
+    bus = make_cluster_bus(redis_cluster_nodes)
+    try:
+        a = CHAN
+        b = next(f"channel:f{n}" for n in range(1000) if bus.layout.of(f"channel:f{n}").index != bus.layout.of(a).index)
+        publish(bus, 0, 3, a)
+        publish(bus, 0, 4, b)
+        cursor = bus.head([a, b])
+        shard_b = bus.layout.of(b)
+        bus.client.set(shard_b.epoch_key + ":writer", ANOTHER_PROCESS)
+        bus._fence_writers()
+        publish(bus, 10, 2, a)
+        found = bus.replay([a, b], cursor, 100)
+        assert found.reset == [] and numbers(found) == [10, 11]
+        new_b = bus.client.get(shard_b.epoch_key).decode()
+        assert found.start.positions[shard_b.index] == (new_b, 4)
+        frames, _ = stamp_replay(found.start, found.head, [(r.seq, r.frame.split(b"\n", 1)[1]) for r in found.events])
+        ids = [f.split(b"\n", 1)[0].decode()[4:] for f in frames]
+        assert all(new_b + "4" in i for i in ids), ids  # seq 4 in base 36 is "4"
+        resumed = bus.replay([a, b], Vector(found.head.positions), 100)
+        assert (resumed.reset, resumed.events) == ([], [])
+        assert unpack(found.events[0].seq)[0] == bus.layout.of(a).index
     finally:
         bus.close()

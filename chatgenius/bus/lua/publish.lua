@@ -3,7 +3,7 @@
 -- KEYS[1] epoch key, KEYS[2] global sequence key, then two keys per event:
 --   KEYS[2+2i-1] the channel's history stream, KEYS[2+2i] its meta hash
 --   (both hash-tagged with the channel, so one channel lives in one slot).
--- ARGV[1] candidate epoch (used only when none is stored: a fresh or wiped Redis),
+-- ARGV[1] candidate epoch (used when none is stored, a fresh or wiped Redis, and at a writer fence),
 -- ARGV[2] HISTORY_MAXLEN, ARGV[3] HISTORY_TTL, ARGV[4] meta TTL, ARGV[5] n,
 -- then five values per event: durable flag, live pub/sub channel, type, and the
 -- envelope's head and tail: Python makes the envelope JSON (events.envelope_parts),
@@ -29,6 +29,18 @@
 -- event key puts its stored cursor (a string, unlike fresh seqs) in the event's place;
 -- a fingerprint mismatch is the error 'IDEMPOTENCY <0 for the request, else k>'.
 -- Absent (presence's embedded calls, publishes without keys), it costs one lookup.
+-- Who writes: the Redis process (run_id) in its current role (master_replid: a new one at every
+-- promotion, so a master demoted, resynced from another and promoted again is a new writer).
+-- Read before any write: without INFO (an ACL without it) nothing is written, and the error says why.
+local info = redis.pcall('INFO', 'server', 'replication')
+if type(info) ~= 'string' then
+  return redis.error_reply('FENCE the Redis user must be allowed INFO: ' .. tostring(info.err))
+end
+local run_at, replid_at = string.find(info, 'run_id:', 1, true), string.find(info, 'master_replid:', 1, true)
+if not run_at or not replid_at then  -- plain finds: half what pattern matches cost here
+  return redis.error_reply('FENCE INFO server replication lacks run_id or master_replid')
+end
+local writer = string.sub(info, run_at + 7, run_at + 46) .. ' ' .. string.sub(info, replid_at + 14, replid_at + 53)
 local n_events = tonumber(ARGV[5])
 local q_at = 6 + 5 * n_events
 local q = tonumber(ARGV[q_at]) or 0
@@ -80,15 +92,16 @@ for j = 1, q do
   end
 end
 -- The writer fence. A Redis process that did not write the history it holds (a replica
--- promoted by a failover, a restart from disk) may lack a tail that the previous writer
--- handed out and streams delivered; the seqs after what it holds would be issued a second
--- time, to other events. So the first call on a new process (run_id) starts a new epoch
--- that continues the old one up to the seq it holds: '<parent epoch> <fence>' in the
+-- promoted by a failover, a restart from disk, a migrated slot) may lack a tail that the
+-- previous writer handed out and streams delivered; the seqs after what it holds would be
+-- issued a second time, to other events. So the first call of a new writer starts a new
+-- epoch that continues the old one up to the seq it holds: '<parent epoch> <fence>' in the
 -- lineage hash. A cursor of the parent at or below the fence resumes exactly; one above it
--- saw lost events and is reset (bus/redis_history.py, lineage). Both keys share KEYS[1]'s
--- slot (its hash tag). A call with no events (n = 0) does only this: the bus' feed runs
--- it on every connect, before it serves streams.
-local writer = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+-- saw lost events and is reset (bus/redis_history.py, ancestors). The hash keeps the chain
+-- of the current epoch only (32 links at most), and the new epoch's name is none of its
+-- epochs (a candidate that is one gets another last character). Both keys share KEYS[1]'s
+-- slot (its hash tag). A call with no events (n = 0) does only this: the bus' feed runs it
+-- on every connect, before it serves streams.
 local writer_key, lineage_key = KEYS[1] .. ':writer', KEYS[1] .. ':lineage'
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
@@ -96,10 +109,32 @@ if not epoch then
   redis.call('SET', writer_key, writer)
   epoch = ARGV[1]
 elseif redis.call('GET', writer_key) ~= writer then
-  redis.call('HSET', lineage_key, ARGV[1], epoch .. ' ' .. (redis.call('GET', KEYS[2]) or '0'))
-  redis.call('SET', KEYS[1], ARGV[1])
+  local flat = redis.call('HGETALL', lineage_key)
+  local links = {}
+  for i = 1, #flat, 2 do
+    links[flat[i]] = flat[i + 1]
+  end
+  local chain, taken, e = {}, {[epoch] = true}, epoch
+  while links[e] and #chain < 62 do
+    local parent = string.match(links[e], '^(%S+)')
+    if taken[parent] then
+      break
+    end
+    chain[#chain + 1] = e
+    chain[#chain + 1] = links[e]
+    taken[parent] = true
+    e = parent
+  end
+  local fresh, alphabet, k = ARGV[1], '0123456789abcdefghijklmnopqrstuvwxyz', 0
+  while taken[fresh] and k < 36 do
+    k = k + 1
+    fresh = string.sub(ARGV[1], 1, -2) .. string.sub(alphabet, k, k)
+  end
+  redis.call('DEL', lineage_key)
+  redis.call('HSET', lineage_key, fresh, epoch .. ' ' .. (redis.call('GET', KEYS[2]) or '0'), unpack(chain))
+  redis.call('SET', KEYS[1], fresh)
   redis.call('SET', writer_key, writer)
-  epoch = ARGV[1]
+  epoch = fresh
 end
 local maxlen = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
