@@ -56,7 +56,7 @@ def base36(n: int, digits: str) -> str:
 
 # Epoch names: a random prefix of 9 characters per process and a counter, 10 to 16 characters in all (the
 # cursor's form allows 4 to 16). Why not fresh randomness per call (unique.py): the Redis bus proposes a
-# candidate epoch with every publish (used only when none is stored), and drawing ten characters from the
+# candidate epoch with every publish (used when none is stored, and at a writer fence), and drawing ten characters from the
 # OS took ten getrandom(2) calls, the largest syscall cost of a publish. An epoch must never name two
 # lifetimes of a sequence: a counter within a random prefix never repeats.
 new_epoch = UniqueNames(

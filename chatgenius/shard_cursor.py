@@ -123,21 +123,19 @@ def stamp(position: Vector, packed: int, body: bytes) -> bytes | None:
     None for a frame at or below the stream's position on its shard (replayed already, or a
     duplicate): the cluster's form of "drop live seq <= last replayed". Ephemeral frames
     (packed 0) pass without an id, as on one Redis. A shard the stream holds no position on
-    (a channel added live, POST /subscriptions) starts at this frame; every position takes the
-    epoch the frame's envelope id names.
+    (a channel added live, POST /subscriptions) starts at this frame, with the epoch its
+    envelope's id names.
     """
     if not packed:
         return body
     shard, seq = unpack(packed)
-    held = position.positions.get(shard)
-    if held is not None and seq <= held[1]:
+    if shard not in position.positions:  # a channel added to a live stream, on a shard new to it
+        at = body.find(b'{"id":"')
+        if at < 0:
+            return None
+        position.positions[shard] = (body[at + 7 : at + 12].decode(), seq)
+    elif not position.advance(packed):
         return None
-    at = body.find(b'{"id":"')
-    if at < 0:
-        return None
-    # The frame's own epoch: a stream whose head was read before a new master's writer fence
-    # (bus/lua/publish.lua) holds the epoch the new one continues, and moves to it with this frame.
-    position.positions[shard] = (body[at + 7 : at + 12].decode(), seq)
     return b"id: " + str(position).encode() + b"\n" + body
 
 

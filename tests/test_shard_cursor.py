@@ -82,15 +82,6 @@ def test_replayed_frames_carry_ids_from_the_cursor_and_end_at_the_head():
     assert position == head and stamp(position, pack(1, 8), one) is None
 
 
-def test_a_live_frame_of_the_epoch_a_writer_fence_started_moves_the_position_to_it():
-    # The stream read its head on a new master before its fence: position 1aaaa-5; the fence made
-    # 1bbbb continue 1aaaa up to 5, and the next event is 1bbbb-6. The id names the new epoch.
-    v = Vector({1: ("1aaaa", 5)})
-    body = b'event: e\ndata: {"id":"1bbbb-6"}\n\n'
-    assert stamp(v, pack(1, 6), body) == b"id: 1bbbb6\n" + body
-    assert v.positions[1] == ("1bbbb", 6)
-
-
 def test_a_frame_of_a_shard_new_to_the_stream_starts_its_position_there():
     body = b'event: e\ndata: {"id":"3xyzw-41","type":"e"}\n\n'
     v = Vector({1: ("1aaaa", 5)})

@@ -28,6 +28,7 @@ from redis.crc import key_slot
 from ..redis_errors import UNAVAILABLE as _ERRORS
 from ..shard_cursor import pack
 from ..sse import body_from_live
+from .base import BusUnavailable
 from .cluster_node_feed import NodeFeed
 from .cluster_shards import Shard
 from .redis import RedisBus
@@ -94,6 +95,12 @@ class ClusterFeed:
             if feed is None:
                 if command != "SSUBSCRIBE":
                     return  # nothing subscribed there
+                # A master this process did not hear yet (a failover it had no feed on, say): its
+                # writer fence first, so a stream's replay and head that follow read the new epoch.
+                for live in lives:
+                    name = live.encode() if isinstance(live, str) else live
+                    if name not in self._routes:
+                        self._publish.shards[self.layout.live_name(name)[0].index].publish_once([], "")
                 feed = NodeFeed(node.host, node.port, lock)
                 feed.connect()
                 if self._lost.is_set():
@@ -201,7 +208,7 @@ class ClusterFeed:
         try:
             for shard, lives in by_shard.items():
                 self._send(self.client.nodes_manager.get_node_from_slot(shard.slot), command, *lives)
-        except _ERRORS as exc:
+        except (*_ERRORS, BusUnavailable) as exc:  # BusUnavailable: a writer fence's script call
             log.warning("%s failed (%s); the feed restarts", command.lower(), exc)
             self._lost.set()
 

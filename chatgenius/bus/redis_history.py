@@ -34,8 +34,8 @@ def ancestors(epoch: str, links: Mapping[bytes, bytes]) -> dict[str, int]:
     out: dict[str, int] = {}
     link = links.get(epoch.encode())
     while link is not None and len(out) < len(links):
-        parent, fence = link.decode().split()
-        if parent == epoch or parent in out:
+        parent, _, fence = link.decode().partition(" ")
+        if parent == epoch or parent in out or not fence.isdigit():  # a link that does not parse ends the chain
             break
         out[parent] = int(fence)
         link = links.get(parent.encode())

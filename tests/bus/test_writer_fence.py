@@ -207,3 +207,29 @@ def test_on_a_cluster_ids_after_a_clean_fence_keep_the_position_of_the_fenced_sh
         assert unpack(found.events[0].seq)[0] == bus.layout.of(a).index
     finally:
         bus.close()
+
+
+def test_without_info_a_presence_join_announces_nothing_and_stays_unannounced(redis_url):
+    # Presence embeds publish.lua: its refusal must not leave the user marked as announced.
+    from chatgenius.presence.base import Lease, presence_draft
+    from chatgenius.presence.redis import RedisPresence, _with_publish, online_key
+
+    bus = make_bus("redis", redis_url)
+    with redis.Redis.from_url(redis_url) as admin:
+        admin.execute_command("ACL", "SETUSER", "noinfo", "on", "nopass", "~*", "&*", "+@all", "-info")
+        try:
+            with redis.Redis.from_url(redis_url, username="noinfo", password="") as limited:
+                presence = RedisPresence(bus)
+                presence.client, presence._join = limited, limited.register_script(_with_publish("presence_join.lua"))
+                before = admin.get(SEQ_KEY)
+                try:
+                    presence.join([Lease(CHAN, "u1", "c1")], 5, presence_draft)
+                    raise AssertionError("announced without INFO")
+                except redis.ResponseError as exc:
+                    assert "FENCE the Redis user must be allowed INFO" in str(exc), exc
+                assert not admin.sismember(online_key(CHAN), "u1") and admin.get(SEQ_KEY) == before
+                presence.client, presence._join = bus.client, bus.client.register_script(_with_publish("presence_join.lua"))
+                assert presence.join([Lease(CHAN, "u1", "c1")], 5, presence_draft) == [True], "announced once INFO is allowed"
+        finally:
+            admin.execute_command("ACL", "DELUSER", "noinfo")
+            bus.close()

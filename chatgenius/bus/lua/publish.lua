@@ -31,16 +31,18 @@
 -- Absent (presence's embedded calls, publishes without keys), it costs one lookup.
 -- Who writes: the Redis process (run_id) in its current role (master_replid: a new one at every
 -- promotion, so a master demoted, resynced from another and promoted again is a new writer).
--- Read before any write: without INFO (an ACL without it) nothing is written, and the error says why.
-local info = redis.pcall('INFO', 'server', 'replication')
-if type(info) ~= 'string' then
-  return redis.error_reply('FENCE the Redis user must be allowed INFO: ' .. tostring(info.err))
+-- Read before any write: without INFO (an ACL without it) nothing is written, and the error says
+-- why. Two calls: Redis 6 takes one section per INFO.
+local server, replication = redis.pcall('INFO', 'server'), redis.pcall('INFO', 'replication')
+if type(server) ~= 'string' or type(replication) ~= 'string' then
+  local refused = type(server) == 'table' and server or replication
+  return redis.error_reply('FENCE the Redis user must be allowed INFO: ' .. tostring(refused.err))
 end
-local run_at, replid_at = string.find(info, 'run_id:', 1, true), string.find(info, 'master_replid:', 1, true)
+local run_at, replid_at = string.find(server, 'run_id:', 1, true), string.find(replication, 'master_replid:', 1, true)
 if not run_at or not replid_at then  -- plain finds: half what pattern matches cost here
-  return redis.error_reply('FENCE INFO server replication lacks run_id or master_replid')
+  return redis.error_reply('FENCE INFO lacks run_id or master_replid')
 end
-local writer = string.sub(info, run_at + 7, run_at + 46) .. ' ' .. string.sub(info, replid_at + 14, replid_at + 53)
+local writer = string.sub(server, run_at + 7, run_at + 46) .. ' ' .. string.sub(replication, replid_at + 14, replid_at + 53)
 local n_events = tonumber(ARGV[5])
 local q_at = 6 + 5 * n_events
 local q = tonumber(ARGV[q_at]) or 0
@@ -116,8 +118,8 @@ elseif redis.call('GET', writer_key) ~= writer then
   end
   local chain, taken, e = {}, {[epoch] = true}, epoch
   while links[e] and #chain < 62 do
-    local parent = string.match(links[e], '^(%S+)')
-    if taken[parent] then
+    local parent = string.match(links[e], '^(%S+) %d+$')
+    if not parent or taken[parent] then  -- a link that does not parse ends the chain there
       break
     end
     chain[#chain + 1] = e

@@ -16,7 +16,11 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[1])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[3])
 if redis.call('SADD', KEYS[4], ARGV[2]) == 1 then
-  publish({unpack(KEYS, 5)}, {unpack(ARGV, 5)})
+  local failed = publish({unpack(KEYS, 5)}, {unpack(ARGV, 5)})
+  if type(failed) == 'table' and failed.err then  -- publish.lua refused (its writer fence): not announced
+    redis.call('SREM', KEYS[4], ARGV[2])
+    return failed
+  end
   return 1
 end
 return 0

@@ -20,5 +20,9 @@ end
 if redis.call('SREM', KEYS[3], ARGV[2]) == 0 then
   return 0
 end
-publish({unpack(KEYS, 4)}, {unpack(ARGV, 5)})
+local failed = publish({unpack(KEYS, 4)}, {unpack(ARGV, 5)})
+if type(failed) == 'table' and failed.err then  -- publish.lua refused (its writer fence): still announced
+  redis.call('SADD', KEYS[3], ARGV[2])
+  return failed
+end
 return 1
