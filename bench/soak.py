@@ -174,7 +174,7 @@ def run(  # noqa: PLR0913
         # What ended streams besides the churn, and what the service warned of: to read a failure by.
         endings = Counter(e for r in readers for e in r.endings)
         warned = Counter(
-            str(line.get("event") or line.get("message", ""))[:80] for line in g.json_logs() if line.get("level") in ("warning", "error")
+            f"{line.get('event')}: {line.get('message', '')}"[:120] for line in g.json_logs() if line.get("level") in ("warning", "error")
         )
         told = sum(r.resets for r in readers)
         diagnosis = f"Streams ended by: {dict(endings)}; system.reset received: {told}; service warnings: {dict(warned)}."

@@ -178,8 +178,12 @@ class Subscriber:
             return CLOSED
         if self.floor and seq:
             if self.position is not None:  # Redis Cluster (floor stays set): this stream's id line
-                if (frame := stamp(self.position, seq, frame)) is None:  # type: ignore[assignment]
+                # Not `frame := stamp(...)`: compiled (mypyc), `frame` is checked to be bytes on
+                # assignment, and a frame replayed already made the reader raise TypeError.
+                stamped = stamp(self.position, seq, frame)
+                if stamped is None:
                     return CLOSED  # replayed already, on its shard
+                frame = stamped
             elif seq <= self.floor:
                 return CLOSED
             else:

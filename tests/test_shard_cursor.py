@@ -87,3 +87,18 @@ def test_a_frame_of_a_shard_new_to_the_stream_starts_its_position_there():
     v = Vector({1: ("1aaaa", 5)})
     assert stamp(v, pack(3, 41), body) == b"id: 1aaaa5.3xyzw15\n" + body  # 41 is 15 in base 36
     assert v.positions[3] == ("3xyzw", 41) and stamp(v, pack(3, 41), body) is None
+
+
+def test_a_cluster_stream_drops_a_live_frame_it_replayed_already():
+    # The replay/live overlap on Redis Cluster: a live frame at or below the stream's position is
+    # dropped (CLOSED), the next one is queued with its id line. Compiled (make compiled), the
+    # subscriber once raised TypeError here, which ended the bus reader and every local stream.
+    from chatgenius.subscriber import Subscriber
+    from chatgenius.wire import CLOSED, QUEUED
+
+    sub = Subscriber("s1", "u", ["channel:a"], 1 << 20)
+    sub.set_position(Vector({1: ("1aaaa", 5)}))
+    old, new = b'event: e\ndata: {"id":"1aaaa-5"}\n\n', b'event: e\ndata: {"id":"1aaaa-6"}\n\n'
+    assert sub.offer(pack(1, 5), old) == CLOSED
+    assert sub.offer(pack(1, 6), new) == QUEUED
+    assert sub.take(0) == [(pack(1, 6), b"id: 1aaaa6\n" + new)]
