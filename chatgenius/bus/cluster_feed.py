@@ -97,10 +97,10 @@ class ClusterFeed:
                     return  # nothing subscribed there
                 # A master this process did not hear yet (a failover it had no feed on, say): its
                 # writer fence first, so a stream's replay and head that follow read the new epoch.
-                for live in lives:
-                    name = live.encode() if isinstance(live, str) else live
-                    if name not in self._routes:
-                        self._publish.shards[self.layout.live_name(name)[0].index].publish_once([], "")
+                # `lives` are of one slot (_send_by_shard): one shard, one fence.
+                first = lives[0].encode() if isinstance(lives[0], str) else lives[0]
+                if first not in self._routes:
+                    self._publish.shards[self.layout.live_name(first)[0].index].publish_once([], "")
                 feed = NodeFeed(node.host, node.port, lock)
                 feed.connect()
                 if self._lost.is_set():

@@ -26,7 +26,7 @@ from ..redis_errors import UNAVAILABLE, unavailable
 from ..sse import frame_from_live
 from .base import BusUnavailable, Published, Quota, Replay
 from .redis_feed import BUSY_FANOUT, FeedReplies, RedisFeed, let_io_in
-from .redis_history import ancestors, history_from_replies, lineage_key, queue_history_reads
+from .redis_history import ancestors, history_from_replies, lineage_key, queue_history_reads, resume_point
 from .redis_publish import EPOCH_KEY, LIVE_PREFIX, SEQ_KEY, SINGLE, PublishScript, live_channel, script_source
 from .redis_script import Script
 
@@ -128,11 +128,11 @@ class RedisBus:
         head = found.head
         if head is None:
             return found
-        fence = kept.get(after.epoch) if after.epoch != head.epoch else None
-        if after.seq <= head.seq and (after.epoch == head.epoch or (fence is not None and after.seq <= fence)):
-            return found
-        found, _ = self._read_history(channels, fence or 0, limit)
-        found.reset = list(channels)
+        start, exact = resume_point((after.epoch, after.seq), head.epoch, head.seq, kept)
+        if not exact:
+            if start != after.seq:
+                found, _ = self._read_history(channels, start, limit)
+            found.reset = list(channels)
         return found
 
     def _read_history(self, channels: Sequence[str], after_seq: int, limit: int) -> tuple[Replay, dict[str, int]]:

@@ -35,7 +35,7 @@ from ..shard_cursor import Vector, is_single_redis, pack, parse_vector
 from .base import Published, Quota, Replay
 from .cluster_feed import ClusterFeed, NodeFeed
 from .cluster_shards import Layout, Shard, ShardedPublish
-from .redis_history import ancestors, history_from_replies, lineage_key, queue_history_reads
+from .redis_history import ancestors, history_from_replies, lineage_key, queue_history_reads, resume_point
 
 log = logging.getLogger(__name__)
 
@@ -137,37 +137,37 @@ class RedisClusterBus(ClusterFeed):
             by_shard[self.layout.of(name)].append(name)
         out = Replay(head=Vector(), start=Vector())
         for shard, names in sorted(by_shard.items(), key=lambda kv: kv[0].index):
-            epoch, seq, found = self._read_shard(shard, names, after, limit)
+            epoch, seq, start, found = self._read_shard(shard, names, after, limit)
             out.head.positions[shard.index] = (epoch, seq)  # type: ignore[union-attr]
-            out.start.positions[shard.index] = (epoch, found.start.positions[shard.index][1] if found.start else seq)  # type: ignore[union-attr]
+            out.start.positions[shard.index] = (epoch, start)  # type: ignore[union-attr]
             out.events += found.events
             out.reset += found.reset
         return out
 
-    def _read_shard(self, shard: Shard, names: list[str], after: Vector | Cursor | None, limit: int) -> tuple[str, int, Replay]:
+    def _read_shard(self, shard: Shard, names: list[str], after: Vector | Cursor | None, limit: int) -> tuple[str, int, int, Replay]:
         """One shard's part of replay. The reset decision uses the epoch, head and lineage of the
         same MULTI that read the history, so an epoch replaced meanwhile cannot pass for the cursor's.
         A position of an epoch the current one continues (lua/publish.lua's writer fence), at or
         below the seq it kept, resumes exactly; above it, it named events that are gone: reset, with
-        what follows the fence (the client has the rest)."""
+        what follows the fence (the client has the rest) (redis_history.resume_point). Returns the
+        shard's epoch, head, the seq its events follow, and what was found."""
         if after is None:
             epoch, seq = self._shard_heads([shard])[shard.index]
-            return epoch, seq, Replay()
+            return epoch, seq, seq, Replay()
         held = after.positions.get(shard.index) if isinstance(after, Vector) else None  # a Cursor: single Redis
-        found, epoch, seq, kept = self._read_history(shard, names, held[1] if held else 0, limit)
-        start, exact = 0, False
+        read_from = held[1] if held else 0
+        found, epoch, seq, kept = self._read_history(shard, names, read_from, limit)
         if epoch is None:  # a wiped shard: give it its new epoch now, so the head names a real one
             self._shard_heads([shard])
             found, epoch, seq, kept = self._read_history(shard, names, 0, limit)
-        elif held is not None and held[1] <= seq and (held[0] == epoch or held[1] <= kept.get(held[0], -1)):
-            start, exact = held[1], True
-        elif held is not None and held[1] > 0:  # past a fence: what follows it; another lifetime or past the head: all
-            start = kept.get(held[0], 0) if held[0] != epoch else 0
-            found, epoch, seq, kept = self._read_history(shard, names, start, limit)
+            start, exact = 0, False
+        else:
+            start, exact = resume_point(held, epoch, seq, kept)
+            if start != read_from:
+                found, epoch, seq, kept = self._read_history(shard, names, start, limit)
         if not exact:
             found.reset = list(names)
-        found.start = Vector({shard.index: (epoch or "", start)})
-        return epoch or "", seq, found
+        return epoch or "", seq, start, found
 
     def _read_history(self, shard: Shard, names: list[str], after_seq: int, limit: int) -> tuple[Replay, str | None, int, dict[str, int]]:
         with unavailable():

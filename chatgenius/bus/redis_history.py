@@ -42,6 +42,22 @@ def ancestors(epoch: str, links: Mapping[bytes, bytes]) -> dict[str, int]:
     return out
 
 
+def resume_point(held: tuple[str, int] | None, epoch: str, head: int, kept: Mapping[str, int]) -> tuple[int, bool]:
+    """Where the replay of a cursor at `held` (epoch, seq) starts, and whether exactly (no reset).
+
+    Exact: a position of the current `epoch` up to its `head`, or of an epoch it continues (`kept`:
+    ancestors()) up to that epoch's fence. Past a fence the cursor named events that are gone: a
+    reset, from the fence (the client has the rest). Anything else (no position, another
+    lifetime, past the head): a reset, from 0. Both buses decide with this.
+    """
+    if held is None:
+        return 0, False
+    held_epoch, seq = held
+    if seq <= head and (held_epoch == epoch or seq <= kept.get(held_epoch, -1)):
+        return seq, True
+    return (kept.get(held_epoch, 0) if held_epoch != epoch else 0), False
+
+
 def queue_history_reads(
     pipe: Pipeline | ClusterPipeline, keys: Keys | Shard, channels: Sequence[str], after_seq: int, limit: int,
 ) -> None:
